@@ -1,0 +1,318 @@
+//! Frames in, messages out: the validating codec.
+//!
+//! Every client frame passes through [`Codec::decode`] before anything routes
+//! it. Text frames are parsed as JSON and checked against the generated JSON
+//! Schema (validators compiled once, one per message `type`, so errors name
+//! the offending field). Binary frames are decoded as protobuf and checked by
+//! the generated [`Validate`] impls, which carry the same rules. Both give
+//! the same error codes and JSON pointers for the same mistakes.
+//!
+//! Server messages are encoded once per encoding into [`Encoded`], whose
+//! payloads are reference-counted and shared by every recipient.
+
+use std::collections::HashMap;
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use jsonschema::Validator;
+use jsonschema::error::ValidationErrorKind;
+use prost::Message as _;
+use serde_json::Value;
+use thiserror::Error;
+
+use super::v1::{self, ErrorCode};
+use super::validate::Validate;
+use super::{ClientMessage, ServerMessage, schema};
+
+/// The wire encoding of a connection, chosen at the handshake.
+pub use super::v1::Encoding;
+
+/// Longest `requestId` echoed back in an error (the schema's own limit).
+const MAX_ECHOED_REQUEST_ID: usize = 64;
+
+/// Why a client frame was refused. Turned into an `error` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{code:?}: {message}")]
+pub struct DecodeError {
+    /// The error code sent to the client.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: String,
+    /// JSON pointer to the offending field, when there is one.
+    pub path: Option<String>,
+    /// The frame's `requestId`, when it could be read.
+    pub request_id: Option<String>,
+}
+
+impl DecodeError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        DecodeError {
+            code,
+            message: message.into(),
+            path: None,
+            request_id: None,
+        }
+    }
+
+    fn at(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    fn with_request_id(mut self, request_id: Option<String>) -> Self {
+        self.request_id = request_id;
+        self
+    }
+
+    /// The `error` message that tells the client what was wrong.
+    pub fn to_reply(&self) -> ServerMessage {
+        ServerMessage::Error(v1::ErrorReply {
+            code: self.code as i32,
+            message: self.message.clone(),
+            path: self.path.clone(),
+            request_id: self.request_id.clone(),
+        })
+    }
+}
+
+/// The schema failed to compile: a bug in the generated schema, caught at start-up.
+#[derive(Debug, Error)]
+#[error("the generated schema for `{message_type}` does not compile: {reason}")]
+pub struct SchemaError {
+    message_type: String,
+    reason: String,
+}
+
+/// Decodes and validates client frames. Build one at start-up and share it.
+pub struct Codec {
+    /// One validator per JSON `type`, compiled from that variant of the
+    /// generated `ClientMessage` schema.
+    validators: HashMap<String, Validator>,
+}
+
+impl Codec {
+    /// Compiles the validators from the generated `ClientMessage` schema.
+    pub fn new() -> Result<Self, SchemaError> {
+        let root = schema::client_message();
+        let defs = root.get("$defs").cloned();
+        let variants = root
+            .get("oneOf")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut validators = HashMap::new();
+        for mut variant in variants {
+            let Some(message_type) = variant
+                .pointer("/properties/type/const")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            if let (Value::Object(map), Some(defs)) = (&mut variant, &defs) {
+                map.insert("$defs".into(), defs.clone());
+            }
+            let validator = jsonschema::draft202012::new(&variant).map_err(|e| SchemaError {
+                message_type: message_type.clone(),
+                reason: e.to_string(),
+            })?;
+            validators.insert(message_type, validator);
+        }
+        Ok(Codec { validators })
+    }
+
+    /// The JSON `type`s this codec accepts.
+    pub fn message_types(&self) -> impl Iterator<Item = &str> {
+        self.validators.keys().map(String::as_str)
+    }
+
+    /// Decodes a text frame: JSON, schema-validated, then typed.
+    pub fn decode_json(&self, text: &str) -> Result<ClientMessage, DecodeError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            DecodeError::new(ErrorCode::InvalidMessage, format!("malformed JSON: {e}"))
+        })?;
+        let Value::Object(object) = &value else {
+            return Err(DecodeError::new(
+                ErrorCode::InvalidMessage,
+                "a message must be a JSON object",
+            )
+            .at(""));
+        };
+        let request_id = object
+            .get("requestId")
+            .and_then(Value::as_str)
+            .filter(|id| id.len() <= MAX_ECHOED_REQUEST_ID)
+            .map(str::to_owned);
+        let message_type = match object.get("type") {
+            None => {
+                return Err(
+                    DecodeError::new(ErrorCode::InvalidMessage, "type is required")
+                        .at("/type")
+                        .with_request_id(request_id),
+                );
+            }
+            Some(Value::String(t)) => t.as_str(),
+            Some(_) => {
+                return Err(
+                    DecodeError::new(ErrorCode::InvalidMessage, "type must be a string")
+                        .at("/type")
+                        .with_request_id(request_id),
+                );
+            }
+        };
+        let Some(validator) = self.validators.get(message_type) else {
+            return Err(DecodeError::new(
+                ErrorCode::UnknownType,
+                format!("unknown message type {:?}", truncate(message_type, 64)),
+            )
+            .at("/type")
+            .with_request_id(request_id));
+        };
+        if let Some(error) = validator.iter_errors(&value).next() {
+            return Err(schema_violation(&error).with_request_id(request_id));
+        }
+        serde_json::from_value(value).map_err(|e| {
+            // The schema accepted what serde refused: the two disagree, which is a bug.
+            DecodeError::new(ErrorCode::InvalidMessage, format!("invalid message: {e}"))
+                .with_request_id(request_id)
+        })
+    }
+
+    /// Decodes a binary frame: protobuf, then the same rules as the schema.
+    pub fn decode_proto(&self, bytes: &[u8]) -> Result<ClientMessage, DecodeError> {
+        let envelope = v1::ClientMessage::decode(bytes).map_err(|e| {
+            DecodeError::new(
+                ErrorCode::InvalidMessage,
+                format!("malformed protobuf: {e}"),
+            )
+        })?;
+        let Some(message) = envelope.kind else {
+            return Err(DecodeError::new(
+                ErrorCode::UnknownType,
+                "the message sets no variant this server knows",
+            )
+            .at("/type"));
+        };
+        let request_id = request_id_of(&message)
+            .filter(|id| id.len() <= MAX_ECHOED_REQUEST_ID)
+            .map(str::to_owned);
+        validate_variant(&message).map_err(|violation| {
+            DecodeError::new(ErrorCode::InvalidMessage, violation.message)
+                .at(violation.path)
+                .with_request_id(request_id)
+        })?;
+        Ok(message)
+    }
+
+    /// Decodes a frame in the given encoding.
+    pub fn decode(&self, encoding: Encoding, frame: &[u8]) -> Result<ClientMessage, DecodeError> {
+        match encoding {
+            Encoding::Proto => self.decode_proto(frame),
+            _ => match std::str::from_utf8(frame) {
+                Ok(text) => self.decode_json(text),
+                Err(_) => Err(DecodeError::new(
+                    ErrorCode::InvalidMessage,
+                    "frame is not UTF-8",
+                )),
+            },
+        }
+    }
+}
+
+fn validate_variant(message: &ClientMessage) -> Result<(), super::validate::Violation> {
+    match message {
+        ClientMessage::Ping(m) => m.validate(""),
+        ClientMessage::Subscribe(m) => m.validate(""),
+        ClientMessage::Unsubscribe(m) => m.validate(""),
+    }
+}
+
+/// The `requestId` a client message carries, if any.
+pub fn request_id_of(message: &ClientMessage) -> Option<&str> {
+    match message {
+        ClientMessage::Ping(m) => m.request_id.as_deref(),
+        ClientMessage::Subscribe(m) => m.request_id.as_deref(),
+        ClientMessage::Unsubscribe(m) => m.request_id.as_deref(),
+    }
+}
+
+fn schema_violation(error: &jsonschema::ValidationError<'_>) -> DecodeError {
+    let mut path = error.instance_path().as_str().to_string();
+    let message = match error.kind() {
+        // Point at the missing or unexpected property itself, not its parent.
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            path = format!("{path}/{name}");
+            format!("{name} is required")
+        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            if let Some(first) = unexpected.first() {
+                path = format!("{path}/{first}");
+            }
+            format!("unknown field {}", unexpected.join(", "))
+        }
+        _ => error.to_string(),
+    };
+    DecodeError::new(ErrorCode::InvalidMessage, truncate(&message, 200)).at(path)
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// A server message encoded in both encodings, ready to be shared.
+///
+/// Cloning is two reference-count increments: one encoding serves every
+/// recipient of that encoding.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// The JSON text frame payload.
+    pub json: Utf8Bytes,
+    /// The protobuf binary frame payload.
+    pub proto: Bytes,
+}
+
+impl Encoded {
+    /// Encodes `message` once per encoding.
+    pub fn new(message: &ServerMessage) -> Self {
+        Encoded {
+            json: encode_json(message),
+            proto: encode_proto(message),
+        }
+    }
+}
+
+/// Encodes a server message as a JSON text payload.
+pub fn encode_json(message: &ServerMessage) -> Utf8Bytes {
+    // Serializing generated types to a String cannot fail: no maps with
+    // non-string keys, no custom serializers that error on valid values.
+    let text = serde_json::to_string(message).unwrap_or_else(|e| {
+        format!(r#"{{"type":"error","code":"internal","message":"encoding failed: {e}"}}"#)
+    });
+    Utf8Bytes::from(text)
+}
+
+/// Encodes a server message as a protobuf binary payload.
+pub fn encode_proto(message: &ServerMessage) -> Bytes {
+    // A oneof's fields are the envelope's own fields, so encoding the variant
+    // yields the `ServerMessage` envelope's bytes without cloning into one.
+    let mut buf = Vec::with_capacity(message.encoded_len());
+    message.encode(&mut buf);
+    Bytes::from(buf)
+}
+
+/// Decodes a protobuf server message; used by clients and tests.
+pub fn decode_server_proto(bytes: &[u8]) -> Result<ServerMessage, DecodeError> {
+    v1::ServerMessage::decode(bytes)
+        .map_err(|e| {
+            DecodeError::new(
+                ErrorCode::InvalidMessage,
+                format!("malformed protobuf: {e}"),
+            )
+        })?
+        .kind
+        .ok_or_else(|| DecodeError::new(ErrorCode::UnknownType, "no variant set"))
+}

@@ -1,0 +1,114 @@
+//! Constraint checks for decoded protobuf messages.
+//!
+//! JSON frames are checked by the JSON Schema; protobuf frames never pass
+//! through JSON, so `build.rs` generates a [`Validate`] impl per message from
+//! the same `(tourcast.v1.rules)` options. Paths are JSON pointers with the
+//! JSON field names, so both encodings report the same `path` for the same
+//! mistake.
+
+use regex::Regex;
+
+/// A broken rule: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// JSON pointer to the offending field, e.g. `/tourId`.
+    pub path: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl Violation {
+    fn new(parent: &str, field: &str, message: String) -> Self {
+        Violation {
+            path: format!("{parent}/{field}"),
+            message,
+        }
+    }
+
+    /// A required field is absent.
+    pub fn missing(parent: &str, field: &str) -> Self {
+        Violation::new(parent, field, format!("{field} is required"))
+    }
+}
+
+/// Checks a message against the rules declared in `proto/`.
+pub trait Validate {
+    /// Returns the first broken rule, with `path` as the message's own pointer.
+    fn validate(&self, path: &str) -> Result<(), Violation>;
+}
+
+/// Used by the generated `Validate` impls, as are the other `check_*` functions.
+pub fn check_min_len(value: &str, min: usize, parent: &str, field: &str) -> Result<(), Violation> {
+    // JSON Schema counts characters (code points), not bytes.
+    if value.chars().count() < min {
+        let message = if value.is_empty() {
+            format!("{field} is required and must not be empty")
+        } else {
+            format!("{field} must be at least {min} characters long")
+        };
+        return Err(Violation::new(parent, field, message));
+    }
+    Ok(())
+}
+
+pub fn check_max_len(value: &str, max: usize, parent: &str, field: &str) -> Result<(), Violation> {
+    if value.len() > max && value.chars().count() > max {
+        return Err(Violation::new(
+            parent,
+            field,
+            format!("{field} must be at most {max} characters long"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_pattern(
+    value: &str,
+    regex: &Regex,
+    pattern: &str,
+    parent: &str,
+    field: &str,
+) -> Result<(), Violation> {
+    if !regex.is_match(value) {
+        return Err(Violation::new(
+            parent,
+            field,
+            format!("{field} does not match {pattern}"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_min(value: u64, min: u64, parent: &str, field: &str) -> Result<(), Violation> {
+    if value < min {
+        return Err(Violation::new(
+            parent,
+            field,
+            format!("{field} must be at least {min}"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_max(value: u64, max: u64, parent: &str, field: &str) -> Result<(), Violation> {
+    if value > max {
+        return Err(Violation::new(
+            parent,
+            field,
+            format!("{field} must be at most {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The zero value of a proto enum means "unset", which is never valid.
+pub fn check_enum<E: TryFrom<i32>>(value: i32, parent: &str, field: &str) -> Result<(), Violation> {
+    if value == 0 || E::try_from(value).is_err() {
+        return Err(Violation::new(
+            parent,
+            field,
+            format!("{field} has an unknown value {value}"),
+        ));
+    }
+    Ok(())
+}
