@@ -2,7 +2,19 @@
 //! RabbitMQ events into typed WebSocket pushes.
 //!
 //! The parts, in the order data flows through them:
+//! - [`source`]: where events come from (the demo feed, RabbitMQ);
+//! - [`engine`]: applies events to the [`state`] (tour book: current state,
+//!   history, duplicate filter) and fans them out through the [`hub`]
+//!   (who is subscribed to what, bounded per-connection queues);
+//! - [`server`]: HTTP and WebSocket: handshake, connections, health;
 //! - [`protocol`]: the wire contract generated from `proto/` and the codec
 //!   that validates every client frame before it is routed;
+//! - [`config`]: every setting, from flags or the environment.
 
+pub mod config;
+pub mod engine;
+pub mod hub;
 pub mod protocol;
+pub mod server;
+pub mod source;
+pub mod state;

@@ -1,1 +1,132 @@
-fn main() {}
+//! The `tourcast` binary: parses the configuration, starts the event source
+//! and the server, and turns SIGINT/SIGTERM into a graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use anyhow::{Context as _, Result};
+use clap::Parser as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use tourcast::config::{Cli, Command, GatewayConfig};
+use tourcast::engine::{Engine, EngineConfig};
+use tourcast::protocol::codec::Codec;
+use tourcast::server::limits::ConnectionLimit;
+use tourcast::server::{AppState, ServerSettings};
+use tourcast::source::{self, SourceStatus, demo};
+
+/// Connections may hold this many explicit subscriptions.
+const MAX_SUBSCRIPTIONS: usize = 256;
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.gateway.log_format);
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    match cli.command {
+        None | Some(Command::Serve) => runtime.block_on(serve(cli.gateway)),
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(config: GatewayConfig) -> Result<()> {
+    let origins = config.origins();
+    if origins.is_empty() {
+        tracing::warn!("ALLOWED_ORIGINS is empty: browsers from any origin may connect");
+    }
+    let epoch = if config.demo {
+        format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    } else {
+        source::rabbitmq::epoch(&config.rabbitmq)
+    };
+    let settings = ServerSettings::from_config(&config);
+    let engine = Arc::new(Engine::new(EngineConfig {
+        epoch,
+        history_len: config.history_size as usize,
+        dedupe_window: config.dedupe_window,
+        // A replay must fit in the client's queue next to live events.
+        max_replay: settings.outbound_queue / 2,
+        max_subscriptions: MAX_SUBSCRIPTIONS,
+    }));
+    let shutdown = CancellationToken::new();
+    let status = SourceStatus::new(if config.demo { "demo" } else { "rabbitmq" });
+
+    let source_task = if config.demo {
+        let demo_config = demo::DemoConfig {
+            interval: config.demo_interval,
+            low_threshold: config.demo_low_threshold,
+        };
+        tokio::spawn(demo::run(
+            demo_config,
+            Arc::clone(&engine),
+            status.clone(),
+            shutdown.clone(),
+        ))
+    } else {
+        tokio::spawn(source::rabbitmq::run(
+            config.rabbitmq.clone(),
+            Arc::clone(&engine),
+            status.clone(),
+            shutdown.clone(),
+        ))
+    };
+
+    let state = AppState {
+        engine,
+        codec: Arc::new(Codec::new().context("compiling the protocol schemas")?),
+        settings: Arc::new(settings),
+        source: status,
+        connections: Arc::new(ConnectionLimit::new(config.max_connections)),
+        shutdown: shutdown.clone(),
+        tasks: TaskTracker::new(),
+        next_id: Arc::new(AtomicU64::new(1)),
+    };
+    let address = SocketAddr::new(config.bind, config.port);
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address}"))?;
+    tracing::info!(%address, epoch = state.engine.epoch(), demo = config.demo, "tourcast listening");
+
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tourcast::server::serve(listener, state, config.shutdown_grace).await?;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(config.shutdown_grace, source_task).await;
+    tracing::info!("tourcast stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT: shutting down"),
+        _ = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
+}

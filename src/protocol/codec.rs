@@ -172,9 +172,29 @@ impl Codec {
             return Err(schema_violation(&error).with_request_id(request_id));
         }
         serde_json::from_value(value).map_err(|e| {
-            // The schema accepted what serde refused: the two disagree, which is a bug.
-            DecodeError::new(ErrorCode::InvalidMessage, format!("invalid message: {e}"))
-                .with_request_id(request_id)
+            // JSON Schema calls any integral number an integer (`41.0`, `1e19`,
+            // `18446744073709551616`), but the typed fields are u64 and serde
+            // refuses floats: point at that number. This path is rare, so it
+            // re-parses the text rather than keeping a copy of the value.
+            let inexact = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| inexact_integer_path(&v));
+            match inexact {
+                Some(path) => DecodeError::new(
+                    ErrorCode::InvalidMessage,
+                    format!(
+                        "{} must be a whole number from 0 to {}, without a fraction or exponent",
+                        path.rsplit('/').next().unwrap_or_default(),
+                        u64::MAX
+                    ),
+                )
+                .at(path),
+                // Otherwise the schema accepted what serde refused: a bug.
+                None => {
+                    DecodeError::new(ErrorCode::InvalidMessage, format!("invalid message: {e}"))
+                }
+            }
+            .with_request_id(request_id)
         })
     }
 
@@ -254,6 +274,24 @@ fn schema_violation(error: &jsonschema::ValidationError<'_>) -> DecodeError {
         _ => error.to_string(),
     };
     DecodeError::new(ErrorCode::InvalidMessage, truncate(&message, 200)).at(path)
+}
+
+/// JSON pointer to the first number that is not an exact integer in `i64` or
+/// `u64` (serde_json stores it as `f64`), if any. Depth is bounded by
+/// serde_json's recursion limit.
+fn inexact_integer_path(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) if n.is_f64() => Some(String::new()),
+        Value::Object(map) => map.iter().find_map(|(key, v)| {
+            let key = key.replace('~', "~0").replace('/', "~1");
+            inexact_integer_path(v).map(|rest| format!("/{key}{rest}"))
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| inexact_integer_path(v).map(|rest| format!("/{i}{rest}"))),
+        _ => None,
+    }
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {

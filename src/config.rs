@@ -1,0 +1,112 @@
+//! Configuration: every setting in one place, from CLI flags or the
+//! environment (the SPEC's variables), with defaults and clear errors.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::source::rabbitmq::RabbitArgs;
+
+/// tourcast: RabbitMQ availability events → typed WebSocket pushes.
+#[derive(Debug, Parser)]
+#[command(name = "tourcast", version, about)]
+pub struct Cli {
+    /// What to run; the gateway when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Gateway settings (used when no subcommand is given).
+    #[command(flatten)]
+    pub gateway: GatewayConfig,
+}
+
+/// Subcommands besides the gateway itself.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Serve,
+}
+
+/// Settings of the gateway process.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayConfig {
+    /// HTTP/WebSocket port.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Address to listen on.
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// Browser origins allowed to connect, comma-separated; empty allows any (with a warning).
+    #[arg(
+        long,
+        env = "ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Serve the embedded demo feed instead of consuming RabbitMQ.
+    #[arg(long, env = "DEMO")]
+    pub demo: bool,
+
+    /// Demo feed: time between random bookings.
+    #[arg(long, env = "DEMO_INTERVAL", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub demo_interval: Duration,
+
+    /// Demo feed: seats at or below which `tour.availability.low` is emitted.
+    #[arg(long, env = "DEMO_LOW_THRESHOLD", default_value_t = 5)]
+    pub demo_low_threshold: u32,
+
+    /// Interval between WebSocket keep-alive pings; two missed pongs close the connection.
+    #[arg(long, env = "KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub keepalive_interval: Duration,
+
+    /// Frames a connection may have queued for sending before it counts as too slow and is closed.
+    #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub outbound_queue: u32,
+
+    /// Events remembered per tour for `subscribe` with `since`.
+    #[arg(long, env = "HISTORY_SIZE", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=100000))]
+    pub history_size: u32,
+
+    /// Event ids remembered to drop redelivered duplicates.
+    #[arg(long, env = "DEDUPE_WINDOW", default_value_t = 100_000)]
+    pub dedupe_window: usize,
+
+    /// Maximum concurrent WebSocket connections; further handshakes get 503.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 18_000)]
+    pub max_connections: usize,
+
+    /// Largest client message answered normally; larger ones get a `too_large` error.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 4096)]
+    pub max_message_bytes: usize,
+
+    /// Largest WebSocket frame accepted at all; larger ones close the connection with 1009.
+    #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// How long graceful shutdown waits for connections to close.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log output: `text` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    /// RabbitMQ settings.
+    #[command(flatten)]
+    pub rabbitmq: RabbitArgs,
+}
+
+impl GatewayConfig {
+    /// The origin allow-list, without blanks; empty means any origin.
+    pub fn origins(&self) -> Vec<String> {
+        self.allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+}

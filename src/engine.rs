@@ -1,0 +1,258 @@
+//! The engine: applies source events to the tour book and fans them out
+//! through the hub, and serves subscriptions with snapshots or replays.
+//!
+//! One lock (the book's) orders everything that must be ordered: an event is
+//! applied and queued to every recipient under it, and a subscription is
+//! registered and answered under it. So a subscriber's snapshot or replay is
+//! always followed by exactly the events after it, never a gap or a repeat.
+//! The lock is a `parking_lot::Mutex` held only for synchronous work.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::Utc;
+use parking_lot::Mutex;
+
+use crate::hub::{ClientHandle, Hub, Offer, Subscriptions, Target, encode_frame};
+use crate::protocol::ServerMessage;
+use crate::protocol::v1::{Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed};
+use crate::source::SourceEvent;
+use crate::state::{Applied, Recovery, TourBook, rfc3339};
+
+/// The result of [`Engine::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Applied and queued to `recipients` clients.
+    Applied {
+        /// The event's sequence number.
+        seq: u64,
+        /// How many clients it was queued for.
+        recipients: usize,
+    },
+    /// Already applied (same `eventId`): dropped.
+    Duplicate,
+    /// Older than the tour's state: dropped.
+    Stale,
+}
+
+/// Event counters, by outcome.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Events applied and fanned out.
+    pub applied: AtomicU64,
+    /// Events dropped as duplicates.
+    pub duplicates: AtomicU64,
+    /// Events dropped as stale.
+    pub stale: AtomicU64,
+}
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The epoch `seq` numbers count in.
+    pub epoch: String,
+    /// Events kept per tour for recovery.
+    pub history_len: usize,
+    /// Event ids remembered for duplicate detection.
+    pub dedupe_window: usize,
+    /// Most events replayed to a resubscribing client before a snapshot is
+    /// sent instead (a replay must fit in the client's outbound queue).
+    pub max_replay: usize,
+    /// Most explicit subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+}
+
+/// Why a subscribe was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The connection holds too many subscriptions.
+    #[error("too many subscriptions (at most {0} per connection)")]
+    TooMany(usize),
+}
+
+/// State, fan-out and subscriptions.
+pub struct Engine {
+    epoch: String,
+    book: Mutex<TourBook>,
+    hub: Hub,
+    stats: EngineStats,
+    max_replay: usize,
+    max_subscriptions: usize,
+}
+
+impl Engine {
+    /// A fresh engine with an empty book.
+    pub fn new(config: EngineConfig) -> Self {
+        Engine {
+            book: Mutex::new(TourBook::new(
+                config.epoch.clone(),
+                config.history_len,
+                config.dedupe_window,
+            )),
+            epoch: config.epoch,
+            hub: Hub::new(),
+            stats: EngineStats::default(),
+            max_replay: config.max_replay,
+            max_subscriptions: config.max_subscriptions,
+        }
+    }
+
+    /// The epoch `seq` numbers count in.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// The hub (delivery counters, registrations).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Event counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The state of every known tour.
+    pub fn tours(&self) -> Vec<TourState> {
+        self.book.lock().snapshot(None)
+    }
+
+    /// The highest `seq` applied.
+    pub fn last_seq(&self) -> u64 {
+        self.book.lock().last_seq()
+    }
+
+    /// Applies an event and queues it to every recipient. Never waits on a
+    /// client: a source may acknowledge its input as soon as this returns.
+    pub fn apply(&self, event: SourceEvent) -> ApplyOutcome {
+        let tour_id = event.tour_id.clone();
+        let mut book = self.book.lock();
+        match book.apply(event) {
+            Applied::Fresh { seq, message } => {
+                let recipients = self.hub.publish(&tour_id, &message);
+                drop(book);
+                self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                ApplyOutcome::Applied { seq, recipients }
+            }
+            Applied::Duplicate => {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                ApplyOutcome::Duplicate
+            }
+            Applied::Stale => {
+                self.stats.stale.fetch_add(1, Ordering::Relaxed);
+                ApplyOutcome::Stale
+            }
+        }
+    }
+
+    /// Registers a new connection (which receives every tour until it subscribes).
+    pub fn connect(&self, client: &ClientHandle, subs: &Subscriptions) {
+        for target in subs.effective() {
+            self.hub.add(&target, client);
+        }
+    }
+
+    /// Removes a connection from the hub.
+    pub fn disconnect(&self, client: &ClientHandle, subs: &Subscriptions) {
+        for target in subs.effective() {
+            self.hub.remove(&target, client.id());
+        }
+    }
+
+    /// Subscribes `client` to `target`, queuing `subscribed` then a
+    /// `snapshot`, or (with `since`) the missed events when history still
+    /// covers them.
+    pub fn subscribe(
+        &self,
+        client: &ClientHandle,
+        subs: &mut Subscriptions,
+        target: Target,
+        since: Option<&StreamPosition>,
+        request_id: Option<String>,
+    ) -> Result<(), SubscribeError> {
+        if !subs.contains(&target) && subs.len() >= self.max_subscriptions {
+            return Err(SubscribeError::TooMany(self.max_subscriptions));
+        }
+        let book = self.book.lock();
+        self.reregister(client, subs, |subs| subs.subscribe(&target));
+
+        let recovery = since.map(|position| {
+            match book.recover(target.tour_id(), &position.epoch, position.seq) {
+                Recovery::Replay(missed) if missed.len() <= self.max_replay => Some(missed),
+                _ => None,
+            }
+        });
+        let tour_id = target.tour_id().unwrap_or("*").to_string();
+        let ack = ServerMessage::Subscribed(Subscribed {
+            tour_id,
+            recovered: recovery.as_ref().map(Option::is_some),
+            request_id: request_id.clone(),
+        });
+        let mut offers = vec![client.offer(encode_frame(&ack, client.encoding()))];
+        match recovery {
+            Some(Some(missed)) => {
+                offers.extend(missed.iter().map(|m| client.offer_encoded(m)));
+            }
+            recovery => {
+                let snapshot = ServerMessage::Snapshot(Snapshot {
+                    tours: book.snapshot(target.tour_id()),
+                    epoch: self.epoch.clone(),
+                    recovered: recovery.map(|_| false),
+                    request_id,
+                    timestamp: rfc3339(Utc::now()),
+                });
+                offers.push(client.offer(encode_frame(&snapshot, client.encoding())));
+            }
+        }
+        drop(book);
+        if offers.contains(&Offer::Slow) {
+            self.hub.count_slow();
+        }
+        Ok(())
+    }
+
+    /// Unsubscribes `client` from `target` and queues `unsubscribed`.
+    pub fn unsubscribe(
+        &self,
+        client: &ClientHandle,
+        subs: &mut Subscriptions,
+        target: Target,
+        request_id: Option<String>,
+    ) {
+        // Under the book lock so no event slips between the registration
+        // change and the acknowledgement.
+        let _book = self.book.lock();
+        self.reregister(client, subs, |subs| {
+            subs.unsubscribe(&target);
+        });
+        let ack = ServerMessage::Unsubscribed(Unsubscribed {
+            tour_id: target.tour_id().unwrap_or("*").to_string(),
+            request_id,
+        });
+        if client.offer(encode_frame(&ack, client.encoding())) == Offer::Slow {
+            self.hub.count_slow();
+        }
+    }
+
+    /// Applies `change` to `subs` and moves the hub registrations from the
+    /// old effective set to the new one.
+    fn reregister(
+        &self,
+        client: &ClientHandle,
+        subs: &mut Subscriptions,
+        change: impl FnOnce(&mut Subscriptions),
+    ) {
+        let before = subs.effective();
+        change(subs);
+        let after = subs.effective();
+        for gone in before.iter().filter(|t| !after.contains(t)) {
+            self.hub.remove(gone, client.id());
+        }
+        for new in after.iter().filter(|t| !before.contains(t)) {
+            self.hub.add(new, client);
+        }
+    }
+}
+
+/// An engine shared by the server and the sources.
+pub type SharedEngine = Arc<Engine>;

@@ -1,0 +1,309 @@
+//! The hub: who receives which tour's events, and delivery to them.
+//!
+//! Each connection is a [`ClientHandle`]: a bounded outbound queue plus a
+//! [`Kick`] signal. Delivering is a non-blocking `try_send` of an already
+//! encoded frame (a reference-count bump), so publishing never waits on a
+//! client; a client whose queue is full is kicked as too slow and counted.
+//!
+//! Subscriptions are sharded by tour id so that connections coming and going
+//! on different tours do not contend on one lock. Locks are `parking_lot`
+//! locks held only for map operations and `try_send`s, never across an
+//! `.await`.
+
+mod kick;
+mod subscriptions;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::ws::Message;
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+
+use crate::protocol::ServerMessage;
+use crate::protocol::codec::{Encoded, Encoding, encode_json, encode_proto};
+
+pub use kick::{Disconnect, Kick};
+pub use subscriptions::{Subscriptions, Target};
+
+/// Identifies a connection within this process.
+pub type ConnId = u64;
+
+const SHARDS: usize = 16;
+
+/// The sending side of one connection.
+#[derive(Clone, Debug)]
+pub struct ClientHandle {
+    id: ConnId,
+    encoding: Encoding,
+    tx: mpsc::Sender<Message>,
+    kick: Arc<Kick>,
+}
+
+/// What happened to a frame offered to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Queued for sending.
+    Queued,
+    /// The queue was full: the client has just been kicked as too slow.
+    Slow,
+    /// The queue was full of a client already kicked; the frame is dropped.
+    Dropped,
+    /// The connection is already gone.
+    Closed,
+}
+
+impl ClientHandle {
+    /// A handle sending through `tx`, kicked through `kick`.
+    pub fn new(id: ConnId, encoding: Encoding, tx: mpsc::Sender<Message>, kick: Arc<Kick>) -> Self {
+        ClientHandle {
+            id,
+            encoding,
+            tx,
+            kick,
+        }
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The connection's encoding.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// Queues a frame without waiting; a full queue kicks the client.
+    pub fn offer(&self, frame: Message) -> Offer {
+        match self.tx.try_send(frame) {
+            Ok(()) => Offer::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.kick.kick(Disconnect::SlowConsumer) {
+                    Offer::Slow
+                } else {
+                    Offer::Dropped
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
+        }
+    }
+
+    /// Queues a shared event in this client's encoding.
+    pub fn offer_encoded(&self, encoded: &Encoded) -> Offer {
+        self.offer(frame_of(encoded, self.encoding))
+    }
+}
+
+/// The WebSocket frame carrying `encoded` in `encoding` (no copy).
+pub fn frame_of(encoded: &Encoded, encoding: Encoding) -> Message {
+    match encoding {
+        Encoding::Proto => Message::Binary(encoded.proto.clone()),
+        _ => Message::Text(encoded.json.clone()),
+    }
+}
+
+/// Encodes a message for one client only (replies, acknowledgements).
+pub fn encode_frame(message: &ServerMessage, encoding: Encoding) -> Message {
+    match encoding {
+        Encoding::Proto => Message::Binary(encode_proto(message)),
+        _ => Message::Text(encode_json(message)),
+    }
+}
+
+/// Delivery counters, read by `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    /// Frames queued to clients.
+    pub delivered: AtomicU64,
+    /// Clients kicked because their queue was full.
+    pub slow_disconnects: AtomicU64,
+}
+
+type Members = HashMap<ConnId, ClientHandle>;
+
+/// Subscriptions and delivery.
+pub struct Hub {
+    shards: Box<[RwLock<HashMap<String, Members>>]>,
+    /// Connections receiving every tour: `"*"` subscribers and connections
+    /// that never subscribed (the old service broadcast to everyone).
+    everyone: RwLock<Members>,
+    hasher: RandomState,
+    stats: HubStats,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Hub {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            everyone: RwLock::new(HashMap::new()),
+            hasher: RandomState::new(),
+            stats: HubStats::default(),
+        }
+    }
+
+    fn shard(&self, tour_id: &str) -> &RwLock<HashMap<String, Members>> {
+        let index = self.hasher.hash_one(tour_id) as usize % SHARDS;
+        &self.shards[index]
+    }
+
+    /// Starts delivering `target`'s events to `client`.
+    pub fn add(&self, target: &Target, client: &ClientHandle) {
+        match target {
+            Target::All => {
+                self.everyone.write().insert(client.id, client.clone());
+            }
+            Target::Tour(tour_id) => {
+                self.shard(tour_id)
+                    .write()
+                    .entry(tour_id.clone())
+                    .or_default()
+                    .insert(client.id, client.clone());
+            }
+        }
+    }
+
+    /// Stops delivering `target`'s events to connection `id`.
+    pub fn remove(&self, target: &Target, id: ConnId) {
+        match target {
+            Target::All => {
+                self.everyone.write().remove(&id);
+            }
+            Target::Tour(tour_id) => {
+                let mut shard = self.shard(tour_id).write();
+                if let Some(members) = shard.get_mut(tour_id) {
+                    members.remove(&id);
+                    // Drop empty entries so tours nobody watches cost nothing.
+                    if members.is_empty() {
+                        shard.remove(tour_id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers an event of `tour_id` to everyone who should get it.
+    /// Returns how many clients it was queued for.
+    pub fn publish(&self, tour_id: &str, encoded: &Encoded) -> usize {
+        // Encoded once per encoding upstream; here each recipient costs a
+        // reference-count bump and a `try_send`.
+        let json = frame_of(encoded, Encoding::Json);
+        let proto = frame_of(encoded, Encoding::Proto);
+        let mut queued = 0usize;
+        let mut slow = 0u64;
+        let mut deliver = |client: &ClientHandle| {
+            let frame = match client.encoding {
+                Encoding::Proto => proto.clone(),
+                _ => json.clone(),
+            };
+            match client.offer(frame) {
+                Offer::Queued => queued += 1,
+                Offer::Slow => slow += 1,
+                Offer::Dropped | Offer::Closed => {}
+            }
+        };
+        if let Some(members) = self.shard(tour_id).read().get(tour_id) {
+            members.values().for_each(&mut deliver);
+        }
+        self.everyone.read().values().for_each(&mut deliver);
+        self.stats
+            .delivered
+            .fetch_add(queued as u64, Ordering::Relaxed);
+        self.stats
+            .slow_disconnects
+            .fetch_add(slow, Ordering::Relaxed);
+        queued
+    }
+
+    /// Counts a slow client found outside `publish` (e.g. while replaying).
+    pub fn count_slow(&self) {
+        self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Delivery counters.
+    pub fn stats(&self) -> &HubStats {
+        &self.stats
+    }
+
+    /// Number of (connection, tour) registrations, `"*"` included.
+    pub fn registrations(&self) -> usize {
+        let tours: usize = self
+            .shards
+            .iter()
+            .map(|s| s.read().values().map(HashMap::len).sum::<usize>())
+            .sum();
+        tours + self.everyone.read().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::v1::Pong;
+
+    fn client(id: ConnId, capacity: usize) -> (ClientHandle, mpsc::Receiver<Message>, Arc<Kick>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let kick = Arc::new(Kick::default());
+        (
+            ClientHandle::new(id, Encoding::Json, tx, Arc::clone(&kick)),
+            rx,
+            kick,
+        )
+    }
+
+    fn event() -> Encoded {
+        Encoded::new(&ServerMessage::Pong(Pong {
+            request_id: None,
+            timestamp: "t".into(),
+        }))
+    }
+
+    #[test]
+    fn delivers_to_tour_and_everyone_subscribers_only() {
+        let hub = Hub::new();
+        let (a, mut a_rx, _) = client(1, 4);
+        let (b, mut b_rx, _) = client(2, 4);
+        let (c, mut c_rx, _) = client(3, 4);
+        hub.add(&Target::Tour("paris".into()), &a);
+        hub.add(&Target::All, &b);
+        hub.add(&Target::Tour("rome".into()), &c);
+        assert_eq!(hub.publish("paris", &event()), 2);
+        assert!(a_rx.try_recv().is_ok());
+        assert!(b_rx.try_recv().is_ok());
+        assert!(c_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_full_queue_kicks_the_client_without_blocking_others() {
+        let hub = Hub::new();
+        let (slow, _slow_rx, kick) = client(1, 1);
+        let (fast, mut fast_rx, _) = client(2, 8);
+        hub.add(&Target::All, &slow);
+        hub.add(&Target::All, &fast);
+        for _ in 0..3 {
+            hub.publish("paris", &event());
+            assert!(fast_rx.try_recv().is_ok());
+        }
+        assert_eq!(kick.reason(), Some(Disconnect::SlowConsumer));
+        // Counted once, however many events it then misses before it is gone.
+        assert_eq!(hub.stats().slow_disconnects.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn removing_the_last_member_frees_the_tour() {
+        let hub = Hub::new();
+        let (a, _rx, _) = client(1, 1);
+        hub.add(&Target::Tour("paris".into()), &a);
+        hub.remove(&Target::Tour("paris".into()), 1);
+        assert_eq!(hub.registrations(), 0);
+    }
+}

@@ -1,0 +1,122 @@
+//! One connection's subscriptions, and what the hub must deliver to it.
+
+use std::collections::BTreeSet;
+
+/// What a registration in the hub covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// Every tour.
+    All,
+    /// One tour.
+    Tour(String),
+}
+
+impl Target {
+    /// `"*"` means every tour.
+    pub fn parse(tour_id: &str) -> Self {
+        if tour_id == "*" {
+            Target::All
+        } else {
+            Target::Tour(tour_id.to_string())
+        }
+    }
+
+    /// The tour id, `None` for every tour.
+    pub fn tour_id(&self) -> Option<&str> {
+        match self {
+            Target::All => None,
+            Target::Tour(id) => Some(id),
+        }
+    }
+}
+
+/// A connection's subscription state.
+///
+/// A connection that never subscribed receives every tour (as the old
+/// service broadcast to everyone); its first `subscribe` switches it to
+/// explicit subscriptions. The hub holds exactly the *effective*
+/// registrations: `All` alone while every tour is covered, the individual
+/// tours otherwise, so an event is never delivered twice.
+#[derive(Debug, Default, Clone)]
+pub struct Subscriptions {
+    explicit: bool,
+    all: bool,
+    tours: BTreeSet<String>,
+}
+
+impl Subscriptions {
+    /// Whether the connection still gets everything because it never subscribed.
+    pub fn is_implicit(&self) -> bool {
+        !self.explicit
+    }
+
+    /// The hub registrations matching this state.
+    pub fn effective(&self) -> Vec<Target> {
+        if !self.explicit || self.all {
+            vec![Target::All]
+        } else {
+            self.tours.iter().cloned().map(Target::Tour).collect()
+        }
+    }
+
+    /// Number of explicitly subscribed tours (`"*"` counts as one).
+    pub fn len(&self) -> usize {
+        self.tours.len() + usize::from(self.all)
+    }
+
+    /// Whether there are no explicit subscriptions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `target` is already subscribed explicitly.
+    pub fn contains(&self, target: &Target) -> bool {
+        match target {
+            Target::All => self.all,
+            Target::Tour(id) => self.tours.contains(id),
+        }
+    }
+
+    /// Records a subscription.
+    pub fn subscribe(&mut self, target: &Target) {
+        self.explicit = true;
+        match target {
+            Target::All => self.all = true,
+            Target::Tour(id) => {
+                self.tours.insert(id.clone());
+            }
+        }
+    }
+
+    /// Records an unsubscription; returns whether it was subscribed.
+    pub fn unsubscribe(&mut self, target: &Target) -> bool {
+        self.explicit = true;
+        match target {
+            Target::All => std::mem::take(&mut self.all),
+            Target::Tour(id) => self.tours.remove(id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn implicit_until_the_first_subscribe() {
+        let mut subs = Subscriptions::default();
+        assert_eq!(subs.effective(), vec![Target::All]);
+        subs.subscribe(&Target::parse("paris"));
+        assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
+    }
+
+    #[test]
+    fn star_covers_individual_tours_until_removed() {
+        let mut subs = Subscriptions::default();
+        subs.subscribe(&Target::parse("paris"));
+        subs.subscribe(&Target::All);
+        assert_eq!(subs.effective(), vec![Target::All]);
+        subs.unsubscribe(&Target::All);
+        assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
+    }
+}

@@ -1,0 +1,306 @@
+//! One WebSocket connection, from greeting to close.
+//!
+//! A single task owns the socket and waits on five things: server shutdown,
+//! a kick from the hub (e.g. too slow), frames queued for it, frames from
+//! the client, and the keep-alive timer. One task rather than a reader and a
+//! writer keeps an idle connection small. Frames are decoded by the codec
+//! and executed as [`commands`](super::commands); replies go through the
+//! same bounded queue as events, so they keep their order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use chrono::Utc;
+use futures_util::SinkExt as _;
+use tokio::sync::mpsc;
+use tokio::time::{MissedTickBehavior, interval_at};
+use uuid::Uuid;
+
+use super::AppState;
+use super::commands;
+use super::limits::ConnectionSlot;
+use crate::hub::{ClientHandle, Disconnect, Kick, Subscriptions, encode_frame};
+use crate::protocol::codec::{DecodeError, Encoding};
+use crate::protocol::v1::{Connection, ErrorCode};
+use crate::protocol::{PROTOCOL, ServerMessage};
+use crate::state::rfc3339;
+
+/// Keep-alive pings that may go unanswered before the connection is closed.
+const MAX_MISSED_PONGS: u32 = 2;
+/// Most queued frames written in one batch before flushing.
+const WRITE_BATCH: usize = 64;
+/// How long the client gets to answer our close frame.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a connection ended, for the close log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The server closed it, for this reason.
+    Server(Disconnect),
+    /// The client sent a close frame.
+    ClientClosed,
+    /// The socket failed or hit EOF without a close frame.
+    Gone,
+}
+
+impl Ended {
+    fn label(self) -> &'static str {
+        match self {
+            Ended::Server(reason) => reason.label(),
+            Ended::ClientClosed => "client_closed",
+            Ended::Gone => "connection_lost",
+        }
+    }
+}
+
+/// One thing the connection loop woke up for.
+enum Wake {
+    Shutdown,
+    Kicked(Disconnect),
+    Outbound(Message),
+    Inbound(Option<Result<Message, axum::Error>>),
+    KeepaliveTick,
+}
+
+/// Runs one accepted connection.
+pub struct Handler {
+    state: AppState,
+    socket: WebSocket,
+    encoding: Encoding,
+    peer: SocketAddr,
+    client_id: Uuid,
+    client: ClientHandle,
+    outbound: mpsc::Receiver<Message>,
+    kick: Arc<Kick>,
+    subs: Subscriptions,
+    missed_pongs: u32,
+    _slot: ConnectionSlot,
+}
+
+impl Handler {
+    /// A handler for a freshly upgraded socket; `slot` is held until it ends.
+    pub fn new(
+        state: AppState,
+        socket: WebSocket,
+        encoding: Encoding,
+        peer: SocketAddr,
+        slot: ConnectionSlot,
+    ) -> Self {
+        let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, outbound) = mpsc::channel(state.settings.outbound_queue);
+        let kick = Arc::new(Kick::default());
+        Handler {
+            client: ClientHandle::new(id, encoding, tx, Arc::clone(&kick)),
+            state,
+            socket,
+            encoding,
+            peer,
+            client_id: Uuid::new_v4(),
+            outbound,
+            kick,
+            subs: Subscriptions::default(),
+            missed_pongs: 0,
+            _slot: slot,
+        }
+    }
+
+    /// Greets the client, serves it until the connection ends, and cleans up.
+    pub async fn run(mut self) {
+        let opened = Instant::now();
+        tracing::info!(
+            conn = self.client.id(),
+            client_id = %self.client_id,
+            peer = %self.peer,
+            encoding = self.encoding.as_str_name(),
+            "connection opened"
+        );
+        // Queued before the hub knows the client, so it is always the first frame.
+        let greeting = ServerMessage::Connection(Connection {
+            client_id: self.client_id.to_string(),
+            message: "Connected to tourcast".into(),
+            protocol: PROTOCOL.into(),
+            encoding: self.encoding as i32,
+            epoch: self.state.engine.epoch().to_string(),
+            timestamp: rfc3339(Utc::now()),
+        });
+        self.client.offer(encode_frame(&greeting, self.encoding));
+        self.state.engine.connect(&self.client, &self.subs);
+
+        let ended = self.serve().await;
+
+        self.state.engine.disconnect(&self.client, &self.subs);
+        tracing::info!(
+            conn = self.client.id(),
+            client_id = %self.client_id,
+            reason = ended.label(),
+            duration_ms = opened.elapsed().as_millis() as u64,
+            "connection closed"
+        );
+    }
+
+    async fn serve(&mut self) -> Ended {
+        let period = self.state.settings.keepalive_interval;
+        let mut keepalive = interval_at(tokio::time::Instant::now() + period, period);
+        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let shutdown = self.state.shutdown.clone();
+        let kick = Arc::clone(&self.kick);
+
+        loop {
+            let wake = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Wake::Shutdown,
+                reason = kick.kicked() => Wake::Kicked(reason),
+                Some(frame) = self.outbound.recv() => Wake::Outbound(frame),
+                incoming = self.socket.recv() => Wake::Inbound(incoming),
+                _ = keepalive.tick() => Wake::KeepaliveTick,
+            };
+            match wake {
+                Wake::Shutdown => return self.close(Disconnect::ServerShutdown).await,
+                Wake::Kicked(reason) => return self.close(reason).await,
+                Wake::Outbound(frame) => {
+                    if !self.write_batch(frame).await {
+                        return Ended::Gone;
+                    }
+                }
+                Wake::Inbound(None) => return Ended::Gone,
+                Wake::Inbound(Some(Err(error))) => {
+                    let error = error.into_inner();
+                    if is_too_large(error.as_ref()) {
+                        return self.close(Disconnect::FrameTooLarge).await;
+                    }
+                    tracing::debug!(conn = self.client.id(), %error, "read failed");
+                    return Ended::Gone;
+                }
+                Wake::Inbound(Some(Ok(frame))) => {
+                    self.missed_pongs = 0;
+                    if let Message::Close(_) = frame {
+                        return Ended::ClientClosed;
+                    }
+                    self.on_frame(frame);
+                }
+                Wake::KeepaliveTick => {
+                    if self.missed_pongs >= MAX_MISSED_PONGS {
+                        return self.close(Disconnect::KeepaliveTimeout).await;
+                    }
+                    self.missed_pongs += 1;
+                    if !self.send_now(Message::Ping(Default::default())).await {
+                        return Ended::Gone;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is already queued, then flushes once.
+    /// A peer that does not take the bytes within a keep-alive interval is gone.
+    async fn write_batch(&mut self, first: Message) -> bool {
+        let deadline = self.state.settings.keepalive_interval;
+        let socket = &mut self.socket;
+        let outbound = &mut self.outbound;
+        let write = async {
+            socket.feed(first).await?;
+            for _ in 1..WRITE_BATCH {
+                match outbound.try_recv() {
+                    Ok(frame) => socket.feed(frame).await?,
+                    Err(_) => break,
+                }
+            }
+            socket.flush().await
+        };
+        matches!(tokio::time::timeout(deadline, write).await, Ok(Ok(())))
+    }
+
+    async fn send_now(&mut self, frame: Message) -> bool {
+        let deadline = self.state.settings.keepalive_interval;
+        matches!(
+            tokio::time::timeout(deadline, self.socket.send(frame)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Sends a close frame for `reason` and gives the client a moment to answer.
+    async fn close(&mut self, reason: Disconnect) -> Ended {
+        let frame = CloseFrame {
+            code: reason.close_code(),
+            reason: Utf8Bytes::from_static(reason.reason()),
+        };
+        if self.send_now(Message::Close(Some(frame))).await {
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+                while let Some(Ok(frame)) = self.socket.recv().await {
+                    if matches!(frame, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        Ended::Server(reason)
+    }
+
+    fn on_frame(&mut self, frame: Message) {
+        let payload = match (&frame, self.encoding) {
+            (Message::Text(text), Encoding::Json) => text.as_bytes(),
+            (Message::Binary(bytes), Encoding::Proto) => bytes.as_ref(),
+            (Message::Text(_), _) => {
+                return self.reply_error(unsupported("text frame on a protobuf connection"));
+            }
+            (Message::Binary(_), _) => {
+                return self.reply_error(unsupported("binary frame on a JSON connection"));
+            }
+            // Pings are answered by the WebSocket layer; pongs only prove liveness.
+            _ => return,
+        };
+        if payload.len() > self.state.settings.max_message_bytes {
+            let error = DecodeError {
+                code: ErrorCode::TooLarge,
+                message: format!(
+                    "message of {} bytes exceeds the limit of {} bytes",
+                    payload.len(),
+                    self.state.settings.max_message_bytes
+                ),
+                path: None,
+                request_id: None,
+            };
+            return self.reply_error(error);
+        }
+        match self.state.codec.decode(self.encoding, payload) {
+            Ok(message) => {
+                let mut context = commands::Context {
+                    engine: &self.state.engine,
+                    client: &self.client,
+                    subs: &mut self.subs,
+                };
+                commands::apply(message, &mut context);
+            }
+            Err(error) => self.reply_error(error),
+        }
+    }
+
+    fn reply_error(&self, error: DecodeError) {
+        tracing::debug!(conn = self.client.id(), code = ?error.code, message = %error.message, "refused client message");
+        self.client
+            .offer(encode_frame(&error.to_reply(), self.encoding));
+    }
+}
+
+fn unsupported(message: &str) -> DecodeError {
+    DecodeError {
+        code: ErrorCode::UnsupportedEncoding,
+        message: message.to_string(),
+        path: None,
+        request_id: None,
+    }
+}
+
+/// Whether a read error is tungstenite refusing an oversized frame or message.
+/// (axum boxes tungstenite's error; `tungstenite` is a direct dependency,
+/// pinned to axum's version, only so this can be told apart.)
+fn is_too_large(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    matches!(
+        error.downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}

@@ -1,0 +1,161 @@
+//! The WebSocket handshake: everything decided before the upgrade.
+//!
+//! In order: the Origin allow-list (403), the encoding (subprotocol
+//! `tourcast.v1.json` / `tourcast.v1.proto`, or `?encoding=`; 400 when
+//! unsupported), and the connection cap (503). Only then is the connection
+//! upgraded, with buffers sized for small messages.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::connection::Handler;
+use crate::protocol::codec::Encoding;
+
+/// Subprotocol naming the JSON encoding.
+pub const JSON_SUBPROTOCOL: &str = "tourcast.v1.json";
+/// Subprotocol naming the protobuf encoding.
+pub const PROTO_SUBPROTOCOL: &str = "tourcast.v1.proto";
+
+/// tungstenite's default read buffer is 128 KiB per connection, far more
+/// than client messages need; this keeps idle connections small.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Outgoing frames are batched up to this size before a write.
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+
+/// `GET /ws`: the WebSocket endpoint.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+) -> Response {
+    accept(ws, &headers, &params, peer, state)
+}
+
+/// `GET /`: the WebSocket endpoint for old clients, or a landing page for browsers.
+pub async fn upgrade_or_index(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+) -> Response {
+    match ws {
+        Ok(ws) => accept(ws, &headers, &params, peer, state),
+        Err(_) => Html(INDEX_HTML).into_response(),
+    }
+}
+
+const INDEX_HTML: &str = "<!doctype html><title>tourcast</title>\
+<p>tourcast gateway. WebSocket: <code>ws://HOST/ws</code> \
+(subprotocol <code>tourcast.v1.json</code> or <code>tourcast.v1.proto</code>). \
+Health: <a href=\"/health\">/health</a>.</p>";
+
+fn accept(
+    ws: WebSocketUpgrade,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    peer: SocketAddr,
+    state: AppState,
+) -> Response {
+    if let Err(origin) = check_origin(headers, &state.settings.allowed_origins) {
+        tracing::info!(%peer, origin, "handshake refused: origin not allowed");
+        return refuse(StatusCode::FORBIDDEN, "forbidden", "origin not allowed");
+    }
+    let (encoding, subprotocol) = match negotiate(&ws, params) {
+        Ok(choice) => choice,
+        Err(message) => {
+            return refuse(StatusCode::BAD_REQUEST, "unsupported_encoding", &message);
+        }
+    };
+    let Some(slot) = state.connections.try_acquire() else {
+        tracing::warn!(%peer, "handshake refused: connection limit reached");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "connection limit reached; retry later",
+        );
+    };
+
+    let mut ws = ws
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_message_size(state.settings.max_frame_bytes)
+        .max_frame_size(state.settings.max_frame_bytes);
+    if let Some(protocol) = subprotocol {
+        ws.set_selected_protocol(HeaderValue::from_static(protocol));
+    }
+    let tasks = state.tasks.clone();
+    ws.on_failed_upgrade(move |error| tracing::debug!(%peer, %error, "upgrade failed"))
+        .on_upgrade(move |socket| {
+            tasks.track_future(Handler::new(state, socket, encoding, peer, slot).run())
+        })
+}
+
+/// Checks the `Origin` header against the allow-list. Clients that send no
+/// Origin are not browsers, which the allow-list exists to protect.
+fn check_origin<'h>(headers: &'h HeaderMap, allowed: &[String]) -> Result<(), &'h str> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    match headers.get(header::ORIGIN) {
+        None => Ok(()),
+        Some(origin) => {
+            let origin = origin.to_str().unwrap_or("<non-ascii>");
+            let normalized = origin.trim_end_matches('/');
+            if allowed.iter().any(|a| a.eq_ignore_ascii_case(normalized)) {
+                Ok(())
+            } else {
+                Err(origin)
+            }
+        }
+    }
+}
+
+/// Picks the encoding: the first subprotocol the client offers that we
+/// speak, else `?encoding=`, else JSON.
+fn negotiate(
+    ws: &WebSocketUpgrade,
+    params: &HashMap<String, String>,
+) -> Result<(Encoding, Option<&'static str>), String> {
+    let offered: Vec<String> = ws
+        .requested_protocols()
+        .filter_map(|p| p.to_str().ok())
+        .map(|p| p.trim().to_string())
+        .collect();
+    if !offered.is_empty() {
+        return offered
+            .iter()
+            .find_map(|p| match p.as_str() {
+                JSON_SUBPROTOCOL => Some((Encoding::Json, Some(JSON_SUBPROTOCOL))),
+                PROTO_SUBPROTOCOL => Some((Encoding::Proto, Some(PROTO_SUBPROTOCOL))),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                format!("unsupported subprotocol; offer {JSON_SUBPROTOCOL} or {PROTO_SUBPROTOCOL}")
+            });
+    }
+    match params.get("encoding").map(String::as_str) {
+        None | Some("json") => Ok((Encoding::Json, None)),
+        Some("proto") | Some("protobuf") => Ok((Encoding::Proto, None)),
+        Some(_) => Err("unsupported encoding; use encoding=json or encoding=proto".into()),
+    }
+}
+
+/// A refused handshake: an HTTP status with a JSON body in the protocol's error shape.
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "type": "error", "code": code, "message": message })),
+    )
+        .into_response()
+}

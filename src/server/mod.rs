@@ -1,0 +1,109 @@
+//! HTTP and WebSocket: the listener, the routes, and the shared state the
+//! handlers read. The handshake ([`handshake`]) decides whether a client may
+//! connect and in which encoding; each accepted connection runs a
+//! [`connection::Handler`], which decodes frames with the codec and executes
+//! them as [`commands`].
+
+pub mod commands;
+pub mod connection;
+pub mod handshake;
+pub mod health;
+pub mod limits;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::GatewayConfig;
+use crate::engine::Engine;
+use crate::protocol::codec::Codec;
+use crate::source::SourceStatus;
+
+use limits::ConnectionLimit;
+
+/// Settings the connection handlers need.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Allowed browser origins; empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// Keep-alive ping interval.
+    pub keepalive_interval: Duration,
+    /// Outbound queue capacity per connection.
+    pub outbound_queue: usize,
+    /// Largest message answered normally (larger: `too_large` error).
+    pub max_message_bytes: usize,
+    /// Largest frame accepted at all (larger: close 1009).
+    pub max_frame_bytes: usize,
+}
+
+impl ServerSettings {
+    /// The server part of the gateway configuration.
+    pub fn from_config(config: &GatewayConfig) -> Self {
+        ServerSettings {
+            allowed_origins: config.origins(),
+            keepalive_interval: config.keepalive_interval,
+            outbound_queue: config.outbound_queue as usize,
+            max_message_bytes: config.max_message_bytes,
+            max_frame_bytes: config.max_frame_bytes.max(config.max_message_bytes),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// State, fan-out and subscriptions.
+    pub engine: Arc<Engine>,
+    /// The validating codec, compiled once.
+    pub codec: Arc<Codec>,
+    /// Connection settings.
+    pub settings: Arc<ServerSettings>,
+    /// The event source's liveness.
+    pub source: SourceStatus,
+    /// Open connections and the cap on them.
+    pub connections: Arc<ConnectionLimit>,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    /// Source of connection ids.
+    pub next_id: Arc<AtomicU64>,
+}
+
+/// The HTTP routes: WebSocket at `/ws` and `/`, health and readiness.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(handshake::upgrade))
+        .route("/", get(handshake::upgrade_or_index))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .with_state(state)
+}
+
+/// Serves until `state.shutdown` is cancelled, then closes every connection
+/// with 1001 and waits up to `grace` for them to finish.
+pub async fn serve(listener: TcpListener, state: AppState, grace: Duration) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let tasks = state.tasks.clone();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    // Connections are upgraded, so axum no longer tracks them: wait for
+    // their handlers, which send 1001 as soon as they see the shutdown.
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!(
+            remaining = tasks.len(),
+            "shutdown grace period over; dropping connections"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The embedded demo feed: the SPEC's three-tour catalog with random bookings,
+//! so `tourcast --demo` shows a living system with no RabbitMQ at hand.
+//!
+//! Every `interval` a random tour with seats left loses 1 to 3 of them
+//! (never below 0) and a `tour.availability.updated` is published. A tour
+//! that falls to the low threshold also gets a `tour.availability.low`.
+//! When every tour is sold out, all are refilled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::RngExt as _;
+use tokio_util::sync::CancellationToken;
+
+use super::{EventKind, SourceEvent, SourceState, SourceStatus};
+use crate::engine::Engine;
+
+/// One tour of the demo catalog.
+#[derive(Debug, Clone)]
+pub struct DemoTour {
+    /// Tour id.
+    pub id: &'static str,
+    /// Display name.
+    pub name: &'static str,
+    /// Seats when full.
+    pub capacity: u32,
+}
+
+/// The catalog the platform uses in its examples.
+pub const CATALOG: [DemoTour; 3] = [
+    DemoTour {
+        id: "tour_paris",
+        name: "Paris City Tour",
+        capacity: 20,
+    },
+    DemoTour {
+        id: "tour_london",
+        name: "London Eye Experience",
+        capacity: 15,
+    },
+    DemoTour {
+        id: "tour_rome",
+        name: "Rome Colosseum Tour",
+        capacity: 18,
+    },
+];
+
+/// Settings of the demo feed.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Time between bookings.
+    pub interval: Duration,
+    /// Seats at or below which a low-availability alert is sent.
+    pub low_threshold: u32,
+}
+
+/// Runs the demo feed until `shutdown`.
+pub async fn run(
+    config: DemoConfig,
+    engine: Arc<Engine>,
+    status: SourceStatus,
+    shutdown: CancellationToken,
+) {
+    let mut seats: Vec<u32> = CATALOG.iter().map(|t| t.capacity).collect();
+    for (tour, &left) in CATALOG.iter().zip(&seats) {
+        engine.apply(event(EventKind::Updated, tour, left, None));
+    }
+    status.set(SourceState::Connected);
+    tracing::info!(tours = CATALOG.len(), interval = ?config.interval, "demo feed started");
+
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.tick().await; // the first tick is immediate; the catalog was just published
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        for (kind, index, left) in next_bookings(&mut seats, config.low_threshold) {
+            let threshold = (kind == EventKind::Low).then_some(config.low_threshold);
+            engine.apply(event(kind, &CATALOG[index], left, threshold));
+        }
+    }
+    status.set(SourceState::Stopped);
+}
+
+/// One step of the simulation: the events it produces, as (kind, tour index, seats left).
+fn next_bookings(seats: &mut [u32], low_threshold: u32) -> Vec<(EventKind, usize, u32)> {
+    let mut rng = rand::rng();
+    let open: Vec<usize> = (0..seats.len()).filter(|&i| seats[i] > 0).collect();
+    if open.is_empty() {
+        // Everything sold out: refill, so the demo never goes quiet.
+        return CATALOG
+            .iter()
+            .enumerate()
+            .map(|(i, tour)| {
+                seats[i] = tour.capacity;
+                (EventKind::Updated, i, tour.capacity)
+            })
+            .collect();
+    }
+    let index = open[rng.random_range(0..open.len())];
+    let before = seats[index];
+    let booked = rng.random_range(1..=3).min(before);
+    seats[index] = before - booked;
+    let mut events = vec![(EventKind::Updated, index, seats[index])];
+    if before > low_threshold && seats[index] <= low_threshold {
+        events.push((EventKind::Low, index, seats[index]));
+    }
+    events
+}
+
+fn event(kind: EventKind, tour: &DemoTour, seats: u32, threshold: Option<u32>) -> SourceEvent {
+    SourceEvent {
+        kind,
+        event_id: None,
+        tour_id: tour.id.to_string(),
+        tour_name: Some(tour.name.to_string()),
+        available_seats: seats,
+        max_group_size: Some(tour.capacity),
+        threshold,
+        timestamp: Utc::now(),
+        position: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bookings_never_go_negative_and_refill_when_sold_out() {
+        let mut seats: Vec<u32> = CATALOG.iter().map(|t| t.capacity).collect();
+        let mut lows = 0;
+        let mut refills = 0;
+        for _ in 0..500 {
+            let before: u32 = seats.iter().sum();
+            let events = next_bookings(&mut seats, 5);
+            lows += events
+                .iter()
+                .filter(|(k, _, _)| *k == EventKind::Low)
+                .count();
+            if events.len() == CATALOG.len() {
+                refills += 1;
+            } else {
+                let after: u32 = seats.iter().sum();
+                assert!((1..=3).contains(&(before - after)));
+            }
+        }
+        assert!(
+            refills > 0,
+            "500 bookings of 1-3 seats must sell out 53 seats"
+        );
+        assert!(
+            lows >= 3,
+            "each tour crosses the threshold before selling out"
+        );
+    }
+}

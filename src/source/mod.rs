@@ -1,0 +1,133 @@
+//! Where availability events come from.
+//!
+//! Every source (the embedded demo feed, RabbitMQ) turns its input into
+//! [`SourceEvent`]s and hands each one to [`Engine::apply`], which applies it
+//! to the tour state and fans it out. `apply` is synchronous and never waits
+//! on a client, so a source can acknowledge its input as soon as it returns.
+//! Each source reports its liveness through a [`SourceStatus`], which
+//! `/health` and `/ready` read.
+
+pub mod demo;
+pub mod rabbitmq;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+#[allow(unused_imports)]
+use crate::engine::Engine;
+
+/// The two kinds of availability event on the platform's bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `tour.availability.updated`: the tour's seat count changed.
+    Updated,
+    /// `tour.availability.low`: the tour fell to or below a threshold.
+    Low,
+}
+
+impl EventKind {
+    /// The routing key and JSON `type` of this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Updated => "tour.availability.updated",
+            EventKind::Low => "tour.availability.low",
+        }
+    }
+
+    /// Parses a routing key or `eventType`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "tour.availability.updated" => Some(EventKind::Updated),
+            "tour.availability.low" => Some(EventKind::Low),
+            _ => None,
+        }
+    }
+}
+
+/// One availability event, decoded and validated, ready to be applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceEvent {
+    /// Which kind of event this is.
+    pub kind: EventKind,
+    /// The publisher's unique id, used to drop redelivered duplicates.
+    pub event_id: Option<String>,
+    /// The tour the event is about.
+    pub tour_id: String,
+    /// The tour's display name (`tourName`, or `tourTitle` on low events).
+    pub tour_name: Option<String>,
+    /// Seats still bookable.
+    pub available_seats: u32,
+    /// Size of the largest group, when the publisher sent it.
+    pub max_group_size: Option<u32>,
+    /// Low events: the threshold that was crossed.
+    pub threshold: Option<u32>,
+    /// When the event happened (the publisher's timestamp, or receipt time).
+    pub timestamp: DateTime<Utc>,
+    /// The event's position in a durable, ordered log (e.g. a RabbitMQ stream
+    /// offset). When set it becomes the event's `seq`, so every gateway
+    /// instance reading the same log numbers events identically; when unset
+    /// the engine numbers the tour's events itself.
+    pub position: Option<u64>,
+}
+
+/// The liveness of an event source, as `/health` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceState {
+    /// Not connected yet.
+    Starting,
+    /// Connected and consuming.
+    Connected,
+    /// Lost its connection; retrying with backoff.
+    Reconnecting,
+    /// Stopped for good (shutdown).
+    Stopped,
+}
+
+impl SourceState {
+    /// The name `/health` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceState::Starting => "starting",
+            SourceState::Connected => "connected",
+            SourceState::Reconnecting => "reconnecting",
+            SourceState::Stopped => "stopped",
+        }
+    }
+}
+
+/// A source's name and live state, shared with the HTTP handlers.
+#[derive(Debug, Clone)]
+pub struct SourceStatus {
+    kind: &'static str,
+    state: watch::Sender<SourceState>,
+}
+
+impl SourceStatus {
+    /// A status for a source of the given kind ("demo", "rabbitmq").
+    pub fn new(kind: &'static str) -> Self {
+        SourceStatus {
+            kind,
+            state: watch::Sender::new(SourceState::Starting),
+        }
+    }
+
+    /// The kind of source.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The current state.
+    pub fn get(&self) -> SourceState {
+        *self.state.borrow()
+    }
+
+    /// Records a new state.
+    pub fn set(&self, state: SourceState) {
+        self.state.send_replace(state);
+    }
+
+    /// Watches state changes (tests and readiness waits).
+    pub fn subscribe(&self) -> watch::Receiver<SourceState> {
+        self.state.subscribe()
+    }
+}

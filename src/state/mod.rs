@@ -1,0 +1,345 @@
+//! The tour book: the current availability of every tour, the bounded event
+//! history that serves recovery, and the memory of applied event ids.
+//!
+//! It is plain synchronous data; the [`Engine`](crate::engine::Engine) owns
+//! it behind a lock and decides when to fan events out.
+//!
+//! `seq` numbers are global within an epoch: every applied event gets a
+//! number larger than every earlier one, so a tour's `seq` grows with each of
+//! its events, and a `"*"` subscriber can resume from the single highest
+//! `seq` it holds.
+
+mod recent_ids;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::protocol::ServerMessage;
+use crate::protocol::codec::Encoded;
+use crate::protocol::v1::{
+    AvailabilityLow, AvailabilityUpdated, LowAvailability, TourAvailability, TourState,
+};
+use crate::source::{EventKind, SourceEvent};
+
+use recent_ids::RecentIds;
+
+/// What became of an event offered to the book.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    /// Applied to the state; `message` is the encoded event to fan out.
+    Fresh {
+        /// The event's sequence number.
+        seq: u64,
+        /// The event, encoded once per encoding.
+        message: Arc<Encoded>,
+    },
+    /// Its `eventId` was applied before (a redelivery).
+    Duplicate,
+    /// Older than the tour's state (by timestamp) or its log position; it
+    /// would roll the state back.
+    Stale,
+}
+
+/// How a subscription with `since` can be served.
+#[derive(Debug)]
+pub enum Recovery {
+    /// These events (oldest first) are all the client missed.
+    Replay(Vec<Arc<Encoded>>),
+    /// History no longer covers the gap (or the epoch differs): send a snapshot.
+    Snapshot,
+}
+
+struct TourEntry {
+    state: TourState,
+    updated_at: DateTime<Utc>,
+    /// The last events of this tour, oldest first, already encoded.
+    history: VecDeque<(u64, Arc<Encoded>)>,
+    /// `seq` of the newest event dropped from `history` (0: none dropped).
+    evicted_through: u64,
+}
+
+/// The current state of every tour, with history for recovery.
+pub struct TourBook {
+    epoch: String,
+    tours: HashMap<String, TourEntry>,
+    applied_ids: RecentIds,
+    history_len: usize,
+    last_seq: u64,
+}
+
+impl TourBook {
+    /// An empty book for `epoch`, keeping `history_len` events per tour and
+    /// remembering `dedupe_window` event ids.
+    pub fn new(epoch: impl Into<String>, history_len: usize, dedupe_window: usize) -> Self {
+        TourBook {
+            epoch: epoch.into(),
+            tours: HashMap::new(),
+            applied_ids: RecentIds::new(dedupe_window),
+            history_len: history_len.max(1),
+            last_seq: 0,
+        }
+    }
+
+    /// The epoch `seq` numbers count in.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// The highest `seq` applied so far.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Number of known tours.
+    pub fn len(&self) -> usize {
+        self.tours.len()
+    }
+
+    /// Whether no tour is known yet.
+    pub fn is_empty(&self) -> bool {
+        self.tours.is_empty()
+    }
+
+    /// Applies an event: updates the tour, numbers and encodes the event.
+    pub fn apply(&mut self, event: SourceEvent) -> Applied {
+        if let Some(id) = &event.event_id
+            && self.applied_ids.contains(id)
+        {
+            return Applied::Duplicate;
+        }
+        if let Some(entry) = self.tours.get(&event.tour_id)
+            && event.timestamp < entry.updated_at
+        {
+            return Applied::Stale;
+        }
+        let seq = match event.position {
+            // A log position is only meaningful if it moves forward.
+            Some(position) if position <= self.last_seq => return Applied::Stale,
+            Some(position) => position,
+            None => self.last_seq + 1,
+        };
+        if let Some(id) = &event.event_id {
+            self.applied_ids.insert(id.clone());
+        }
+        self.last_seq = seq;
+
+        let entry = self
+            .tours
+            .entry(event.tour_id.clone())
+            .or_insert_with(|| TourEntry {
+                state: TourState {
+                    tour_id: event.tour_id.clone(),
+                    ..TourState::default()
+                },
+                updated_at: event.timestamp,
+                history: VecDeque::new(),
+                evicted_through: 0,
+            });
+        let state = &mut entry.state;
+        if event.tour_name.is_some() {
+            state.tour_name.clone_from(&event.tour_name);
+        }
+        if event.max_group_size.is_some() {
+            state.max_group_size = event.max_group_size;
+        }
+        state.available_seats = event.available_seats;
+        state.seq = seq;
+        state.updated_at = rfc3339(event.timestamp);
+        entry.updated_at = event.timestamp;
+
+        let message = Arc::new(Encoded::new(&event_message(&event, state)));
+        entry.history.push_back((seq, Arc::clone(&message)));
+        if entry.history.len() > self.history_len
+            && let Some((evicted, _)) = entry.history.pop_front()
+        {
+            entry.evicted_through = evicted;
+        }
+        Applied::Fresh { seq, message }
+    }
+
+    /// The state of one tour, if known.
+    pub fn tour(&self, tour_id: &str) -> Option<&TourState> {
+        self.tours.get(tour_id).map(|e| &e.state)
+    }
+
+    /// The state of the given tours (`None`: all tours), sorted by id.
+    pub fn snapshot(&self, tour_id: Option<&str>) -> Vec<TourState> {
+        let mut tours: Vec<TourState> = match tour_id {
+            Some(id) => self.tour(id).cloned().into_iter().collect(),
+            None => self.tours.values().map(|e| e.state.clone()).collect(),
+        };
+        tours.sort_by(|a, b| a.tour_id.cmp(&b.tour_id));
+        tours
+    }
+
+    /// What a client that holds `since_seq` of `epoch` missed for one tour
+    /// (`None`: all tours).
+    pub fn recover(&self, tour_id: Option<&str>, epoch: &str, since_seq: u64) -> Recovery {
+        if epoch != self.epoch || since_seq > self.last_seq {
+            return Recovery::Snapshot;
+        }
+        let entries: Vec<&TourEntry> = match tour_id {
+            Some(id) => self.tours.get(id).into_iter().collect(),
+            None => self.tours.values().collect(),
+        };
+        let mut missed: Vec<(u64, Arc<Encoded>)> = Vec::new();
+        for entry in entries {
+            // Events after `since_seq` were evicted: the gap cannot be filled.
+            if entry.evicted_through > since_seq {
+                return Recovery::Snapshot;
+            }
+            missed.extend(
+                entry
+                    .history
+                    .iter()
+                    .filter(|(seq, _)| *seq > since_seq)
+                    .map(|(seq, m)| (*seq, Arc::clone(m))),
+            );
+        }
+        missed.sort_by_key(|(seq, _)| *seq);
+        Recovery::Replay(missed.into_iter().map(|(_, m)| m).collect())
+    }
+}
+
+/// The server message announcing an applied event.
+fn event_message(event: &SourceEvent, state: &TourState) -> ServerMessage {
+    let timestamp = rfc3339(event.timestamp);
+    match event.kind {
+        EventKind::Updated => ServerMessage::AvailabilityUpdated(AvailabilityUpdated {
+            data: Some(TourAvailability {
+                tour_id: state.tour_id.clone(),
+                tour_name: state.tour_name.clone(),
+                available_seats: state.available_seats,
+                max_group_size: state.max_group_size,
+            }),
+            seq: state.seq,
+            timestamp,
+            event_id: event.event_id.clone(),
+        }),
+        EventKind::Low => ServerMessage::AvailabilityLow(AvailabilityLow {
+            data: Some(LowAvailability {
+                tour_id: state.tour_id.clone(),
+                // Old clients read `tourTitle`; fall back to the id for unnamed tours.
+                tour_title: state
+                    .tour_name
+                    .clone()
+                    .unwrap_or_else(|| state.tour_id.clone()),
+                available_seats: state.available_seats,
+                max_group_size: state.max_group_size,
+                threshold: event.threshold.unwrap_or(state.available_seats),
+            }),
+            seq: state.seq,
+            timestamp,
+            event_id: event.event_id.clone(),
+        }),
+    }
+}
+
+/// RFC 3339 with milliseconds and `Z`, as the platform's services write it.
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn event(tour: &str, seats: u32, at: DateTime<Utc>) -> SourceEvent {
+        SourceEvent {
+            kind: EventKind::Updated,
+            event_id: None,
+            tour_id: tour.into(),
+            tour_name: Some(format!("{tour} name")),
+            available_seats: seats,
+            max_group_size: Some(20),
+            threshold: None,
+            timestamp: at,
+            position: None,
+        }
+    }
+
+    fn seq_of(applied: Applied) -> u64 {
+        match applied {
+            Applied::Fresh { seq, .. } => seq,
+            other => panic!("expected a fresh event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn seq_grows_across_tours_and_state_follows() {
+        let mut book = TourBook::new("e1", 8, 100);
+        let now = Utc::now();
+        assert_eq!(seq_of(book.apply(event("a", 10, now))), 1);
+        assert_eq!(seq_of(book.apply(event("b", 5, now))), 2);
+        assert_eq!(seq_of(book.apply(event("a", 9, now))), 3);
+        let a = book.tour("a").unwrap();
+        assert_eq!((a.available_seats, a.seq), (9, 3));
+        assert_eq!(book.snapshot(None).len(), 2);
+    }
+
+    #[test]
+    fn older_events_do_not_roll_state_back() {
+        let mut book = TourBook::new("e1", 8, 100);
+        let now = Utc::now();
+        book.apply(event("a", 10, now));
+        assert!(matches!(
+            book.apply(event("a", 3, now - Duration::seconds(5))),
+            Applied::Stale
+        ));
+        assert_eq!(book.tour("a").unwrap().available_seats, 10);
+    }
+
+    #[test]
+    fn a_repeated_event_id_is_a_duplicate() {
+        let mut book = TourBook::new("e1", 8, 100);
+        let mut e = event("a", 10, Utc::now());
+        e.event_id = Some("evt_1".into());
+        book.apply(e.clone());
+        assert!(matches!(book.apply(e), Applied::Duplicate));
+        assert_eq!(book.last_seq(), 1);
+    }
+
+    #[test]
+    fn log_positions_become_seq_and_must_move_forward() {
+        let mut book = TourBook::new("stream", 8, 100);
+        let now = Utc::now();
+        let mut e = event("a", 10, now);
+        e.position = Some(40);
+        assert_eq!(seq_of(book.apply(e.clone())), 40);
+        e.position = Some(12);
+        assert!(matches!(book.apply(e), Applied::Stale));
+    }
+
+    #[test]
+    fn recovery_replays_within_history_and_refuses_beyond_it() {
+        let mut book = TourBook::new("e1", 3, 100);
+        let now = Utc::now();
+        for seats in (1..=6).rev() {
+            book.apply(event("a", seats, now));
+        }
+        // History holds seq 4..=6; seq 3 was evicted.
+        match book.recover(Some("a"), "e1", 4) {
+            Recovery::Replay(missed) => assert_eq!(missed.len(), 2),
+            other => panic!("expected a replay, got {other:?}"),
+        }
+        match book.recover(Some("a"), "e1", 3) {
+            Recovery::Replay(missed) => assert_eq!(missed.len(), 3),
+            other => panic!("expected a replay, got {other:?}"),
+        }
+        assert!(matches!(
+            book.recover(Some("a"), "e1", 2),
+            Recovery::Snapshot
+        ));
+        assert!(matches!(
+            book.recover(Some("a"), "other", 5),
+            Recovery::Snapshot
+        ));
+        assert!(matches!(
+            book.recover(Some("a"), "e1", 99),
+            Recovery::Snapshot
+        ));
+    }
+}
