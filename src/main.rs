@@ -3,18 +3,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use anyhow::{Context as _, Result};
 use clap::Parser as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use tourcast::config::{Cli, Command, GatewayConfig};
 use tourcast::engine::{Engine, EngineConfig};
-use tourcast::protocol::codec::Codec;
-use tourcast::server::limits::ConnectionLimit;
 use tourcast::server::{AppState, ServerSettings};
 use tourcast::source::{self, SourceStatus, demo};
 
@@ -83,20 +79,20 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         ))
     };
 
-    let state = AppState {
+    let state = AppState::new(
         engine,
-        codec: Arc::new(Codec::new().context("compiling the protocol schemas")?),
-        settings: Arc::new(settings),
-        source: status,
-        connections: Arc::new(ConnectionLimit::new(config.max_connections)),
-        shutdown: shutdown.clone(),
-        tasks: TaskTracker::new(),
-        next_id: Arc::new(AtomicU64::new(1)),
-    };
+        settings,
+        status,
+        config.max_connections,
+        shutdown.clone(),
+    )
+    .context("compiling the protocol schemas")?;
     let address = SocketAddr::new(config.bind, config.port);
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("binding {address}"))?;
+    // With port 0 the OS picks one; log the real address (tests read it).
+    let address = listener.local_addr().unwrap_or(address);
     tracing::info!(%address, epoch = state.engine.epoch(), demo = config.demo, "tourcast listening");
 
     tokio::spawn(cancel_on_signal(shutdown.clone()));

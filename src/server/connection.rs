@@ -32,7 +32,7 @@ use crate::state::rfc3339;
 const MAX_MISSED_PONGS: u32 = 2;
 /// Most queued frames written in one batch before flushing.
 const WRITE_BATCH: usize = 64;
-/// How long the client gets to answer our close frame.
+/// How long sending our close frame, and the client's answer, may take.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a connection ended, for the close log line.
@@ -54,6 +54,19 @@ impl Ended {
             Ended::Gone => "connection_lost",
         }
     }
+}
+
+/// How the serving loop ended: with a close frame still to send, or not.
+enum Exit {
+    Close(Disconnect),
+    Ended(Ended),
+}
+
+/// How a batch write ended.
+enum Written {
+    Done,
+    Failed,
+    Kicked(Disconnect),
 }
 
 /// One thing the connection loop woke up for.
@@ -129,9 +142,13 @@ impl Handler {
         self.client.offer(encode_frame(&greeting, self.encoding));
         self.state.engine.connect(&self.client, &self.subs);
 
-        let ended = self.serve().await;
-
+        let exit = self.serve().await;
+        // Free the subscriptions first: a closing client gets no more events.
         self.state.engine.disconnect(&self.client, &self.subs);
+        let ended = match exit {
+            Exit::Close(reason) => self.close(reason).await,
+            Exit::Ended(ended) => ended,
+        };
         tracing::info!(
             conn = self.client.id(),
             client_id = %self.client_id,
@@ -141,7 +158,7 @@ impl Handler {
         );
     }
 
-    async fn serve(&mut self) -> Ended {
+    async fn serve(&mut self) -> Exit {
         let period = self.state.settings.keepalive_interval;
         let mut keepalive = interval_at(tokio::time::Instant::now() + period, period);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -158,36 +175,38 @@ impl Handler {
                 _ = keepalive.tick() => Wake::KeepaliveTick,
             };
             match wake {
-                Wake::Shutdown => return self.close(Disconnect::ServerShutdown).await,
-                Wake::Kicked(reason) => return self.close(reason).await,
-                Wake::Outbound(frame) => {
-                    if !self.write_batch(frame).await {
-                        return Ended::Gone;
-                    }
-                }
-                Wake::Inbound(None) => return Ended::Gone,
+                Wake::Shutdown => return Exit::Close(Disconnect::ServerShutdown),
+                Wake::Kicked(reason) => return Exit::Close(reason),
+                Wake::Outbound(frame) => match self.write_batch(frame).await {
+                    Written::Done => {}
+                    Written::Failed => return Exit::Ended(Ended::Gone),
+                    // The client stopped reading; its socket buffer is full,
+                    // so a close frame could not get through either.
+                    Written::Kicked(reason) => return Exit::Ended(Ended::Server(reason)),
+                },
+                Wake::Inbound(None) => return Exit::Ended(Ended::Gone),
                 Wake::Inbound(Some(Err(error))) => {
                     let error = error.into_inner();
                     if is_too_large(error.as_ref()) {
-                        return self.close(Disconnect::FrameTooLarge).await;
+                        return Exit::Close(Disconnect::FrameTooLarge);
                     }
                     tracing::debug!(conn = self.client.id(), %error, "read failed");
-                    return Ended::Gone;
+                    return Exit::Ended(Ended::Gone);
                 }
                 Wake::Inbound(Some(Ok(frame))) => {
                     self.missed_pongs = 0;
                     if let Message::Close(_) = frame {
-                        return Ended::ClientClosed;
+                        return Exit::Ended(Ended::ClientClosed);
                     }
                     self.on_frame(frame);
                 }
                 Wake::KeepaliveTick => {
                     if self.missed_pongs >= MAX_MISSED_PONGS {
-                        return self.close(Disconnect::KeepaliveTimeout).await;
+                        return Exit::Close(Disconnect::KeepaliveTimeout);
                     }
                     self.missed_pongs += 1;
                     if !self.send_now(Message::Ping(Default::default())).await {
-                        return Ended::Gone;
+                        return Exit::Ended(Ended::Gone);
                     }
                 }
             }
@@ -195,8 +214,9 @@ impl Handler {
     }
 
     /// Writes `first` and whatever else is already queued, then flushes once.
-    /// A peer that does not take the bytes within a keep-alive interval is gone.
-    async fn write_batch(&mut self, first: Message) -> bool {
+    /// A peer that does not take the bytes within a keep-alive interval is
+    /// gone; a kick (e.g. the queue filled while we waited) ends the wait.
+    async fn write_batch(&mut self, first: Message) -> Written {
         let deadline = self.state.settings.keepalive_interval;
         let socket = &mut self.socket;
         let outbound = &mut self.outbound;
@@ -210,7 +230,13 @@ impl Handler {
             }
             socket.flush().await
         };
-        matches!(tokio::time::timeout(deadline, write).await, Ok(Ok(())))
+        tokio::select! {
+            written = tokio::time::timeout(deadline, write) => match written {
+                Ok(Ok(())) => Written::Done,
+                _ => Written::Failed,
+            },
+            reason = self.kick.kicked() => Written::Kicked(reason),
+        }
     }
 
     async fn send_now(&mut self, frame: Message) -> bool {
@@ -227,7 +253,12 @@ impl Handler {
             code: reason.close_code(),
             reason: Utf8Bytes::from_static(reason.reason()),
         };
-        if self.send_now(Message::Close(Some(frame))).await {
+        let sent = tokio::time::timeout(
+            CLOSE_HANDSHAKE_TIMEOUT,
+            self.socket.send(Message::Close(Some(frame))),
+        )
+        .await;
+        if matches!(sent, Ok(Ok(()))) {
             let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
                 while let Some(Ok(frame)) = self.socket.recv().await {
                     if matches!(frame, Message::Close(_)) {

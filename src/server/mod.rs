@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::GatewayConfig;
 use crate::engine::Engine;
-use crate::protocol::codec::Codec;
+use crate::protocol::codec::{Codec, SchemaError};
 use crate::source::SourceStatus;
 
 use limits::ConnectionLimit;
@@ -75,6 +75,28 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Source of connection ids.
     pub next_id: Arc<AtomicU64>,
+}
+
+impl AppState {
+    /// Shared state for a server in front of `engine`.
+    pub fn new(
+        engine: Arc<Engine>,
+        settings: ServerSettings,
+        source: SourceStatus,
+        max_connections: usize,
+        shutdown: CancellationToken,
+    ) -> Result<Self, SchemaError> {
+        Ok(AppState {
+            engine,
+            codec: Arc::new(Codec::new()?),
+            settings: Arc::new(settings),
+            source,
+            connections: Arc::new(ConnectionLimit::new(max_connections)),
+            shutdown,
+            tasks: TaskTracker::new(),
+            next_id: Arc::new(AtomicU64::new(1)),
+        })
+    }
 }
 
 /// The HTTP routes: WebSocket at `/ws` and `/`, health and readiness.

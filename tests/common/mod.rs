@@ -1,0 +1,452 @@
+//! Test harness shared by the integration tests: a gateway running
+//! in-process (real TCP, real axum server, the test playing event source),
+//! the real `tourcast` binary as a child process, and a WebSocket client
+//! that speaks JSON or protobuf.
+#![allow(dead_code)] // each test crate uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::{SinkExt as _, StreamExt as _};
+use prost::Message as _;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use tourcast::engine::{Engine, EngineConfig};
+use tourcast::protocol::codec::decode_server_proto;
+use tourcast::protocol::v1;
+use tourcast::server::{AppState, ServerSettings};
+use tourcast::source::{EventKind, SourceEvent, SourceState, SourceStatus};
+
+/// How long a test waits for any single expected frame.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Server settings for tests: small and fast.
+pub fn test_settings() -> ServerSettings {
+    ServerSettings {
+        allowed_origins: Vec::new(),
+        keepalive_interval: Duration::from_secs(30),
+        outbound_queue: 64,
+        max_message_bytes: 4096,
+        max_frame_bytes: 64 * 1024,
+    }
+}
+
+/// Engine settings for tests.
+pub fn test_engine_config() -> EngineConfig {
+    EngineConfig {
+        epoch: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        history_len: 16,
+        dedupe_window: 1000,
+        max_replay: 32,
+        max_subscriptions: 8,
+    }
+}
+
+/// A gateway served in-process on an ephemeral loopback port. The test is
+/// its event source: it calls `engine.apply` directly.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub engine: Arc<Engine>,
+    pub source: SourceStatus,
+    pub shutdown: CancellationToken,
+    pub state: AppState,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with default test settings.
+    pub async fn start() -> Self {
+        Self::start_with(|_, _, _| {}).await
+    }
+
+    /// Starts a server after `tweak` adjusts its settings, engine config and connection cap.
+    pub async fn start_with(
+        tweak: impl FnOnce(&mut ServerSettings, &mut EngineConfig, &mut usize),
+    ) -> Self {
+        let mut settings = test_settings();
+        let mut engine_config = test_engine_config();
+        let mut max_connections = 1000;
+        tweak(&mut settings, &mut engine_config, &mut max_connections);
+        let engine = Arc::new(Engine::new(engine_config));
+        let source = SourceStatus::new("test");
+        source.set(SourceState::Connected);
+        let shutdown = CancellationToken::new();
+        let state = AppState::new(
+            Arc::clone(&engine),
+            settings,
+            source.clone(),
+            max_connections,
+            shutdown.clone(),
+        )
+        .expect("schemas compile");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let served = tokio::spawn(tourcast::server::serve(
+            listener,
+            state.clone(),
+            Duration::from_secs(3),
+        ));
+        TestServer {
+            addr,
+            engine,
+            source,
+            shutdown,
+            state,
+            served,
+        }
+    }
+
+    /// `ws://…/ws` of this server.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// `http://…{path}` of this server.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A JSON client, greeted.
+    pub async fn json_client(&self) -> Client {
+        Client::connect(&self.ws_url(), Encoding::Json).await
+    }
+
+    /// A protobuf client (by subprotocol), greeted.
+    pub async fn proto_client(&self) -> Client {
+        Client::connect(&self.ws_url(), Encoding::Proto).await
+    }
+
+    /// Shuts the server down and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.served).await;
+    }
+}
+
+/// An `updated` event for `tour` with `seats` left, timestamped now.
+pub fn updated(tour: &str, seats: u32) -> SourceEvent {
+    event(EventKind::Updated, tour, seats, Utc::now())
+}
+
+/// An event of any kind and time.
+pub fn event(kind: EventKind, tour: &str, seats: u32, at: DateTime<Utc>) -> SourceEvent {
+    SourceEvent {
+        kind,
+        event_id: None,
+        tour_id: tour.to_string(),
+        tour_name: Some(format!("Tour {tour}")),
+        available_seats: seats,
+        max_group_size: Some(20),
+        threshold: (kind == EventKind::Low).then_some(3),
+        timestamp: at,
+        position: None,
+    }
+}
+
+/// The encodings a test client can speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Proto,
+}
+
+/// What a client read.
+#[derive(Debug)]
+pub enum Received {
+    /// A server message, as JSON (protobuf frames are converted).
+    Message(Value),
+    /// A close frame.
+    Close(Option<(u16, String)>),
+    /// The connection ended without a close frame.
+    Ended,
+}
+
+/// A real WebSocket client.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub encoding: Encoding,
+    /// The `connection` greeting.
+    pub greeting: Value,
+}
+
+impl Client {
+    /// Connects (subprotocol chosen by `encoding`) and reads the greeting.
+    pub async fn connect(url: &str, encoding: Encoding) -> Self {
+        let mut request = url.into_client_request().expect("valid url");
+        let protocol = match encoding {
+            Encoding::Json => "tourcast.v1.json",
+            Encoding::Proto => "tourcast.v1.proto",
+        };
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+        let (ws, response) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("handshake succeeds");
+        assert_eq!(
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some(protocol),
+            "the server answers with the subprotocol it picked"
+        );
+        Self::greeted(ws, encoding).await
+    }
+
+    /// Wraps an already connected socket and reads the greeting.
+    pub async fn greeted(
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        encoding: Encoding,
+    ) -> Self {
+        let mut client = Client {
+            ws,
+            encoding,
+            greeting: Value::Null,
+        };
+        client.greeting = client.recv().await;
+        assert_eq!(
+            client.greeting["type"], "connection",
+            "first frame is the greeting"
+        );
+        client
+    }
+
+    /// Wraps a socket whose greeting was already read (JSON).
+    pub fn greeted_raw(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Client {
+            ws,
+            encoding: Encoding::Json,
+            greeting: Value::Null,
+        }
+    }
+
+    /// Sends a client message given in its JSON view, in this client's encoding.
+    pub async fn send(&mut self, message: Value) {
+        let frame = match self.encoding {
+            Encoding::Json => Message::text(message.to_string()),
+            Encoding::Proto => {
+                let kind: tourcast::protocol::ClientMessage =
+                    serde_json::from_value(message).expect("a valid client message");
+                let envelope = v1::ClientMessage { kind: Some(kind) };
+                Message::binary(envelope.encode_to_vec())
+            }
+        };
+        self.ws.send(frame).await.expect("send");
+    }
+
+    /// Sends a raw frame.
+    pub async fn send_raw(&mut self, frame: Message) {
+        self.ws.send(frame).await.expect("send");
+    }
+
+    /// The next server message, as JSON; panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        match self.next().await {
+            Received::Message(value) => value,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// The next message whose `type` is `kind`, skipping others (e.g. events).
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let message = self.recv().await;
+            if message["type"] == kind {
+                return message;
+            }
+        }
+    }
+
+    /// The next thing that happens on the connection.
+    pub async fn next(&mut self) -> Received {
+        loop {
+            let frame = tokio::time::timeout(RECV_TIMEOUT, self.ws.next())
+                .await
+                .expect("a frame arrives in time");
+            return match frame {
+                None | Some(Err(_)) => Received::Ended,
+                Some(Ok(Message::Text(text))) => {
+                    assert_eq!(
+                        self.encoding,
+                        Encoding::Json,
+                        "text frame on a protobuf connection"
+                    );
+                    Received::Message(serde_json::from_str(&text).expect("server sends JSON"))
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    assert_eq!(
+                        self.encoding,
+                        Encoding::Proto,
+                        "binary frame on a JSON connection"
+                    );
+                    let message = decode_server_proto(&bytes).expect("server sends protobuf");
+                    Received::Message(serde_json::to_value(message).expect("JSON view"))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    Received::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+                }
+                Some(Ok(_)) => continue, // ping/pong
+            };
+        }
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub async fn expect_close(&mut self) -> Option<(u16, String)> {
+        loop {
+            match self.next().await {
+                Received::Message(_) => continue,
+                Received::Close(frame) => return frame,
+                Received::Ended => return None,
+            }
+        }
+    }
+
+    /// Asserts no message arrives within `wait`, reading (and so answering
+    /// keep-alive pings) all the while.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(frame) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            match frame {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    /// Closes from the client side.
+    pub async fn close(mut self) {
+        let _ = self
+            .ws
+            .close(Some(tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            }))
+            .await;
+    }
+
+    /// The underlying stream (for tests that misbehave on purpose).
+    pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.ws
+    }
+}
+
+/// The real `tourcast` binary as a child process, logging JSON.
+pub struct GatewayProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl GatewayProcess {
+    /// Starts `tourcast` with `args` on an ephemeral loopback port and
+    /// waits until it listens.
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tourcast"));
+        command
+            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("tourcast starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, mut addr_rx) = tokio::sync::mpsc::channel(1);
+        // Drain both pipes for the whole run so the child never blocks on a full pipe.
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = Arc::clone(&logs);
+            let addr_tx = addr_tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(addr) = listening_address(&line) {
+                        let _ = addr_tx.send(addr).await;
+                    }
+                    logs.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        let addr = tokio::time::timeout(Duration::from_secs(20), addr_rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("tourcast did not start; logs: {:?}", logs.lock()));
+        GatewayProcess { child, addr, logs }
+    }
+
+    /// `ws://…/ws` of this gateway.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// `http://…{path}` of this gateway.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Log lines containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.logs
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+}
+
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    let value: Value = serde_json::from_str(line).ok()?;
+    if value["fields"]["message"] != "tourcast listening" {
+        return None;
+    }
+    value["fields"]["address"].as_str()?.parse().ok()
+}
+
+/// GET `url`, returning the status and JSON body.
+pub async fn http_get(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url).await.expect("HTTP request");
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
