@@ -10,6 +10,8 @@ export type { ErrorReply } from "./types/ErrorReply";
 export type { LowAvailability } from "./types/LowAvailability";
 export type { Ping } from "./types/Ping";
 export type { Pong } from "./types/Pong";
+export type { Refresh } from "./types/Refresh";
+export type { Refreshed } from "./types/Refreshed";
 export type { ServerMessage } from "./types/ServerMessage";
 export type { Snapshot } from "./types/Snapshot";
 export type { StreamPosition } from "./types/StreamPosition";

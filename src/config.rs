@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::{AuthConfig, Secret};
 use crate::source::rabbitmq::RabbitArgs;
 
 /// tourcast: RabbitMQ availability events → typed WebSocket pushes.
@@ -91,6 +92,46 @@ pub struct GatewayConfig {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Concurrent connections allowed from one IP address.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+
+    /// Client messages per second allowed on one connection (token bucket refill rate).
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: u32,
+
+    /// Client messages a connection may send in a burst (token bucket size).
+    #[arg(long, env = "RATE_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
+
+    /// Consecutive rate-limited messages after which the connection is closed with 1008.
+    #[arg(long, env = "FLOOD_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub flood_limit: u32,
+
+    /// HS256 secret; setting it (or JWT_PUBLIC_KEY) makes tokens mandatory.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
+    pub jwt_secret: Secret,
+
+    /// RS256/ES256 public key (PEM text or a path to a PEM file); makes tokens mandatory.
+    #[arg(long, env = "JWT_PUBLIC_KEY", hide_env_values = true)]
+    pub jwt_public_key: Option<String>,
+
+    /// Required token audience (`aud`), if any.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required token issuer (`iss`), if any.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Token claim listing the tours a connection may see (`["tour_paris"]` or `"*"`).
+    #[arg(long, env = "JWT_TOURS_CLAIM", default_value = "tours")]
+    pub jwt_tours_claim: String,
+
+    /// Serve `/metrics` on this separate admin port instead of the main one.
+    #[arg(long, env = "METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
     /// Log output: `text` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -101,6 +142,17 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// The authentication part of the configuration.
+    pub fn auth(&self) -> AuthConfig {
+        AuthConfig {
+            secret: self.jwt_secret.clone(),
+            public_key: self.jwt_public_key.clone(),
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            tours_claim: self.jwt_tours_claim.clone(),
+        }
+    }
+
     /// The origin allow-list, without blanks; empty means any origin.
     pub fn origins(&self) -> Vec<String> {
         self.allowed_origins

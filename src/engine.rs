@@ -9,15 +9,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use chrono::Utc;
 use parking_lot::Mutex;
 
+use crate::auth::Permissions;
 use crate::hub::{ClientHandle, Hub, Offer, Subscriptions, Target, encode_frame};
 use crate::protocol::ServerMessage;
 use crate::protocol::v1::{Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed};
 use crate::source::SourceEvent;
-use crate::state::{Applied, Recovery, TourBook, rfc3339};
+use crate::state::{Applied, Recovery, Scope, TourBook, rfc3339};
+use crate::telemetry::{FANOUT_SECONDS, event_outcome};
 
 /// The result of [`Engine::apply`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +117,9 @@ impl Engine {
 
     /// The state of every known tour.
     pub fn tours(&self) -> Vec<TourState> {
-        self.book.lock().snapshot(None)
+        self.book
+            .lock()
+            .snapshot(Scope::Permitted(&Permissions::All))
     }
 
     /// The highest `seq` applied.
@@ -125,20 +130,25 @@ impl Engine {
     /// Applies an event and queues it to every recipient. Never waits on a
     /// client: a source may acknowledge its input as soon as this returns.
     pub fn apply(&self, event: SourceEvent) -> ApplyOutcome {
+        let started = Instant::now();
         let tour_id = event.tour_id.clone();
         let mut book = self.book.lock();
         match book.apply(event) {
             Applied::Fresh { seq, message } => {
                 let recipients = self.hub.publish(&tour_id, &message);
                 drop(book);
+                metrics::histogram!(FANOUT_SECONDS).record(started.elapsed().as_secs_f64());
+                event_outcome("applied");
                 self.stats.applied.fetch_add(1, Ordering::Relaxed);
                 ApplyOutcome::Applied { seq, recipients }
             }
             Applied::Duplicate => {
+                event_outcome("duplicate");
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 ApplyOutcome::Duplicate
             }
             Applied::Stale => {
+                event_outcome("stale");
                 self.stats.stale.fetch_add(1, Ordering::Relaxed);
                 ApplyOutcome::Stale
             }
@@ -176,12 +186,17 @@ impl Engine {
         let book = self.book.lock();
         self.reregister(client, subs, |subs| subs.subscribe(&target));
 
-        let recovery = since.map(|position| {
-            match book.recover(target.tour_id(), &position.epoch, position.seq) {
-                Recovery::Replay(missed) if missed.len() <= self.max_replay => Some(missed),
-                _ => None,
-            }
-        });
+        let scope = match &target {
+            Target::Tour(id) => Scope::Tour(id),
+            Target::All => Scope::Permitted(subs.permissions()),
+        };
+        let recovery =
+            since.map(
+                |position| match book.recover(scope, &position.epoch, position.seq) {
+                    Recovery::Replay(missed) if missed.len() <= self.max_replay => Some(missed),
+                    _ => None,
+                },
+            );
         let tour_id = target.tour_id().unwrap_or("*").to_string();
         let ack = ServerMessage::Subscribed(Subscribed {
             tour_id,
@@ -195,7 +210,7 @@ impl Engine {
             }
             recovery => {
                 let snapshot = ServerMessage::Snapshot(Snapshot {
-                    tours: book.snapshot(target.tour_id()),
+                    tours: book.snapshot(scope),
                     epoch: self.epoch.clone(),
                     recovered: recovery.map(|_| false),
                     request_id,
@@ -231,6 +246,28 @@ impl Engine {
         });
         if client.offer(encode_frame(&ack, client.encoding())) == Offer::Slow {
             self.hub.count_slow();
+        }
+    }
+
+    /// Applies new permissions (a refreshed token): drops subscriptions they
+    /// no longer allow, with an `unsubscribed` for each, and re-registers.
+    pub fn set_permissions(
+        &self,
+        client: &ClientHandle,
+        subs: &mut Subscriptions,
+        permissions: Permissions,
+    ) {
+        let _book = self.book.lock();
+        let mut revoked = Vec::new();
+        self.reregister(client, subs, |subs| {
+            revoked = subs.set_permissions(permissions)
+        });
+        for tour_id in revoked {
+            let notice = ServerMessage::Unsubscribed(Unsubscribed {
+                tour_id,
+                request_id: None,
+            });
+            client.offer(encode_frame(&notice, client.encoding()));
         }
     }
 

@@ -9,8 +9,11 @@
 //! - [`server`]: HTTP and WebSocket: handshake, connections, health;
 //! - [`protocol`]: the wire contract generated from `proto/` and the codec
 //!   that validates every client frame before it is routed;
+//! - [`auth`]: JWT verification and per-tour permissions;
+//! - [`telemetry`]: Prometheus metric names and the recorder;
 //! - [`config`]: every setting, from flags or the environment.
 
+pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod hub;
@@ -18,3 +21,4 @@ pub mod protocol;
 pub mod server;
 pub mod source;
 pub mod state;
+pub mod telemetry;

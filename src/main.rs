@@ -9,8 +9,11 @@ use clap::Parser as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use metrics_exporter_prometheus::PrometheusHandle;
+use tourcast::auth::Authenticator;
 use tourcast::config::{Cli, Command, GatewayConfig};
 use tourcast::engine::{Engine, EngineConfig};
+use tourcast::server::limits::ConnectionLimit;
 use tourcast::server::{AppState, ServerSettings};
 use tourcast::source::{self, SourceStatus, demo};
 
@@ -38,6 +41,8 @@ fn init_logging(format: &str) {
 }
 
 async fn serve(config: GatewayConfig) -> Result<()> {
+    // First, so that everything started below is measured from the start.
+    let metrics = tourcast::telemetry::install().context("installing the metrics recorder")?;
     let origins = config.origins();
     if origins.is_empty() {
         tracing::warn!("ALLOWED_ORIGINS is empty: browsers from any origin may connect");
@@ -79,14 +84,35 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         ))
     };
 
-    let state = AppState::new(
+    let auth = Authenticator::new(&config.auth()).context("loading the JWT key")?;
+    if auth.enabled() {
+        tracing::info!("JWT authentication is on: connections need a token");
+    }
+    let mut state = AppState::new(
         engine,
         settings,
         status,
-        config.max_connections,
+        ConnectionLimit::new(config.max_connections, config.max_connections_per_ip),
+        auth,
         shutdown.clone(),
     )
     .context("compiling the protocol schemas")?;
+    tokio::spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
+    state.metrics = Some(metrics);
+    if let Some(port) = config.metrics_port {
+        let admin = SocketAddr::new(config.bind, port);
+        let listener = TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("binding the metrics port {admin}"))?;
+        let router = tourcast::server::admin_router(state.clone());
+        let stop = shutdown.clone();
+        tracing::info!(address = %admin, "metrics served on the admin port");
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+    }
     let address = SocketAddr::new(config.bind, config.port);
     let listener = TcpListener::bind(address)
         .await
@@ -96,11 +122,24 @@ async fn serve(config: GatewayConfig) -> Result<()> {
     tracing::info!(%address, epoch = state.engine.epoch(), demo = config.demo, "tourcast listening");
 
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    tourcast::server::serve(listener, state, config.shutdown_grace).await?;
+    let with_metrics = config.metrics_port.is_none();
+    tourcast::server::serve(listener, state, with_metrics, config.shutdown_grace).await?;
     shutdown.cancel();
     let _ = tokio::time::timeout(config.shutdown_grace, source_task).await;
     tracing::info!("tourcast stopped");
     Ok(())
+}
+
+/// Histograms are summarised lazily; without the exporter's own HTTP
+/// listener, someone has to run its upkeep.
+async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => handle.run_upkeep(),
+        }
+    }
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

@@ -4,6 +4,7 @@ import type { AvailabilityUpdated } from "./AvailabilityUpdated";
 import type { Connection } from "./Connection";
 import type { ErrorReply } from "./ErrorReply";
 import type { Pong } from "./Pong";
+import type { Refreshed } from "./Refreshed";
 import type { Snapshot } from "./Snapshot";
 import type { Subscribed } from "./Subscribed";
 import type { Unsubscribed } from "./Unsubscribed";
@@ -12,4 +13,4 @@ import type { Unsubscribed } from "./Unsubscribed";
  * A server -> client message. In JSON, the chosen variant's fields sit next
  * to a `type` discriminator naming it, e.g. {"type":"pong","timestamp":"…"}.
  */
-export type ServerMessage = { "type": "connection" } & Connection | { "type": "subscribed" } & Subscribed | { "type": "unsubscribed" } & Unsubscribed | { "type": "snapshot" } & Snapshot | { "type": "tour.availability.updated" } & AvailabilityUpdated | { "type": "tour.availability.low" } & AvailabilityLow | { "type": "pong" } & Pong | { "type": "error" } & ErrorReply;
+export type ServerMessage = { "type": "connection" } & Connection | { "type": "subscribed" } & Subscribed | { "type": "unsubscribed" } & Unsubscribed | { "type": "snapshot" } & Snapshot | { "type": "tour.availability.updated" } & AvailabilityUpdated | { "type": "tour.availability.low" } & AvailabilityLow | { "type": "pong" } & Pong | { "type": "error" } & ErrorReply | { "type": "refreshed" } & Refreshed;

@@ -21,6 +21,8 @@ pub enum Disconnect {
     FrameTooLarge,
     /// The client kept violating policy (e.g. flooding after warnings).
     PolicyViolation,
+    /// The connection's access token expired and was not refreshed.
+    TokenExpired,
 }
 
 impl Disconnect {
@@ -35,6 +37,8 @@ impl Disconnect {
             Disconnect::ServerShutdown => 1001,
             Disconnect::FrameTooLarge => 1009,
             Disconnect::PolicyViolation => 1008,
+            // Private-use code: reconnect with a fresh token.
+            Disconnect::TokenExpired => 4001,
         }
     }
 
@@ -45,7 +49,8 @@ impl Disconnect {
             Disconnect::KeepaliveTimeout => "keep-alive timeout: no pong",
             Disconnect::ServerShutdown => "server shutting down",
             Disconnect::FrameTooLarge => "frame too large",
-            Disconnect::PolicyViolation => "policy violation",
+            Disconnect::PolicyViolation => "policy violation: rate limit exceeded repeatedly",
+            Disconnect::TokenExpired => "token expired",
         }
     }
 
@@ -57,6 +62,7 @@ impl Disconnect {
             Disconnect::ServerShutdown => "shutdown",
             Disconnect::FrameTooLarge => "frame_too_large",
             Disconnect::PolicyViolation => "policy_violation",
+            Disconnect::TokenExpired => "token_expired",
         }
     }
 }

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::{Encoded, Encoding, encode_json, encode_proto};
+use crate::telemetry as metrics_names;
 
 pub use kick::{Disconnect, Kick};
 pub use subscriptions::{Subscriptions, Target};
@@ -221,12 +222,17 @@ impl Hub {
         self.stats
             .slow_disconnects
             .fetch_add(slow, Ordering::Relaxed);
+        metrics::counter!(metrics_names::DELIVERIES).increment(queued as u64);
+        if slow > 0 {
+            metrics::counter!(metrics_names::SLOW_DISCONNECTS).increment(slow);
+        }
         queued
     }
 
     /// Counts a slow client found outside `publish` (e.g. while replaying).
     pub fn count_slow(&self) {
         self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(metrics_names::SLOW_DISCONNECTS).increment(1);
     }
 
     /// Delivery counters.

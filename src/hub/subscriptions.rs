@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::auth::Permissions;
+
 /// What a registration in the hub covers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
@@ -36,15 +38,55 @@ impl Target {
 /// service broadcast to everyone); its first `subscribe` switches it to
 /// explicit subscriptions. The hub holds exactly the *effective*
 /// registrations: `All` alone while every tour is covered, the individual
-/// tours otherwise, so an event is never delivered twice.
-#[derive(Debug, Default, Clone)]
+/// tours otherwise, so an event is never delivered twice. A connection whose
+/// token grants only some tours never covers more than those: for it, "every
+/// tour" means every tour it may see.
+#[derive(Debug, Clone)]
 pub struct Subscriptions {
     explicit: bool,
     all: bool,
     tours: BTreeSet<String>,
+    permissions: Permissions,
+}
+
+impl Default for Subscriptions {
+    fn default() -> Self {
+        Subscriptions::new(Permissions::All)
+    }
 }
 
 impl Subscriptions {
+    /// No subscriptions yet, under `permissions`.
+    pub fn new(permissions: Permissions) -> Self {
+        Subscriptions {
+            explicit: false,
+            all: false,
+            tours: BTreeSet::new(),
+            permissions,
+        }
+    }
+
+    /// What the connection may see.
+    pub fn permissions(&self) -> &Permissions {
+        &self.permissions
+    }
+
+    /// Replaces the permissions (a refreshed token); returns the explicitly
+    /// subscribed tours they no longer allow, which are dropped.
+    pub fn set_permissions(&mut self, permissions: Permissions) -> Vec<String> {
+        let revoked: Vec<String> = self
+            .tours
+            .iter()
+            .filter(|t| !permissions.allows(t))
+            .cloned()
+            .collect();
+        for tour in &revoked {
+            self.tours.remove(tour);
+        }
+        self.permissions = permissions;
+        revoked
+    }
+
     /// Whether the connection still gets everything because it never subscribed.
     pub fn is_implicit(&self) -> bool {
         !self.explicit
@@ -52,10 +94,19 @@ impl Subscriptions {
 
     /// The hub registrations matching this state.
     pub fn effective(&self) -> Vec<Target> {
-        if !self.explicit || self.all {
-            vec![Target::All]
-        } else {
-            self.tours.iter().cloned().map(Target::Tour).collect()
+        let covers_all = !self.explicit || self.all;
+        match (&self.permissions, covers_all) {
+            (Permissions::All, true) => vec![Target::All],
+            (Permissions::Tours(permitted), true) => {
+                permitted.iter().cloned().map(Target::Tour).collect()
+            }
+            (permissions, false) => self
+                .tours
+                .iter()
+                .filter(|t| permissions.allows(t))
+                .cloned()
+                .map(Target::Tour)
+                .collect(),
         }
     }
 
@@ -108,6 +159,18 @@ mod tests {
         assert_eq!(subs.effective(), vec![Target::All]);
         subs.subscribe(&Target::parse("paris"));
         assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
+    }
+
+    #[test]
+    fn restricted_connections_only_ever_cover_their_tours() {
+        let permitted = Permissions::Tours(["paris".to_string()].into());
+        let mut subs = Subscriptions::new(permitted);
+        assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
+        subs.subscribe(&Target::All);
+        assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
+        let revoked = subs.set_permissions(Permissions::Tours(Default::default()));
+        assert!(revoked.is_empty());
+        assert!(subs.effective().is_empty());
     }
 
     #[test]

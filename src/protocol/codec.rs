@@ -244,6 +244,7 @@ fn validate_variant(message: &ClientMessage) -> Result<(), super::validate::Viol
         ClientMessage::Ping(m) => m.validate(""),
         ClientMessage::Subscribe(m) => m.validate(""),
         ClientMessage::Unsubscribe(m) => m.validate(""),
+        ClientMessage::Refresh(m) => m.validate(""),
     }
 }
 
@@ -253,6 +254,7 @@ pub fn request_id_of(message: &ClientMessage) -> Option<&str> {
         ClientMessage::Ping(m) => m.request_id.as_deref(),
         ClientMessage::Subscribe(m) => m.request_id.as_deref(),
         ClientMessage::Unsubscribe(m) => m.request_id.as_deref(),
+        ClientMessage::Refresh(m) => m.request_id.as_deref(),
     }
 }
 

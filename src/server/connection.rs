@@ -6,8 +6,14 @@
 //! writer keeps an idle connection small. Frames are decoded by the codec
 //! and executed as [`commands`](super::commands); replies go through the
 //! same bounded queue as events, so they keep their order.
+//!
+//! Abuse handling lives here too: a token bucket per connection (over the
+//! limit: `rate_limited` errors; still flooding: close 1008), and, with
+//! authentication on, a timer that closes the connection (4001) when its
+//! token expires unless a `refresh` moved the deadline.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,6 +21,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chrono::Utc;
 use futures_util::SinkExt as _;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tokio::time::{MissedTickBehavior, interval_at};
 use uuid::Uuid;
@@ -22,11 +29,13 @@ use uuid::Uuid;
 use super::AppState;
 use super::commands;
 use super::limits::ConnectionSlot;
+use crate::auth::Identity;
 use crate::hub::{ClientHandle, Disconnect, Kick, Subscriptions, encode_frame};
 use crate::protocol::codec::{DecodeError, Encoding};
 use crate::protocol::v1::{Connection, ErrorCode};
 use crate::protocol::{PROTOCOL, ServerMessage};
 use crate::state::rfc3339;
+use crate::telemetry::{CONNECTIONS_OPEN, CONNECTIONS_TOTAL, DISCONNECTS, RATE_LIMITED};
 
 /// Keep-alive pings that may go unanswered before the connection is closed.
 const MAX_MISSED_PONGS: u32 = 2;
@@ -76,6 +85,7 @@ enum Wake {
     Outbound(Message),
     Inbound(Option<Result<Message, axum::Error>>),
     KeepaliveTick,
+    TokenExpired,
 }
 
 /// Runs one accepted connection.
@@ -89,7 +99,11 @@ pub struct Handler {
     outbound: mpsc::Receiver<Message>,
     kick: Arc<Kick>,
     subs: Subscriptions,
+    identity: Identity,
     missed_pongs: u32,
+    limiter: DefaultDirectRateLimiter,
+    /// Consecutive messages refused by the rate limit.
+    flood_strikes: u32,
     _slot: ConnectionSlot,
 }
 
@@ -100,12 +114,21 @@ impl Handler {
         socket: WebSocket,
         encoding: Encoding,
         peer: SocketAddr,
+        identity: Identity,
         slot: ConnectionSlot,
     ) -> Self {
         let id = state.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, outbound) = mpsc::channel(state.settings.outbound_queue);
         let kick = Arc::new(Kick::default());
+        let quota = Quota::per_second(
+            NonZeroU32::new(state.settings.rate_limit).unwrap_or(NonZeroU32::MIN),
+        )
+        .allow_burst(NonZeroU32::new(state.settings.rate_burst).unwrap_or(NonZeroU32::MIN));
         Handler {
+            subs: Subscriptions::new(identity.permissions.clone()),
+            identity,
+            limiter: RateLimiter::direct(quota),
+            flood_strikes: 0,
             client: ClientHandle::new(id, encoding, tx, Arc::clone(&kick)),
             state,
             socket,
@@ -114,7 +137,6 @@ impl Handler {
             client_id: Uuid::new_v4(),
             outbound,
             kick,
-            subs: Subscriptions::default(),
             missed_pongs: 0,
             _slot: slot,
         }
@@ -127,9 +149,12 @@ impl Handler {
             conn = self.client.id(),
             client_id = %self.client_id,
             peer = %self.peer,
-            encoding = self.encoding.as_str_name(),
+            encoding = self.encoding_label(),
+            user = self.identity.subject.as_deref().unwrap_or("-"),
             "connection opened"
         );
+        metrics::counter!(CONNECTIONS_TOTAL, "encoding" => self.encoding_label()).increment(1);
+        metrics::gauge!(CONNECTIONS_OPEN, "encoding" => self.encoding_label()).increment(1.0);
         // Queued before the hub knows the client, so it is always the first frame.
         let greeting = ServerMessage::Connection(Connection {
             client_id: self.client_id.to_string(),
@@ -149,9 +174,12 @@ impl Handler {
             Exit::Close(reason) => self.close(reason).await,
             Exit::Ended(ended) => ended,
         };
+        metrics::gauge!(CONNECTIONS_OPEN, "encoding" => self.encoding_label()).decrement(1.0);
+        metrics::counter!(DISCONNECTS, "reason" => ended.label()).increment(1);
         tracing::info!(
             conn = self.client.id(),
             client_id = %self.client_id,
+            user = self.identity.subject.as_deref().unwrap_or("-"),
             reason = ended.label(),
             duration_ms = opened.elapsed().as_millis() as u64,
             "connection closed"
@@ -164,12 +192,22 @@ impl Handler {
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let shutdown = self.state.shutdown.clone();
         let kick = Arc::clone(&self.kick);
+        // Only connections with a token have a deadline.
+        let mut expiry = Box::pin(tokio::time::sleep_until(self.token_deadline()));
+        let mut deadline_for = self.identity.expires_at;
 
         loop {
+            if deadline_for != self.identity.expires_at {
+                // A `refresh` moved the deadline.
+                expiry.as_mut().reset(self.token_deadline());
+                deadline_for = self.identity.expires_at;
+            }
+            let has_token = self.identity.expires_at.is_some();
             let wake = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Wake::Shutdown,
                 reason = kick.kicked() => Wake::Kicked(reason),
+                _ = &mut expiry, if has_token => Wake::TokenExpired,
                 Some(frame) = self.outbound.recv() => Wake::Outbound(frame),
                 incoming = self.socket.recv() => Wake::Inbound(incoming),
                 _ = keepalive.tick() => Wake::KeepaliveTick,
@@ -177,6 +215,7 @@ impl Handler {
             match wake {
                 Wake::Shutdown => return Exit::Close(Disconnect::ServerShutdown),
                 Wake::Kicked(reason) => return Exit::Close(reason),
+                Wake::TokenExpired => return Exit::Close(Disconnect::TokenExpired),
                 Wake::Outbound(frame) => match self.write_batch(frame).await {
                     Written::Done => {}
                     Written::Failed => return Exit::Ended(Ended::Gone),
@@ -198,7 +237,9 @@ impl Handler {
                     if let Message::Close(_) = frame {
                         return Exit::Ended(Ended::ClientClosed);
                     }
-                    self.on_frame(frame);
+                    if let Some(reason) = self.on_frame(frame) {
+                        return Exit::Close(reason);
+                    }
                 }
                 Wake::KeepaliveTick => {
                     if self.missed_pongs >= MAX_MISSED_PONGS {
@@ -271,18 +312,57 @@ impl Handler {
         Ended::Server(reason)
     }
 
-    fn on_frame(&mut self, frame: Message) {
+    /// When the token expires, as a tokio instant (far away without a token).
+    fn token_deadline(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        match self.identity.expires_at {
+            Some(at) => now + (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+            None => now + Duration::from_secs(86_400 * 365),
+        }
+    }
+
+    fn encoding_label(&self) -> &'static str {
+        match self.encoding {
+            Encoding::Proto => "proto",
+            _ => "json",
+        }
+    }
+
+    /// Handles one frame; returns a reason when the connection must close.
+    fn on_frame(&mut self, frame: Message) -> Option<Disconnect> {
+        if !matches!(frame, Message::Text(_) | Message::Binary(_)) {
+            // Pings are answered by the WebSocket layer; pongs only prove liveness.
+            return None;
+        }
+        if self.limiter.check().is_err() {
+            metrics::counter!(RATE_LIMITED).increment(1);
+            self.flood_strikes += 1;
+            if self.flood_strikes >= self.state.settings.flood_limit {
+                return Some(Disconnect::PolicyViolation);
+            }
+            self.reply_error(DecodeError {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "more than {} messages per second; slow down or be disconnected",
+                    self.state.settings.rate_limit
+                ),
+                path: None,
+                request_id: None,
+            });
+            return None;
+        }
+        self.flood_strikes = 0;
         let payload = match (&frame, self.encoding) {
             (Message::Text(text), Encoding::Json) => text.as_bytes(),
             (Message::Binary(bytes), Encoding::Proto) => bytes.as_ref(),
             (Message::Text(_), _) => {
-                return self.reply_error(unsupported("text frame on a protobuf connection"));
+                self.reply_error(unsupported("text frame on a protobuf connection"));
+                return None;
             }
-            (Message::Binary(_), _) => {
-                return self.reply_error(unsupported("binary frame on a JSON connection"));
+            _ => {
+                self.reply_error(unsupported("binary frame on a JSON connection"));
+                return None;
             }
-            // Pings are answered by the WebSocket layer; pongs only prove liveness.
-            _ => return,
         };
         if payload.len() > self.state.settings.max_message_bytes {
             let error = DecodeError {
@@ -295,25 +375,28 @@ impl Handler {
                 path: None,
                 request_id: None,
             };
-            return self.reply_error(error);
+            self.reply_error(error);
+            return None;
         }
         match self.state.codec.decode(self.encoding, payload) {
             Ok(message) => {
                 let mut context = commands::Context {
                     engine: &self.state.engine,
+                    auth: &self.state.auth,
                     client: &self.client,
                     subs: &mut self.subs,
+                    identity: &mut self.identity,
                 };
                 commands::apply(message, &mut context);
             }
             Err(error) => self.reply_error(error),
         }
+        None
     }
 
     fn reply_error(&self, error: DecodeError) {
         tracing::debug!(conn = self.client.id(), code = ?error.code, message = %error.message, "refused client message");
-        self.client
-            .offer(encode_frame(&error.to_reply(), self.encoding));
+        commands::send_error(&self.client, &error);
     }
 }
 

@@ -1,9 +1,11 @@
 //! The WebSocket handshake: everything decided before the upgrade.
 //!
-//! In order: the Origin allow-list (403), the encoding (subprotocol
-//! `tourcast.v1.json` / `tourcast.v1.proto`, or `?encoding=`; 400 when
-//! unsupported), and the connection cap (503). Only then is the connection
-//! upgraded, with buffers sized for small messages.
+//! In order: the Origin allow-list (403), the access token when auth is on
+//! (401, with no detail), the encoding (subprotocol `tourcast.v1.json` /
+//! `tourcast.v1.proto`, or `?encoding=`; 400 when unsupported), and the
+//! connection caps (503 when the server is full, 429 when this IP holds too
+//! many). Only then is the connection upgraded, with buffers sized for small
+//! messages. Every refusal is counted by reason.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,7 +19,10 @@ use serde_json::json;
 
 use super::AppState;
 use super::connection::Handler;
+use super::limits::Refusal;
+use crate::auth::token_from;
 use crate::protocol::codec::Encoding;
+use crate::telemetry::HANDSHAKE_REFUSALS;
 
 /// Subprotocol naming the JSON encoding.
 pub const JSON_SUBPROTOCOL: &str = "tourcast.v1.json";
@@ -69,21 +74,61 @@ fn accept(
 ) -> Response {
     if let Err(origin) = check_origin(headers, &state.settings.allowed_origins) {
         tracing::info!(%peer, origin, "handshake refused: origin not allowed");
-        return refuse(StatusCode::FORBIDDEN, "forbidden", "origin not allowed");
+        return refuse(
+            "origin",
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "origin not allowed",
+        );
     }
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let token = token_from(authorization, params.get("token").map(String::as_str));
+    let identity = match state.auth.authenticate(token.as_deref()) {
+        Ok(identity) => identity,
+        Err(error) => {
+            // The reason stays in the log (never the token); the client learns nothing.
+            tracing::info!(%peer, reason = %error, "handshake refused: unauthorized");
+            return refuse(
+                "unauthorized",
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid access token is required",
+            );
+        }
+    };
     let (encoding, subprotocol) = match negotiate(&ws, params) {
         Ok(choice) => choice,
         Err(message) => {
-            return refuse(StatusCode::BAD_REQUEST, "unsupported_encoding", &message);
+            return refuse(
+                "encoding",
+                StatusCode::BAD_REQUEST,
+                "unsupported_encoding",
+                &message,
+            );
         }
     };
-    let Some(slot) = state.connections.try_acquire() else {
-        tracing::warn!(%peer, "handshake refused: connection limit reached");
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "connection limit reached; retry later",
-        );
+    let slot = match state.connections.try_acquire(peer.ip()) {
+        Ok(slot) => slot,
+        Err(Refusal::Full) => {
+            tracing::warn!(%peer, "handshake refused: connection limit reached");
+            return refuse(
+                "capacity",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "connection limit reached; retry later",
+            );
+        }
+        Err(Refusal::TooManyFromIp) => {
+            tracing::info!(%peer, "handshake refused: too many connections from this address");
+            return refuse(
+                "ip_limit",
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many connections from this address",
+            );
+        }
     };
 
     let mut ws = ws
@@ -97,7 +142,7 @@ fn accept(
     let tasks = state.tasks.clone();
     ws.on_failed_upgrade(move |error| tracing::debug!(%peer, %error, "upgrade failed"))
         .on_upgrade(move |socket| {
-            tasks.track_future(Handler::new(state, socket, encoding, peer, slot).run())
+            tasks.track_future(Handler::new(state, socket, encoding, peer, identity, slot).run())
         })
 }
 
@@ -152,7 +197,8 @@ fn negotiate(
 }
 
 /// A refused handshake: an HTTP status with a JSON body in the protocol's error shape.
-fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+fn refuse(reason: &'static str, status: StatusCode, code: &str, message: &str) -> Response {
+    metrics::counter!(HANDSHAKE_REFUSALS, "reason" => reason).increment(1);
     (
         status,
         Json(json!({ "type": "error", "code": code, "message": message })),

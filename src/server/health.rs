@@ -1,9 +1,9 @@
 //! `/health` (liveness, in the old service's shape plus the event source's
-//! state) and `/ready` (503 until the event source is live).
+//! state), `/ready` (503 until the event source is live) and `/metrics`.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use chrono::Utc;
 use serde_json::{Value, json};
 
@@ -24,6 +24,21 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
             "state": state.source.get().as_str(),
         },
     }))
+}
+
+/// Prometheus metrics in the text exposition format.
+pub async fn metrics(
+    State(state): State<AppState>,
+) -> (StatusCode, [(header::HeaderName, &'static str); 1], String) {
+    let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+    match &state.metrics {
+        Some(handle) => (StatusCode::OK, content_type, handle.render()),
+        None => (
+            StatusCode::NOT_FOUND,
+            content_type,
+            "metrics are not enabled\n".into(),
+        ),
+    }
 }
 
 /// Readiness: 200 when the event source is live, 503 otherwise.

@@ -21,6 +21,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::auth::Authenticator;
 use crate::config::GatewayConfig;
 use crate::engine::Engine;
 use crate::protocol::codec::{Codec, SchemaError};
@@ -41,6 +44,12 @@ pub struct ServerSettings {
     pub max_message_bytes: usize,
     /// Largest frame accepted at all (larger: close 1009).
     pub max_frame_bytes: usize,
+    /// Client messages per second per connection.
+    pub rate_limit: u32,
+    /// Client messages per connection in a burst.
+    pub rate_burst: u32,
+    /// Consecutive rate-limited messages before the connection is closed.
+    pub flood_limit: u32,
 }
 
 impl ServerSettings {
@@ -52,6 +61,9 @@ impl ServerSettings {
             outbound_queue: config.outbound_queue as usize,
             max_message_bytes: config.max_message_bytes,
             max_frame_bytes: config.max_frame_bytes.max(config.max_message_bytes),
+            rate_limit: config.rate_limit.max(1),
+            rate_burst: config.rate_burst.max(1),
+            flood_limit: config.flood_limit.max(1),
         }
     }
 }
@@ -67,8 +79,12 @@ pub struct AppState {
     pub settings: Arc<ServerSettings>,
     /// The event source's liveness.
     pub source: SourceStatus,
-    /// Open connections and the cap on them.
+    /// Open connections and the caps on them.
     pub connections: Arc<ConnectionLimit>,
+    /// Token verification (a no-op when auth is off).
+    pub auth: Arc<Authenticator>,
+    /// Renders `/metrics` when a recorder is installed.
+    pub metrics: Option<PrometheusHandle>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
@@ -83,7 +99,8 @@ impl AppState {
         engine: Arc<Engine>,
         settings: ServerSettings,
         source: SourceStatus,
-        max_connections: usize,
+        connections: ConnectionLimit,
+        auth: Authenticator,
         shutdown: CancellationToken,
     ) -> Result<Self, SchemaError> {
         Ok(AppState {
@@ -91,7 +108,9 @@ impl AppState {
             codec: Arc::new(Codec::new()?),
             settings: Arc::new(settings),
             source,
-            connections: Arc::new(ConnectionLimit::new(max_connections)),
+            connections: Arc::new(connections),
+            auth: Arc::new(auth),
+            metrics: None,
             shutdown,
             tasks: TaskTracker::new(),
             next_id: Arc::new(AtomicU64::new(1)),
@@ -99,22 +118,40 @@ impl AppState {
     }
 }
 
-/// The HTTP routes: WebSocket at `/ws` and `/`, health and readiness.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The HTTP routes: WebSocket at `/ws` and `/`, health, readiness, and
+/// `/metrics` unless it is served on a separate admin port.
+pub fn router(state: AppState, with_metrics: bool) -> Router {
+    let router = Router::new()
         .route("/ws", get(handshake::upgrade))
         .route("/", get(handshake::upgrade_or_index))
         .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
+        .route("/ready", get(health::ready));
+    let router = if with_metrics {
+        router.route("/metrics", get(health::metrics))
+    } else {
+        router
+    };
+    router.with_state(state)
+}
+
+/// The admin router: `/metrics` alone.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
         .with_state(state)
 }
 
 /// Serves until `state.shutdown` is cancelled, then closes every connection
 /// with 1001 and waits up to `grace` for them to finish.
-pub async fn serve(listener: TcpListener, state: AppState, grace: Duration) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    with_metrics: bool,
+    grace: Duration,
+) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
     let tasks = state.tasks.clone();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state, with_metrics).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

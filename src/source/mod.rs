@@ -121,9 +121,19 @@ impl SourceStatus {
         *self.state.borrow()
     }
 
-    /// Records a new state.
+    /// Records a new state (and mirrors it in the metrics).
     pub fn set(&self, state: SourceState) {
-        self.state.send_replace(state);
+        let previous = self.state.send_replace(state);
+        let up = if state == SourceState::Connected {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!(crate::telemetry::SOURCE_UP, "source" => self.kind).set(up);
+        if state == SourceState::Reconnecting && previous != SourceState::Reconnecting {
+            metrics::counter!(crate::telemetry::SOURCE_RECONNECTS, "source" => self.kind)
+                .increment(1);
+        }
     }
 
     /// Watches state changes (tests and readiness waits).

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::auth::Permissions;
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
 use crate::protocol::v1::{
@@ -40,6 +41,28 @@ pub enum Applied {
     /// Older than the tour's state (by timestamp) or its log position; it
     /// would roll the state back.
     Stale,
+}
+
+/// Which tours a snapshot or a recovery covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// One tour.
+    Tour(&'a str),
+    /// Every tour these permissions allow.
+    Permitted(&'a Permissions),
+}
+
+impl Scope<'_> {
+    fn entries<'b>(&self, tours: &'b HashMap<String, TourEntry>) -> Vec<&'b TourEntry> {
+        match self {
+            Scope::Tour(id) => tours.get(*id).into_iter().collect(),
+            Scope::Permitted(permissions) => tours
+                .iter()
+                .filter(|(id, _)| permissions.allows(id))
+                .map(|(_, entry)| entry)
+                .collect(),
+        }
+    }
 }
 
 /// How a subscription with `since` can be served.
@@ -164,26 +187,23 @@ impl TourBook {
         self.tours.get(tour_id).map(|e| &e.state)
     }
 
-    /// The state of the given tours (`None`: all tours), sorted by id.
-    pub fn snapshot(&self, tour_id: Option<&str>) -> Vec<TourState> {
-        let mut tours: Vec<TourState> = match tour_id {
-            Some(id) => self.tour(id).cloned().into_iter().collect(),
-            None => self.tours.values().map(|e| e.state.clone()).collect(),
-        };
+    /// The state of the tours in `scope`, sorted by id.
+    pub fn snapshot(&self, scope: Scope<'_>) -> Vec<TourState> {
+        let mut tours: Vec<TourState> = scope
+            .entries(&self.tours)
+            .into_iter()
+            .map(|e| e.state.clone())
+            .collect();
         tours.sort_by(|a, b| a.tour_id.cmp(&b.tour_id));
         tours
     }
 
-    /// What a client that holds `since_seq` of `epoch` missed for one tour
-    /// (`None`: all tours).
-    pub fn recover(&self, tour_id: Option<&str>, epoch: &str, since_seq: u64) -> Recovery {
+    /// What a client that holds `since_seq` of `epoch` missed in `scope`.
+    pub fn recover(&self, scope: Scope<'_>, epoch: &str, since_seq: u64) -> Recovery {
         if epoch != self.epoch || since_seq > self.last_seq {
             return Recovery::Snapshot;
         }
-        let entries: Vec<&TourEntry> = match tour_id {
-            Some(id) => self.tours.get(id).into_iter().collect(),
-            None => self.tours.values().collect(),
-        };
+        let entries = scope.entries(&self.tours);
         let mut missed: Vec<(u64, Arc<Encoded>)> = Vec::new();
         for entry in entries {
             // Events after `since_seq` were evicted: the gap cannot be filled.
@@ -277,7 +297,7 @@ mod tests {
         assert_eq!(seq_of(book.apply(event("a", 9, now))), 3);
         let a = book.tour("a").unwrap();
         assert_eq!((a.available_seats, a.seq), (9, 3));
-        assert_eq!(book.snapshot(None).len(), 2);
+        assert_eq!(book.snapshot(Scope::Permitted(&Permissions::All)).len(), 2);
     }
 
     #[test]
@@ -321,24 +341,24 @@ mod tests {
             book.apply(event("a", seats, now));
         }
         // History holds seq 4..=6; seq 3 was evicted.
-        match book.recover(Some("a"), "e1", 4) {
+        match book.recover(Scope::Tour("a"), "e1", 4) {
             Recovery::Replay(missed) => assert_eq!(missed.len(), 2),
             other => panic!("expected a replay, got {other:?}"),
         }
-        match book.recover(Some("a"), "e1", 3) {
+        match book.recover(Scope::Tour("a"), "e1", 3) {
             Recovery::Replay(missed) => assert_eq!(missed.len(), 3),
             other => panic!("expected a replay, got {other:?}"),
         }
         assert!(matches!(
-            book.recover(Some("a"), "e1", 2),
+            book.recover(Scope::Tour("a"), "e1", 2),
             Recovery::Snapshot
         ));
         assert!(matches!(
-            book.recover(Some("a"), "other", 5),
+            book.recover(Scope::Tour("a"), "other", 5),
             Recovery::Snapshot
         ));
         assert!(matches!(
-            book.recover(Some("a"), "e1", 99),
+            book.recover(Scope::Tour("a"), "e1", 99),
             Recovery::Snapshot
         ));
     }

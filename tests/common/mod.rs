@@ -23,9 +23,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+use tourcast::auth::{AuthConfig, Authenticator};
 use tourcast::engine::{Engine, EngineConfig};
 use tourcast::protocol::codec::decode_server_proto;
 use tourcast::protocol::v1;
+use tourcast::server::limits::ConnectionLimit;
 use tourcast::server::{AppState, ServerSettings};
 use tourcast::source::{EventKind, SourceEvent, SourceState, SourceStatus};
 
@@ -40,6 +42,9 @@ pub fn test_settings() -> ServerSettings {
         outbound_queue: 64,
         max_message_bytes: 4096,
         max_frame_bytes: 64 * 1024,
+        rate_limit: 1000,
+        rate_burst: 1000,
+        flood_limit: 20,
     }
 }
 
@@ -75,6 +80,16 @@ impl TestServer {
     pub async fn start_with(
         tweak: impl FnOnce(&mut ServerSettings, &mut EngineConfig, &mut usize),
     ) -> Self {
+        Self::start_full(tweak, AuthConfig::default(), None).await
+    }
+
+    /// Starts a server with authentication configured by `auth_config`, and
+    /// optionally a per-IP connection cap (else the total cap applies alone).
+    pub async fn start_full(
+        tweak: impl FnOnce(&mut ServerSettings, &mut EngineConfig, &mut usize),
+        auth_config: AuthConfig,
+        per_ip: Option<usize>,
+    ) -> Self {
         let mut settings = test_settings();
         let mut engine_config = test_engine_config();
         let mut max_connections = 1000;
@@ -83,11 +98,13 @@ impl TestServer {
         let source = SourceStatus::new("test");
         source.set(SourceState::Connected);
         let shutdown = CancellationToken::new();
+        let auth = Authenticator::new(&auth_config).expect("a usable key");
         let state = AppState::new(
             Arc::clone(&engine),
             settings,
             source.clone(),
-            max_connections,
+            ConnectionLimit::new(max_connections, per_ip.unwrap_or(max_connections)),
+            auth,
             shutdown.clone(),
         )
         .expect("schemas compile");
@@ -96,6 +113,7 @@ impl TestServer {
         let served = tokio::spawn(tourcast::server::serve(
             listener,
             state.clone(),
+            true,
             Duration::from_secs(3),
         ));
         TestServer {

@@ -1,7 +1,7 @@
 //! `subscribe` → `subscribed`, then a `snapshot` or the missed events.
 
-use super::Context;
-use crate::hub::{Target, encode_frame};
+use super::{Context, send_error};
+use crate::hub::Target;
 use crate::protocol::codec::DecodeError;
 use crate::protocol::v1::{self, ErrorCode, StreamPosition};
 
@@ -24,23 +24,28 @@ impl Subscribe {
 
     /// Registers the subscription and queues the acknowledgement and state.
     pub fn apply(self, context: &mut Context<'_>) {
+        let refusal = |message: String| DecodeError {
+            code: ErrorCode::Forbidden,
+            message,
+            path: Some("/tourId".into()),
+            request_id: self.request_id.clone(),
+        };
+        // "*" is always allowed: for a restricted token it means "my tours".
+        if let Target::Tour(tour_id) = &self.target
+            && !context.subs.permissions().allows(tour_id)
+        {
+            let error = refusal(format!("not allowed to subscribe to {tour_id}"));
+            return send_error(context.client, &error);
+        }
         let result = context.engine.subscribe(
             context.client,
             context.subs,
-            self.target,
+            self.target.clone(),
             self.since.as_ref(),
             self.request_id.clone(),
         );
         if let Err(error) = result {
-            let refusal = DecodeError {
-                code: ErrorCode::Forbidden,
-                message: error.to_string(),
-                path: Some("/tourId".into()),
-                request_id: self.request_id,
-            };
-            context
-                .client
-                .offer(encode_frame(&refusal.to_reply(), context.client.encoding()));
+            send_error(context.client, &refusal(error.to_string()));
         }
     }
 }

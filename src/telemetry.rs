@@ -1,0 +1,88 @@
+//! Prometheus metrics: every name in one place, recorded through the
+//! `metrics` facade and rendered by `metrics-exporter-prometheus` at
+//! `/metrics`. Without an installed recorder (library tests) recording is a
+//! no-op.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Open WebSocket connections, by `encoding`.
+pub const CONNECTIONS_OPEN: &str = "tourcast_connections_open";
+/// Accepted WebSocket connections, by `encoding`.
+pub const CONNECTIONS_TOTAL: &str = "tourcast_connections_total";
+/// Handshakes refused before the upgrade, by `reason`.
+pub const HANDSHAKE_REFUSALS: &str = "tourcast_handshake_refusals_total";
+/// Connections closed, by `reason`.
+pub const DISCONNECTS: &str = "tourcast_disconnects_total";
+/// Valid client messages, by `type`.
+pub const CLIENT_MESSAGES: &str = "tourcast_client_messages_total";
+/// Error replies sent to clients, by `code`.
+pub const CLIENT_ERRORS: &str = "tourcast_client_errors_total";
+/// Client messages dropped by the rate limit.
+pub const RATE_LIMITED: &str = "tourcast_rate_limited_total";
+/// Events from the source, by `outcome` (applied, duplicate, stale, poison).
+pub const EVENTS: &str = "tourcast_events_total";
+/// Frames queued to clients (events and replies).
+pub const DELIVERIES: &str = "tourcast_deliveries_total";
+/// Clients disconnected because their outbound queue was full.
+pub const SLOW_DISCONNECTS: &str = "tourcast_slow_client_disconnects_total";
+/// Time from an event being consumed to it being queued for every recipient.
+pub const FANOUT_SECONDS: &str = "tourcast_event_fanout_seconds";
+/// 1 while the event source is connected, by `source`.
+pub const SOURCE_UP: &str = "tourcast_event_source_up";
+/// Times the event source lost its connection, by `source`.
+pub const SOURCE_RECONNECTS: &str = "tourcast_event_source_reconnects_total";
+
+/// Installs the global Prometheus recorder; keep the handle to render.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(FANOUT_SECONDS.into()),
+            &[
+                0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05,
+            ],
+        )?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+/// Records an event outcome (sources record `poison` themselves).
+pub fn event_outcome(outcome: &'static str) {
+    metrics::counter!(EVENTS, "outcome" => outcome).increment(1);
+}
+
+fn describe() {
+    describe_gauge!(CONNECTIONS_OPEN, "Open WebSocket connections, by encoding.");
+    describe_counter!(
+        CONNECTIONS_TOTAL,
+        "Accepted WebSocket connections, by encoding."
+    );
+    describe_counter!(
+        HANDSHAKE_REFUSALS,
+        "Handshakes refused before the upgrade, by reason."
+    );
+    describe_counter!(DISCONNECTS, "Connections closed, by reason.");
+    describe_counter!(CLIENT_MESSAGES, "Valid client messages, by type.");
+    describe_counter!(CLIENT_ERRORS, "Error replies sent to clients, by code.");
+    describe_counter!(
+        RATE_LIMITED,
+        "Client messages dropped by the per-connection rate limit."
+    );
+    describe_counter!(EVENTS, "Events from the event source, by outcome.");
+    describe_counter!(DELIVERIES, "Frames queued to clients.");
+    describe_counter!(
+        SLOW_DISCONNECTS,
+        "Clients disconnected because their outbound queue was full."
+    );
+    describe_histogram!(
+        FANOUT_SECONDS,
+        Unit::Seconds,
+        "Time from an event being consumed to it being queued for every recipient."
+    );
+    describe_gauge!(SOURCE_UP, "1 while the event source is connected.");
+    describe_counter!(
+        SOURCE_RECONNECTS,
+        "Times the event source lost its connection."
+    );
+}
