@@ -26,6 +26,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (the default).
     Serve,
+    /// Publish an availability event to RabbitMQ (flags, or JSON lines on stdin).
+    Publish(crate::source::rabbitmq::publish::PublishArgs),
+    /// Issue an access token for trying authentication (prints a JWT).
+    Token(crate::auth::TokenArgs),
 }
 
 /// Settings of the gateway process.

@@ -26,12 +26,21 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     match cli.command {
         None | Some(Command::Serve) => runtime.block_on(serve(cli.gateway)),
+        Some(Command::Token(args)) => {
+            println!("{}", tourcast::auth::issue(&args)?);
+            Ok(())
+        }
+        Some(Command::Publish(args)) => {
+            Ok(runtime.block_on(tourcast::source::rabbitmq::publish::run(args))?)
+        }
     }
 }
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // lapin logs whole message bodies at warn (unroutable publishes) and
+        // broker-initiated closes at error; our own lines say what matters.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lapin=error"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if format == "json" {
         builder.json().init();

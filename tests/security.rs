@@ -450,3 +450,42 @@ fn series_value(text: &str, series: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
 }
+
+#[tokio::test]
+async fn tokens_from_tourcast_token_are_accepted_by_the_gateway() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tourcast"))
+        .args([
+            "token",
+            "--secret",
+            SECRET,
+            "--sub",
+            "alice",
+            "--tours",
+            "tour_paris",
+            "--ttl",
+            "5m",
+        ])
+        .output()
+        .expect("tourcast token runs");
+    assert!(output.status.success());
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    let gateway = GatewayProcess::start(&["--demo"], &[("JWT_SECRET", SECRET)]).await;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("{}?token={token}", gateway.ws_url()))
+        .await
+        .expect("the issued token is accepted");
+    let mut client = Client::greeted(ws, Encoding::Json).await;
+    client
+        .send(json!({"type": "subscribe", "tourId": "tour_rome"}))
+        .await;
+    assert_eq!(client.recv_type("error").await["code"], "forbidden");
+    client
+        .send(json!({"type": "subscribe", "tourId": "tour_paris"}))
+        .await;
+    let snapshot = client.recv_type("snapshot").await;
+    assert_eq!(snapshot["tours"][0]["tourId"], "tour_paris");
+    assert_eq!(
+        gateway.log_lines("\"user\":\"alice\"").len(),
+        1,
+        "sub is the user in logs"
+    );
+}

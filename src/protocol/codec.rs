@@ -21,7 +21,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::v1::{self, ErrorCode};
-use super::validate::Validate;
+use super::validate::{Validate, wording};
 use super::{ClientMessage, ServerMessage, schema};
 
 /// The wire encoding of a connection, chosen at the handshake.
@@ -112,10 +112,15 @@ impl Codec {
             if let (Value::Object(map), Some(defs)) = (&mut variant, &defs) {
                 map.insert("$defs".into(), defs.clone());
             }
-            let validator = jsonschema::draft202012::new(&variant).map_err(|e| SchemaError {
-                message_type: message_type.clone(),
-                reason: e.to_string(),
-            })?;
+            // The `regex` engine: linear-time matching, and the same engine
+            // (so the same semantics) as the protobuf-side `Validate` impls.
+            let validator = jsonschema::draft202012::options()
+                .with_pattern_options(jsonschema::PatternOptions::regex())
+                .build(&variant)
+                .map_err(|e| SchemaError {
+                    message_type: message_type.clone(),
+                    reason: e.to_string(),
+                })?;
             validators.insert(message_type, validator);
         }
         Ok(Codec { validators })
@@ -168,10 +173,13 @@ impl Codec {
             .at("/type")
             .with_request_id(request_id));
         };
-        if let Some(error) = validator.iter_errors(&value).next() {
+        // `is_valid` short-circuits without building errors: the fast path.
+        if !validator.is_valid(&value)
+            && let Some(error) = validator.iter_errors(&value).next()
+        {
             return Err(schema_violation(&error).with_request_id(request_id));
         }
-        serde_json::from_value(value).map_err(|e| {
+        into_typed(value).map_err(|e| {
             // JSON Schema calls any integral number an integer (`41.0`, `1e19`,
             // `18446744073709551616`), but the typed fields are u64 and serde
             // refuses floats: point at that number. This path is rare, so it
@@ -213,10 +221,11 @@ impl Codec {
             )
             .at("/type"));
         };
-        let request_id = request_id_of(&message)
-            .filter(|id| id.len() <= MAX_ECHOED_REQUEST_ID)
-            .map(str::to_owned);
         validate_variant(&message).map_err(|violation| {
+            // Copied only on this error path: a valid message allocates nothing more.
+            let request_id = request_id_of(&message)
+                .filter(|id| id.len() <= MAX_ECHOED_REQUEST_ID)
+                .map(str::to_owned);
             DecodeError::new(ErrorCode::InvalidMessage, violation.message)
                 .at(violation.path)
                 .with_request_id(request_id)
@@ -235,6 +244,34 @@ impl Codec {
                     "frame is not UTF-8",
                 )),
             },
+        }
+    }
+}
+
+/// A schema-valid JSON object as a typed message, without a second copy.
+///
+/// serde reads an internally tagged enum (`{"type":…}`) by buffering the whole
+/// object and then reading the buffer as the variant, copying every string
+/// twice. The schema has already pinned `type`, so take it out and read the
+/// variant's struct directly. A name missing here still decodes, through
+/// serde's own (slower) path.
+fn into_typed(value: Value) -> Result<ClientMessage, serde_json::Error> {
+    let Value::Object(mut object) = value else {
+        return serde_json::from_value(value);
+    };
+    let Some(Value::String(message_type)) = object.remove("type") else {
+        return serde_json::from_value(Value::Object(object));
+    };
+    match message_type.as_str() {
+        "ping" => serde_json::from_value(Value::Object(object)).map(ClientMessage::Ping),
+        "subscribe" => serde_json::from_value(Value::Object(object)).map(ClientMessage::Subscribe),
+        "unsubscribe" => {
+            serde_json::from_value(Value::Object(object)).map(ClientMessage::Unsubscribe)
+        }
+        "refresh" => serde_json::from_value(Value::Object(object)).map(ClientMessage::Refresh),
+        _ => {
+            object.insert("type".into(), Value::String(message_type));
+            serde_json::from_value(Value::Object(object))
         }
     }
 }
@@ -259,13 +296,21 @@ pub fn request_id_of(message: &ClientMessage) -> Option<&str> {
 }
 
 fn schema_violation(error: &jsonschema::ValidationError<'_>) -> DecodeError {
+    let (path, message) = describe_violation(error);
+    DecodeError::new(ErrorCode::InvalidMessage, truncate(&message, 200)).at(path)
+}
+
+/// The JSON pointer and wording of a schema error, worded like the
+/// protobuf-side checks (see [`wording`]) so both encodings read the same.
+/// Missing and unexpected properties point at the property, not its parent.
+pub fn describe_violation(error: &jsonschema::ValidationError<'_>) -> (String, String) {
     let mut path = error.instance_path().as_str().to_string();
+    let field = path.rsplit('/').next().unwrap_or_default().to_string();
     let message = match error.kind() {
-        // Point at the missing or unexpected property itself, not its parent.
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
             path = format!("{path}/{name}");
-            format!("{name} is required")
+            wording::required(name)
         }
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             if let Some(first) = unexpected.first() {
@@ -273,9 +318,17 @@ fn schema_violation(error: &jsonschema::ValidationError<'_>) -> DecodeError {
             }
             format!("unknown field {}", unexpected.join(", "))
         }
+        ValidationErrorKind::MinLength { .. } if error.instance().as_str() == Some("") => {
+            wording::empty(&field)
+        }
+        ValidationErrorKind::MinLength { limit } => wording::too_short(&field, *limit),
+        ValidationErrorKind::MaxLength { limit } => wording::too_long(&field, *limit),
+        ValidationErrorKind::Pattern { pattern } => wording::mismatch(&field, pattern),
+        ValidationErrorKind::Minimum { limit } => wording::below(&field, limit),
+        ValidationErrorKind::Maximum { limit } => wording::above(&field, limit),
         _ => error.to_string(),
     };
-    DecodeError::new(ErrorCode::InvalidMessage, truncate(&message, 200)).at(path)
+    (path, message)
 }
 
 /// JSON pointer to the first number that is not an exact integer in `i64` or
@@ -296,7 +349,9 @@ fn inexact_integer_path(value: &Value) -> Option<String> {
     }
 }
 
-fn truncate(text: &str, max_chars: usize) -> String {
+/// `text` cut to `max_chars` characters (with an ellipsis), for messages
+/// that quote untrusted input.
+pub fn truncate(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),

@@ -27,7 +27,41 @@ impl Violation {
 
     /// A required field is absent.
     pub fn missing(parent: &str, field: &str) -> Self {
-        Violation::new(parent, field, format!("{field} is required"))
+        Violation::new(parent, field, wording::required(field))
+    }
+}
+
+/// How a broken rule is worded. Shared with the JSON path (the codec words
+/// JSON Schema errors the same way), so a mistake reads the same in both
+/// encodings.
+pub mod wording {
+    /// An empty value where one is required.
+    pub fn empty(field: &str) -> String {
+        format!("{field} is required and must not be empty")
+    }
+    /// A string shorter than `min` characters.
+    pub fn too_short(field: &str, min: u64) -> String {
+        format!("{field} must be at least {min} characters long")
+    }
+    /// A string longer than `max` characters.
+    pub fn too_long(field: &str, max: u64) -> String {
+        format!("{field} must be at most {max} characters long")
+    }
+    /// A string that does not match `pattern`.
+    pub fn mismatch(field: &str, pattern: &str) -> String {
+        format!("{field} does not match {pattern}")
+    }
+    /// A number below `min`.
+    pub fn below(field: &str, min: impl std::fmt::Display) -> String {
+        format!("{field} must be at least {min}")
+    }
+    /// A number above `max`.
+    pub fn above(field: &str, max: impl std::fmt::Display) -> String {
+        format!("{field} must be at most {max}")
+    }
+    /// A missing field.
+    pub fn required(field: &str) -> String {
+        format!("{field} is required")
     }
 }
 
@@ -42,9 +76,9 @@ pub fn check_min_len(value: &str, min: usize, parent: &str, field: &str) -> Resu
     // JSON Schema counts characters (code points), not bytes.
     if value.chars().count() < min {
         let message = if value.is_empty() {
-            format!("{field} is required and must not be empty")
+            wording::empty(field)
         } else {
-            format!("{field} must be at least {min} characters long")
+            wording::too_short(field, min as u64)
         };
         return Err(Violation::new(parent, field, message));
     }
@@ -56,7 +90,7 @@ pub fn check_max_len(value: &str, max: usize, parent: &str, field: &str) -> Resu
         return Err(Violation::new(
             parent,
             field,
-            format!("{field} must be at most {max} characters long"),
+            wording::too_long(field, max as u64),
         ));
     }
     Ok(())
@@ -73,7 +107,7 @@ pub fn check_pattern(
         return Err(Violation::new(
             parent,
             field,
-            format!("{field} does not match {pattern}"),
+            wording::mismatch(field, pattern),
         ));
     }
     Ok(())
@@ -81,22 +115,14 @@ pub fn check_pattern(
 
 pub fn check_min(value: u64, min: u64, parent: &str, field: &str) -> Result<(), Violation> {
     if value < min {
-        return Err(Violation::new(
-            parent,
-            field,
-            format!("{field} must be at least {min}"),
-        ));
+        return Err(Violation::new(parent, field, wording::below(field, min)));
     }
     Ok(())
 }
 
 pub fn check_max(value: u64, max: u64, parent: &str, field: &str) -> Result<(), Violation> {
     if value > max {
-        return Err(Violation::new(
-            parent,
-            field,
-            format!("{field} must be at most {max}"),
-        ));
+        return Err(Violation::new(parent, field, wording::above(field, max)));
     }
     Ok(())
 }

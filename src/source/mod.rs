@@ -8,6 +8,7 @@
 //! `/health` and `/ready` read.
 
 pub mod demo;
+pub mod publisher;
 pub mod rabbitmq;
 
 use chrono::{DateTime, Utc};

@@ -1,0 +1,642 @@
+//! Publisher payloads → [`SourceEvent`]s.
+//!
+//! Booking and catalog services publish availability events as JSON (the
+//! SPEC's shapes, validated against the generated publisher-event schema) or
+//! as protobuf `tourcast.v1.AvailabilityEvent` (content type
+//! `application/x-protobuf`, checked by the generated [`Validate`] impl,
+//! which carries the same rules). Anything that does not decode or validate
+//! becomes a [`PoisonError`] naming why, with the `eventId` when it could be
+//! read, so that the consumer can log and count it and move on.
+//!
+//! Nothing here trusts the publisher: no panics, no unbounded work. Payloads
+//! over the size limit are refused before they are parsed.
+
+use chrono::{DateTime, Duration, Utc};
+use jsonschema::Validator;
+use prost::Message as _;
+use serde_json::Value;
+use thiserror::Error;
+
+use super::{EventKind, SourceEvent};
+use crate::protocol::codec::{describe_violation, truncate};
+use crate::protocol::schema;
+use crate::protocol::v1::AvailabilityEvent;
+use crate::protocol::validate::Validate;
+
+/// Content type of protobuf-encoded events.
+pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
+/// Content type of JSON-encoded events.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+/// Default largest payload accepted; availability events are ~200 bytes.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// How far in the future a publisher's timestamp may be before it is
+/// replaced by the receipt time. The engine drops events older than a tour's
+/// state, so one event stamped a day ahead (a publisher with a skewed clock)
+/// would otherwise freeze that tour for a day.
+const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+/// Longest `eventId` copied into a poison report (the schema's own limit).
+const MAX_REPORTED_ID: usize = 128;
+/// Longest explanation kept from a parser or validator message.
+const MAX_DETAIL: usize = 200;
+
+/// Why a payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PoisonReason {
+    /// Larger than the configured limit; not parsed at all.
+    #[error("payload of {size} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Payload size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not JSON (or not UTF-8).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// Valid JSON, but not an object.
+    #[error("an event must be a JSON object")]
+    NotAnObject,
+    /// Broke a rule of the publisher-event schema.
+    #[error("{message} (at {path})")]
+    Invalid {
+        /// JSON pointer to the offending field (`/tourId`), or "" for the whole event.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// Not a protobuf `AvailabilityEvent`.
+    #[error("malformed protobuf: {0}")]
+    MalformedProtobuf(String),
+    /// Neither the `eventType` nor the routing key names an availability event.
+    #[error("unknown event type {0:?}")]
+    UnknownKind(String),
+    /// `timestamp` is not RFC 3339.
+    #[error("timestamp {0:?} is not RFC 3339")]
+    BadTimestamp(String),
+}
+
+/// A payload that cannot become an event: logged, counted and skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("poison event{}: {reason}", .event_id.as_deref().map(|id| format!(" {id}")).unwrap_or_default())]
+pub struct PoisonError {
+    /// The event's `eventId`, when the payload was readable enough to hold one.
+    pub event_id: Option<String>,
+    /// Why it was refused.
+    pub reason: PoisonReason,
+}
+
+impl PoisonError {
+    fn new(event_id: Option<String>, reason: PoisonReason) -> Self {
+        PoisonError { event_id, reason }
+    }
+
+    /// A short, stable label for the reason (metrics and logs).
+    pub fn label(&self) -> &'static str {
+        match self.reason {
+            PoisonReason::TooLarge { .. } => "too_large",
+            PoisonReason::MalformedJson(_) => "malformed_json",
+            PoisonReason::NotAnObject => "not_an_object",
+            PoisonReason::Invalid { .. } => "invalid",
+            PoisonReason::MalformedProtobuf(_) => "malformed_protobuf",
+            PoisonReason::UnknownKind(_) => "unknown_type",
+            PoisonReason::BadTimestamp(_) => "bad_timestamp",
+        }
+    }
+}
+
+/// The generated publisher-event schema did not compile (a build bug).
+#[derive(Debug, Error)]
+#[error("the generated availability-event schema does not compile: {0}")]
+pub struct SchemaError(String);
+
+/// One received message, as the transport saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The routing key it was published with.
+    pub routing_key: &'a str,
+    /// Its content type, when the publisher set one.
+    pub content_type: Option<&'a str>,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// When the publisher sent it (AMQP `timestamp` property), if set; used
+    /// when the payload has no `timestamp` of its own.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Decodes publisher payloads. Build one at start-up (it compiles the
+/// schema) and reuse it for every message.
+pub struct PublisherDecoder {
+    validator: Validator,
+    max_bytes: usize,
+}
+
+impl std::fmt::Debug for PublisherDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublisherDecoder")
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublisherDecoder {
+    /// Compiles the publisher-event schema; payloads over `max_bytes` are refused unread.
+    pub fn new(max_bytes: usize) -> Result<Self, SchemaError> {
+        let validator = jsonschema::draft202012::new(&schema::availability_event())
+            .map_err(|e| SchemaError(e.to_string()))?;
+        Ok(PublisherDecoder {
+            validator,
+            max_bytes,
+        })
+    }
+
+    /// The size limit.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Decodes and validates one message. `received_at` stands in for a
+    /// missing timestamp and bounds a timestamp from the future.
+    pub fn decode(
+        &self,
+        message: Incoming<'_>,
+        received_at: DateTime<Utc>,
+    ) -> Result<SourceEvent, PoisonError> {
+        if message.payload.len() > self.max_bytes {
+            return Err(PoisonError::new(
+                sniff_event_id(message.payload),
+                PoisonReason::TooLarge {
+                    size: message.payload.len(),
+                    max: self.max_bytes,
+                },
+            ));
+        }
+        let event = if is_protobuf(message.content_type) {
+            decode_proto(message.payload)?
+        } else {
+            self.decode_json(message.payload)?
+        };
+        into_source_event(event, message, received_at)
+    }
+
+    fn decode_json(&self, payload: &[u8]) -> Result<AvailabilityEvent, PoisonError> {
+        let value: Value = serde_json::from_slice(payload).map_err(|e| {
+            PoisonError::new(
+                None,
+                PoisonReason::MalformedJson(truncate(&e.to_string(), MAX_DETAIL)),
+            )
+        })?;
+        let Value::Object(object) = &value else {
+            return Err(PoisonError::new(None, PoisonReason::NotAnObject));
+        };
+        let event_id = object
+            .get("eventId")
+            .and_then(Value::as_str)
+            .map(|id| truncate(id, MAX_REPORTED_ID));
+        if let Some(error) = self.validator.iter_errors(&value).next() {
+            return Err(PoisonError::new(event_id, schema_violation(&error)));
+        }
+        serde_json::from_value(value).map_err(|e| {
+            // The schema accepted what serde refused: they disagree, which is
+            // a bug, but still the publisher's message that cannot be used.
+            PoisonError::new(
+                event_id,
+                PoisonReason::Invalid {
+                    path: String::new(),
+                    message: truncate(&e.to_string(), MAX_DETAIL),
+                },
+            )
+        })
+    }
+}
+
+/// Whether a content type names protobuf (parameters and case ignored).
+pub fn is_protobuf(content_type: Option<&str>) -> bool {
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        PROTOBUF_CONTENT_TYPE | "application/protobuf" | "application/vnd.google.protobuf"
+    )
+}
+
+/// How far into an oversized payload we look for its `eventId`.
+const SNIFF_BYTES: usize = 4096;
+
+/// The `eventId` of a JSON payload too large to parse, when it appears as
+/// `"eventId":"…"` near the start: enough to name the event in the log.
+fn sniff_event_id(payload: &[u8]) -> Option<String> {
+    let head = &payload[..payload.len().min(SNIFF_BYTES)];
+    let text = String::from_utf8_lossy(head);
+    let after_key = &text[text.find("\"eventId\"")? + "\"eventId\"".len()..];
+    let value = after_key
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let id = &value[..value.find('"')?];
+    let plain = !id.is_empty() && id.chars().all(|c| c != '\\' && !c.is_control());
+    plain.then(|| truncate(id, MAX_REPORTED_ID))
+}
+
+fn decode_proto(payload: &[u8]) -> Result<AvailabilityEvent, PoisonError> {
+    let event = AvailabilityEvent::decode(payload).map_err(|e| {
+        PoisonError::new(
+            None,
+            PoisonReason::MalformedProtobuf(truncate(&e.to_string(), MAX_DETAIL)),
+        )
+    })?;
+    if let Err(violation) = event.validate("") {
+        let event_id = event
+            .event_id
+            .as_deref()
+            .map(|id| truncate(id, MAX_REPORTED_ID));
+        return Err(PoisonError::new(
+            event_id,
+            PoisonReason::Invalid {
+                path: violation.path,
+                message: violation.message,
+            },
+        ));
+    }
+    Ok(event)
+}
+
+fn into_source_event(
+    event: AvailabilityEvent,
+    message: Incoming<'_>,
+    received_at: DateTime<Utc>,
+) -> Result<SourceEvent, PoisonError> {
+    let AvailabilityEvent {
+        event_id,
+        event_type,
+        tour_id,
+        tour_name,
+        tour_title,
+        available_seats,
+        max_group_size,
+        threshold,
+        timestamp,
+    } = event;
+    let poison = |reason| PoisonError::new(event_id.clone(), reason);
+
+    // The payload's `eventType` is the more specific statement; the routing
+    // key decides when it is absent (the old low-availability publishers
+    // never set it).
+    let kind = match event_type.as_deref() {
+        Some(name) => EventKind::from_name(name)
+            .ok_or_else(|| poison(PoisonReason::UnknownKind(truncate(name, 64))))?,
+        None => EventKind::from_name(message.routing_key)
+            .ok_or_else(|| poison(PoisonReason::UnknownKind(truncate(message.routing_key, 64))))?,
+    };
+    let timestamp = match timestamp.as_deref() {
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| poison(PoisonReason::BadTimestamp(truncate(text, 64))))?,
+        None => message.sent_at.unwrap_or(received_at),
+    };
+    let timestamp = if timestamp > received_at + MAX_CLOCK_SKEW {
+        tracing::debug!(
+            event_id = event_id.as_deref().unwrap_or(""),
+            %timestamp,
+            "event timestamp is in the future; using the receipt time"
+        );
+        received_at
+    } else {
+        timestamp
+    };
+    Ok(SourceEvent {
+        kind,
+        event_id,
+        tour_id,
+        // `tourName` on updates, `tourTitle` on the old low-availability shape.
+        tour_name: tour_name.or(tour_title).filter(|name| !name.is_empty()),
+        available_seats,
+        max_group_size,
+        threshold,
+        timestamp,
+        position: None,
+    })
+}
+
+fn schema_violation(error: &jsonschema::ValidationError<'_>) -> PoisonReason {
+    // Worded and pointed exactly as client errors are.
+    let (path, message) = describe_violation(error);
+    PoisonReason::Invalid {
+        path,
+        message: truncate(&message, MAX_DETAIL),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder() -> PublisherDecoder {
+        PublisherDecoder::new(DEFAULT_MAX_EVENT_BYTES).expect("schema compiles")
+    }
+
+    fn json<'a>(routing_key: &'a str, payload: &'a str) -> Incoming<'a> {
+        Incoming {
+            routing_key,
+            content_type: Some(JSON_CONTENT_TYPE),
+            payload: payload.as_bytes(),
+            sent_at: None,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-01-08T10:31:00Z")
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn decodes_the_spec_updated_shape() {
+        let payload = r#"{"eventId":"evt_1736330000000","eventType":"tour.availability.updated","tourId":"tour_123","availableSeats":8,"timestamp":"2025-01-08T10:30:00.000Z"}"#;
+        let event = decoder()
+            .decode(json("tour.availability.updated", payload), now())
+            .expect("valid event");
+        assert_eq!(event.kind, EventKind::Updated);
+        assert_eq!(event.event_id.as_deref(), Some("evt_1736330000000"));
+        assert_eq!(event.tour_id, "tour_123");
+        assert_eq!(event.available_seats, 8);
+        assert_eq!(event.tour_name, None);
+        assert_eq!(event.timestamp.to_rfc3339(), "2025-01-08T10:30:00+00:00");
+        assert_eq!(event.position, None);
+    }
+
+    #[test]
+    fn decodes_the_spec_low_shape_without_id_or_timestamp() {
+        let payload = r#"{"tourId":"tour_alps","tourTitle":"Randonnée Montagne","availableSeats":3,"maxGroupSize":15,"threshold":3}"#;
+        let event = decoder()
+            .decode(json("tour.availability.low", payload), now())
+            .expect("valid event");
+        assert_eq!(event.kind, EventKind::Low);
+        assert_eq!(event.event_id, None);
+        assert_eq!(event.tour_name.as_deref(), Some("Randonnée Montagne"));
+        assert_eq!(event.max_group_size, Some(15));
+        assert_eq!(event.threshold, Some(3));
+        assert_eq!(event.timestamp, now(), "receipt time stands in");
+    }
+
+    #[test]
+    fn optional_fields_and_unknown_fields_are_accepted() {
+        let payload = r#"{"tourId":"tour_paris","tourName":"Paris City Tour","maxGroupSize":20,"availableSeats":5,"publisher":"booking-v2"}"#;
+        let event = decoder()
+            .decode(json("tour.availability.updated", payload), now())
+            .expect("valid event");
+        assert_eq!(event.tour_name.as_deref(), Some("Paris City Tour"));
+        assert_eq!(event.max_group_size, Some(20));
+    }
+
+    #[test]
+    fn the_amqp_timestamp_stands_in_for_a_missing_one() {
+        let sent = now() - Duration::seconds(30);
+        let mut message = json(
+            "tour.availability.updated",
+            r#"{"tourId":"a","availableSeats":1}"#,
+        );
+        message.sent_at = Some(sent);
+        let event = decoder().decode(message, now()).expect("valid event");
+        assert_eq!(event.timestamp, sent);
+    }
+
+    #[test]
+    fn a_timestamp_from_the_future_is_replaced_by_the_receipt_time() {
+        let payload = r#"{"tourId":"a","availableSeats":1,"timestamp":"2030-01-01T00:00:00Z"}"#;
+        let event = decoder()
+            .decode(json("tour.availability.updated", payload), now())
+            .expect("valid event");
+        assert_eq!(event.timestamp, now());
+    }
+
+    #[test]
+    fn event_type_wins_over_the_routing_key() {
+        let payload = r#"{"eventType":"tour.availability.low","tourId":"a","availableSeats":1,"threshold":2}"#;
+        let event = decoder()
+            .decode(json("tour.availability.updated", payload), now())
+            .expect("valid event");
+        assert_eq!(event.kind, EventKind::Low);
+    }
+
+    fn poison(routing_key: &str, payload: &str) -> PoisonError {
+        decoder()
+            .decode(json(routing_key, payload), now())
+            .expect_err("poison")
+    }
+
+    #[test]
+    fn not_json_is_poison() {
+        let error = poison("tour.availability.updated", "hello there");
+        assert_eq!(error.label(), "malformed_json");
+        assert_eq!(error.event_id, None);
+        let error = decoder()
+            .decode(
+                Incoming {
+                    payload: &[0xff, 0xfe, 0x00],
+                    ..json("tour.availability.updated", "")
+                },
+                now(),
+            )
+            .expect_err("poison");
+        assert_eq!(error.label(), "malformed_json");
+    }
+
+    #[test]
+    fn a_non_object_is_poison() {
+        assert_eq!(
+            poison("tour.availability.updated", "[1,2]").reason,
+            PoisonReason::NotAnObject
+        );
+        assert_eq!(
+            poison("tour.availability.updated", "null").reason,
+            PoisonReason::NotAnObject
+        );
+    }
+
+    #[test]
+    fn a_missing_tour_id_is_poison_with_its_path_and_event_id() {
+        let error = poison(
+            "tour.availability.updated",
+            r#"{"eventId":"evt_9","availableSeats":3}"#,
+        );
+        assert_eq!(error.event_id.as_deref(), Some("evt_9"));
+        assert_eq!(
+            error.reason,
+            PoisonReason::Invalid {
+                path: "/tourId".into(),
+                message: "tourId is required".into()
+            }
+        );
+        assert!(error.to_string().contains("evt_9"), "{error}");
+    }
+
+    #[test]
+    fn wrong_types_are_poison() {
+        for payload in [
+            r#"{"eventId":"e","tourId":"a","availableSeats":"eight"}"#,
+            r#"{"eventId":"e","tourId":"a","availableSeats":-1}"#,
+            r#"{"eventId":"e","tourId":"a","availableSeats":1.5}"#,
+            r#"{"eventId":"e","tourId":42,"availableSeats":1}"#,
+            r#"{"eventId":"e","tourId":"a","availableSeats":1,"maxGroupSize":null}"#,
+            r#"{"eventId":"e","tourId":"a","availableSeats":4294967296}"#,
+            r#"{"eventId":"e","tourId":"has spaces","availableSeats":1}"#,
+        ] {
+            let error = poison("tour.availability.updated", payload);
+            assert_eq!(error.label(), "invalid", "{payload}: {error}");
+            assert_eq!(error.event_id.as_deref(), Some("e"));
+            let PoisonReason::Invalid { path, .. } = &error.reason else {
+                unreachable!()
+            };
+            assert!(path.starts_with('/'), "{payload}: path {path:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_is_poison() {
+        let error = poison("tour.created", r#"{"tourId":"a","availableSeats":1}"#);
+        assert_eq!(
+            error.reason,
+            PoisonReason::UnknownKind("tour.created".into())
+        );
+        let error = poison(
+            "tour.availability.updated",
+            r#"{"eventType":"tour.deleted","tourId":"a","availableSeats":1}"#,
+        );
+        assert_eq!(error.label(), "unknown_type");
+    }
+
+    #[test]
+    fn a_bad_timestamp_is_poison() {
+        let error = poison(
+            "tour.availability.updated",
+            r#"{"eventId":"e1","tourId":"a","availableSeats":1,"timestamp":"yesterday"}"#,
+        );
+        assert_eq!(error.label(), "bad_timestamp");
+        assert_eq!(error.event_id.as_deref(), Some("e1"));
+    }
+
+    #[test]
+    fn a_huge_payload_is_refused_unread() {
+        let decoder = PublisherDecoder::new(1024).expect("schema compiles");
+        let payload = format!(
+            r#"{{"eventId" : "evt_big","tourId":"a","availableSeats":1,"tourName":"{}"}}"#,
+            "x".repeat(2000)
+        );
+        let error = decoder
+            .decode(json("tour.availability.updated", &payload), now())
+            .expect_err("poison");
+        assert_eq!(
+            error.reason,
+            PoisonReason::TooLarge {
+                size: payload.len(),
+                max: 1024
+            }
+        );
+        assert_eq!(
+            error.event_id.as_deref(),
+            Some("evt_big"),
+            "named in the log"
+        );
+        let error = decoder
+            .decode(json("tour.availability.updated", &"y".repeat(5000)), now())
+            .expect_err("poison");
+        assert_eq!(error.event_id, None);
+    }
+
+    fn proto(event: &AvailabilityEvent) -> Vec<u8> {
+        event.encode_to_vec()
+    }
+
+    fn proto_message<'a>(routing_key: &'a str, payload: &'a [u8]) -> Incoming<'a> {
+        Incoming {
+            routing_key,
+            content_type: Some(PROTOBUF_CONTENT_TYPE),
+            payload,
+            sent_at: None,
+        }
+    }
+
+    #[test]
+    fn decodes_protobuf_events() {
+        let payload = proto(&AvailabilityEvent {
+            event_id: Some("evt_p1".into()),
+            tour_id: "tour_rome".into(),
+            tour_name: Some("Rome Colosseum Tour".into()),
+            available_seats: 4,
+            max_group_size: Some(18),
+            timestamp: Some("2025-01-08T10:30:00Z".into()),
+            ..Default::default()
+        });
+        let event = decoder()
+            .decode(proto_message("tour.availability.updated", &payload), now())
+            .expect("valid event");
+        assert_eq!(event.kind, EventKind::Updated);
+        assert_eq!(event.event_id.as_deref(), Some("evt_p1"));
+        assert_eq!(event.tour_id, "tour_rome");
+        assert_eq!(event.tour_name.as_deref(), Some("Rome Colosseum Tour"));
+        assert_eq!(event.available_seats, 4);
+        assert_eq!(event.max_group_size, Some(18));
+    }
+
+    #[test]
+    fn protobuf_content_types_are_recognised() {
+        assert!(is_protobuf(Some("application/x-protobuf")));
+        assert!(is_protobuf(Some(
+            "Application/X-Protobuf; proto=tourcast.v1.AvailabilityEvent"
+        )));
+        assert!(is_protobuf(Some("application/protobuf")));
+        assert!(!is_protobuf(Some("application/json")));
+        assert!(!is_protobuf(None));
+    }
+
+    #[test]
+    fn invalid_protobuf_events_are_poison_with_the_same_paths() {
+        let payload = proto(&AvailabilityEvent {
+            event_id: Some("evt_p2".into()),
+            available_seats: 4,
+            ..Default::default()
+        });
+        let error = decoder()
+            .decode(proto_message("tour.availability.updated", &payload), now())
+            .expect_err("poison");
+        assert_eq!(error.event_id.as_deref(), Some("evt_p2"));
+        let PoisonReason::Invalid { path, .. } = &error.reason else {
+            panic!("expected a violation, got {error}")
+        };
+        assert_eq!(path, "/tourId");
+
+        let error = decoder()
+            .decode(
+                proto_message("tour.availability.updated", b"\xff\xff\xff not protobuf"),
+                now(),
+            )
+            .expect_err("poison");
+        assert_eq!(error.label(), "malformed_protobuf");
+    }
+
+    #[test]
+    fn json_sent_with_a_protobuf_content_type_is_poison() {
+        let error = decoder()
+            .decode(
+                proto_message(
+                    "tour.availability.updated",
+                    br#"{"tourId":"a","availableSeats":1}"#,
+                ),
+                now(),
+            )
+            .expect_err("poison");
+        assert!(
+            matches!(error.label(), "malformed_protobuf" | "invalid"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,500 @@
+//! The stream consumer: connect, declare, replay, follow, reconnect.
+
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::{FutureExt as _, StreamExt as _};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::uri::AMQPUri;
+use lapin::{Acker, Connection, ConnectionProperties};
+use parking_lot::Mutex;
+use rand::RngExt as _;
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use super::topology::{self, long_string, stream_offset};
+use super::{RabbitArgs, ReplayFrom, metric, redact_url};
+use crate::engine::Engine;
+use crate::source::publisher::{Incoming, PublisherDecoder, SchemaError};
+use crate::source::{SourceState, SourceStatus};
+
+/// How long a connection attempt may take (TCP, TLS, AMQP handshake).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Heartbeat asked of the broker when the URL does not say: a broker that
+/// vanishes without closing the socket is noticed within two of these.
+const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+/// While replaying, a pause this long means there is nothing left to replay
+/// (e.g. `replay-from` an interval that holds no message).
+const CATCH_UP_IDLE: Duration = Duration::from_millis(500);
+/// How long a resuming consumer waits for the offset it attached at, which
+/// an intact stream delivers at once.
+const RESUME_CHECK: Duration = Duration::from_secs(3);
+/// How long closing a connection may take before we drop it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why one connection ended.
+#[derive(Debug, Error)]
+enum SessionError {
+    #[error("connecting timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker cancelled the consumer (was the stream deleted?)")]
+    Cancelled,
+    #[error("the stream was recreated")]
+    Recreated,
+}
+
+/// The RabbitMQ stream consumer and its reconnect loop.
+pub(super) struct StreamConsumer {
+    args: RabbitArgs,
+    uri: AMQPUri,
+    engine: Arc<Engine>,
+    status: SourceStatus,
+    decoder: PublisherDecoder,
+    /// Orders our offset check + `apply` against the catalog's seeding.
+    gate: Arc<Mutex<()>>,
+    caught_up: watch::Sender<bool>,
+    connection_name: String,
+    /// The stream offset to resume from: one past the last delivery handled.
+    next_offset: Option<u64>,
+    /// The stream was found recreated: read the new one from its start.
+    recreated: bool,
+    warned_no_offset: bool,
+}
+
+impl StreamConsumer {
+    pub(super) fn new(
+        args: RabbitArgs,
+        engine: Arc<Engine>,
+        status: SourceStatus,
+    ) -> Result<Self, SchemaError> {
+        let decoder = PublisherDecoder::new(args.max_event_bytes)?;
+        // The URL was validated by the argument parser; a default one stands
+        // in should a caller build the arguments by hand with a bad URL.
+        let mut uri = AMQPUri::from_str(&args.url).unwrap_or_else(|error| {
+            tracing::error!(%error, "invalid RabbitMQ URL; using amqp://localhost");
+            AMQPUri::default()
+        });
+        if uri.query.heartbeat.is_none() {
+            uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_SECS);
+        }
+        let connection_name = args
+            .connection_name
+            .clone()
+            .unwrap_or_else(default_connection_name);
+        Ok(StreamConsumer {
+            args,
+            uri,
+            engine,
+            status,
+            decoder,
+            gate: Arc::new(Mutex::new(())),
+            caught_up: watch::Sender::new(false),
+            connection_name,
+            next_offset: None,
+            recreated: false,
+            warned_no_offset: false,
+        })
+    }
+
+    pub(super) fn apply_gate(&self) -> Arc<Mutex<()>> {
+        Arc::clone(&self.gate)
+    }
+
+    /// Becomes true once the first replay has reached the stream's end.
+    pub(super) fn caught_up(&self) -> watch::Receiver<bool> {
+        self.caught_up.subscribe()
+    }
+
+    /// Consumes until `shutdown`, reconnecting with backoff after every failure.
+    pub(super) async fn run(mut self, shutdown: CancellationToken) {
+        tracing::info!(
+            url = %redact_url(&self.args.url),
+            exchange = %self.args.exchange,
+            stream = %self.args.stream,
+            connection = %self.connection_name,
+            "starting the RabbitMQ source"
+        );
+        let mut failures: u32 = 0;
+        let mut ever_connected = false;
+        loop {
+            let result = self
+                .session(&shutdown, &mut failures, &mut ever_connected)
+                .await;
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let error = match result {
+                Ok(()) => break,
+                Err(error) => error,
+            };
+            self.status.set(SourceState::Reconnecting);
+            let delay = self.backoff(failures);
+            failures = failures.saturating_add(1);
+            tracing::warn!(
+                %error,
+                attempt = failures,
+                retry_in = ?delay,
+                "RabbitMQ connection lost or refused; reconnecting"
+            );
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.status.set(SourceState::Stopped);
+        tracing::info!("RabbitMQ source stopped");
+    }
+
+    /// Exponential backoff with jitter, so that many gateways do not all
+    /// hit a broker that comes back at the same instant.
+    fn backoff(&self, failures: u32) -> Duration {
+        let min = self.args.reconnect_min.max(Duration::from_millis(1));
+        let max = self.args.reconnect_max.max(min);
+        let ceiling = min.saturating_mul(1u32 << failures.min(16)).min(max);
+        ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
+    }
+
+    fn properties(&self) -> ConnectionProperties {
+        ConnectionProperties::default()
+            .with_connection_name(LongString::from(self.connection_name.as_str()))
+            .with_client_property("product".into(), LongString::from("tourcast"))
+            .with_client_property(
+                "version".into(),
+                LongString::from(env!("CARGO_PKG_VERSION")),
+            )
+    }
+
+    /// One connection, from connect to its end. `Ok` means shutdown.
+    async fn session(
+        &mut self,
+        shutdown: &CancellationToken,
+        failures: &mut u32,
+        ever_connected: &mut bool,
+    ) -> Result<(), SessionError> {
+        let connect = Connection::connect_uri(self.uri.clone(), self.properties());
+        let connection = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            connection = timeout(CONNECT_TIMEOUT, connect) => {
+                connection.map_err(|_| SessionError::ConnectTimeout(CONNECT_TIMEOUT))??
+            }
+        };
+        let result = self
+            .consume(&connection, shutdown, failures, ever_connected)
+            .await;
+        // Closing tells the broker to drop our consumer now rather than at
+        // the next missed heartbeat; on a dead socket it fails fast.
+        let _ = timeout(
+            CLOSE_TIMEOUT,
+            connection.close(200, "tourcast stopping".into()),
+        )
+        .await;
+        result
+    }
+
+    async fn consume(
+        &mut self,
+        connection: &Connection,
+        shutdown: &CancellationToken,
+        failures: &mut u32,
+        ever_connected: &mut bool,
+    ) -> Result<(), SessionError> {
+        topology::declare(connection, &self.args).await?;
+        let tag = format!("tourcast-{}", uuid::Uuid::new_v4().simple());
+        let tail =
+            topology::probe_tail(connection, &self.args.stream, &format!("{tag}-probe")).await?;
+        let (start, ready_at) = self.start_position(tail);
+        // Resuming attaches at the last offset applied, which an intact
+        // stream delivers at once (and `handle` skips). If it never comes,
+        // the stream no longer has it: it was deleted and recreated.
+        let mut verifying = matches!(start, ReplayFrom::Offset(_)) && self.next_offset.is_some();
+
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(self.args.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-stream-offset".into(), offset_argument(&start));
+        let mut consumer = channel
+            .basic_consume(
+                self.args.stream.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                arguments,
+            )
+            .await?;
+
+        *failures = 0;
+        *ever_connected = true;
+        tracing::info!(
+            stream = %self.args.stream,
+            from = %start,
+            tail = ?tail,
+            "consuming the RabbitMQ stream"
+        );
+
+        let floor = match start {
+            ReplayFrom::Offset(offset) => offset,
+            _ => 0,
+        };
+        let mut acks = AckBatch::new(self.args.prefetch);
+        let mut live = false;
+        let mut replayed: u64 = 0;
+        let mut first_delivery = true;
+        loop {
+            if !live && ready_at.is_none_or(|end| self.next_offset.unwrap_or(floor) >= end) {
+                live = true;
+                self.go_live(replayed);
+            }
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            // Deliveries already buffered are handled at once; acks are sent
+            // (one `multiple` ack) only when the buffer runs dry or a batch
+            // is full, not one round trip to the I/O loop per event.
+            let next = match consumer.next().now_or_never() {
+                Some(next) => Some(next),
+                None => {
+                    acks.flush().await?;
+                    let idle_limit = if verifying {
+                        Some(RESUME_CHECK)
+                    } else {
+                        (!live).then_some(CATCH_UP_IDLE)
+                    };
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return Ok(()),
+                        next = next_within(&mut consumer, idle_limit) => next,
+                    }
+                }
+            };
+            if verifying && next.is_none() {
+                return Err(self.stream_recreated());
+            }
+            verifying = false;
+            let Some(next) = next else {
+                // Replaying, and nothing came for a while: nothing is left.
+                tracing::debug!(?ready_at, next_offset = ?self.next_offset, "replay went idle");
+                live = true;
+                self.go_live(replayed);
+                continue;
+            };
+            match next {
+                None => return Err(SessionError::Cancelled),
+                Some(Err(error)) => return Err(error.into()),
+                Some(Ok(delivery)) => {
+                    let acker = self.handle(delivery, first_delivery);
+                    acks.push(acker).await?;
+                    first_delivery = false;
+                    if !live {
+                        replayed += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where to attach, and the offset the replay must pass before the
+    /// gateway reports ready (`None`: ready at once).
+    fn start_position(&mut self, tail: Option<u64>) -> (ReplayFrom, Option<u64>) {
+        // `tail` may fall short of the real end (the probe stops at a pause
+        // in deliveries); that only makes the gateway ready a little early.
+        let end = tail.map(|t| t + 1);
+        match self.next_offset {
+            // One before `next`: its arrival proves the stream is intact.
+            Some(next) => (ReplayFrom::Offset(next.saturating_sub(1)), end),
+            None if self.recreated => (ReplayFrom::First, end),
+            None => match &self.args.replay_from {
+                ReplayFrom::Next => (ReplayFrom::Next, None),
+                other => (other.clone(), end),
+            },
+        }
+    }
+
+    /// The offset we resume from is not in the stream any more: the stream
+    /// was deleted and recreated, and its offsets restarted. Read it again
+    /// from the start. Its offsets cannot be our `seq` until they pass the
+    /// old ones; `process` lets the engine number events meanwhile, so none
+    /// is lost.
+    fn stream_recreated(&mut self) -> SessionError {
+        tracing::error!(
+            stream = %self.args.stream,
+            applied_up_to = ?self.next_offset,
+            "the stream no longer holds the last offset this gateway applied: it was \
+             recreated; reading it again from the start (give every gateway a new \
+             RABBITMQ_EPOCH to renumber events)"
+        );
+        self.next_offset = None;
+        self.recreated = true;
+        SessionError::Recreated
+    }
+
+    fn go_live(&self, replayed: u64) {
+        self.status.set(SourceState::Connected);
+        if !*self.caught_up.borrow() {
+            tracing::info!(
+                replayed,
+                next_offset = ?self.next_offset,
+                "caught up with the RabbitMQ stream; following it live"
+            );
+            self.caught_up.send_replace(true);
+        }
+    }
+
+    /// Applies one delivery (or skips it) and returns its acker: the ack
+    /// is sent by [`AckBatch`], after `apply` has returned.
+    fn handle(&mut self, delivery: Delivery, first: bool) -> Acker {
+        metrics::counter!(metric::DELIVERIES).increment(1);
+        let offset = stream_offset(&delivery.properties);
+        if let (Some(offset), Some(next)) = (offset, self.next_offset) {
+            if offset < next {
+                // Already applied before a reconnect.
+                metrics::counter!(metric::REDELIVERED).increment(1);
+                return delivery.acker;
+            }
+            if first && offset > next {
+                tracing::warn!(
+                    missed = offset - next,
+                    "events expired from the stream (retention) before this gateway read them"
+                );
+            }
+        }
+        if offset.is_none() && !self.warned_no_offset {
+            self.warned_no_offset = true;
+            tracing::warn!(
+                stream = %self.args.stream,
+                "deliveries carry no stream offset: is the queue a classic queue rather than \
+                 a stream? Gateway instances would then compete for its messages"
+            );
+        }
+        self.process(&delivery, offset);
+        if let Some(offset) = offset {
+            self.next_offset = Some(offset + 1);
+            metrics::gauge!(metric::STREAM_OFFSET).set((offset + 1) as f64);
+        }
+        delivery.acker
+    }
+
+    fn process(&self, delivery: &Delivery, offset: Option<u64>) {
+        let properties = &delivery.properties;
+        let incoming = Incoming {
+            routing_key: delivery.routing_key.as_str(),
+            content_type: properties.content_type().as_ref().map(|c| c.as_str()),
+            payload: &delivery.data,
+            sent_at: properties
+                .timestamp()
+                .and_then(|secs| i64::try_from(secs).ok())
+                .and_then(|secs| DateTime::from_timestamp(secs, 0)),
+        };
+        match self.decoder.decode(incoming, Utc::now()) {
+            Ok(mut event) => {
+                let _gate = self.gate.lock();
+                // Offsets start at 0 and `seq` at 1. A position the engine
+                // has passed (after catalog seeding, or a recreated stream)
+                // would be dropped as stale; the engine numbers it instead.
+                event.position = offset
+                    .map(|o| o + 1)
+                    .filter(|&position| position > self.engine.last_seq());
+                // The engine counts the outcome (applied, duplicate, stale).
+                let _outcome = self.engine.apply(event);
+            }
+            Err(poison) => {
+                crate::telemetry::event_outcome("poison");
+                metrics::counter!(metric::POISON, "reason" => poison.label()).increment(1);
+                tracing::warn!(
+                    event_id = poison.event_id.as_deref().unwrap_or("-"),
+                    routing_key = %delivery.routing_key,
+                    offset = ?offset,
+                    reason = %poison.reason,
+                    "poison message skipped (left in the stream)"
+                );
+            }
+        }
+    }
+}
+
+/// Acknowledgements of applied deliveries, sent as one `multiple` ack per
+/// batch. On a stream an ack is consumer credit (the message stays in the
+/// log), so batching only has to keep the credit flowing: a batch is at most
+/// a quarter of the prefetch, and is flushed whenever the consumer waits.
+struct AckBatch {
+    last: Option<Acker>,
+    pending: usize,
+    limit: usize,
+}
+
+impl AckBatch {
+    fn new(prefetch: u16) -> Self {
+        AckBatch {
+            last: None,
+            pending: 0,
+            limit: usize::from(prefetch / 4).max(1),
+        }
+    }
+
+    /// Records an applied delivery; acks the batch when it is full.
+    async fn push(&mut self, acker: Acker) -> Result<(), lapin::Error> {
+        self.last = Some(acker);
+        self.pending += 1;
+        if self.pending >= self.limit {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Acks every delivery recorded so far.
+    async fn flush(&mut self) -> Result<(), lapin::Error> {
+        if let Some(acker) = self.last.take() {
+            self.pending = 0;
+            acker.ack(BasicAckOptions { multiple: true }).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The consumer's next item, or `None` when `limit` passes first.
+async fn next_within(
+    consumer: &mut lapin::Consumer,
+    limit: Option<Duration>,
+) -> Option<Option<lapin::Result<Delivery>>> {
+    match limit {
+        Some(limit) => timeout(limit, consumer.next()).await.ok(),
+        None => Some(consumer.next().await),
+    }
+}
+
+/// `x-stream-offset` for a start position.
+fn offset_argument(start: &ReplayFrom) -> AMQPValue {
+    match start {
+        ReplayFrom::First => long_string("first"),
+        ReplayFrom::Last => long_string("last"),
+        ReplayFrom::Next => long_string("next"),
+        ReplayFrom::Offset(offset) => {
+            AMQPValue::LongLongInt(i64::try_from(*offset).unwrap_or(i64::MAX))
+        }
+        ReplayFrom::Interval(interval) => long_string(interval),
+    }
+}
+
+/// `tourcast@<host>:<pid>`: unique per process, and readable in
+/// `rabbitmqctl list_connections name client_properties`.
+fn default_connection_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("tourcast@{host}:{}", std::process::id())
+}
