@@ -274,6 +274,10 @@ async fn protobuf_errors_match_json_errors() {
     let (from_json, from_proto) = (json_client.recv().await, proto_client.recv().await);
     assert_eq!(from_json["code"], from_proto["code"]);
     assert_eq!(from_json["path"], from_proto["path"]);
+    assert_eq!(
+        from_json["message"], from_proto["message"],
+        "worded alike too"
+    );
     assert_eq!(from_proto["requestId"], "r");
 
     proto_client
@@ -320,6 +324,16 @@ async fn origins_outside_the_allow_list_are_refused_before_the_upgrade() {
     Client::greeted(ws, Encoding::Json).await;
     // Non-browser clients send no Origin and are not what the list protects against.
     server.json_client().await;
+    // The gateway's own dashboard is same-origin: Origin matches Host.
+    let mut request = server.ws_url().into_client_request().unwrap();
+    let own = format!("http://{}", server.addr);
+    request
+        .headers_mut()
+        .insert("origin", HeaderValue::from_str(&own).unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("same-origin page connects");
+    Client::greeted(ws, Encoding::Json).await;
     server.stop().await;
 }
 

@@ -5,7 +5,8 @@
 //! committed content differs from what `proto/` generates.
 //!
 //! The Rust types come from `build.rs`; this binary renders their JSON
-//! Schemas (schemars) and TypeScript types (ts-rs).
+//! Schemas (schemars) and TypeScript types (ts-rs), and runs protoc-gen-es
+//! (installed by `npm ci` in `bindings/`) for the client's `bindings/proto/`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,7 +27,8 @@ struct Args {
 
 fn main() -> Result<ExitCode> {
     let args = Args::parse();
-    let files = tourcast::protocol::codegen::generated_files()?;
+    let mut files = tourcast::protocol::codegen::generated_files()?;
+    files.extend(protobuf_es::generate(&args.root)?);
     let mut stale = Vec::new();
     for (relative, content) in &files {
         let path = args.root.join(relative);
@@ -42,7 +44,8 @@ fn main() -> Result<ExitCode> {
         }
     }
     // A generated file that proto/ no longer produces is stale too.
-    for dir in tourcast::protocol::codegen::GENERATED_DIRS {
+    let dirs = tourcast::protocol::codegen::GENERATED_DIRS.iter();
+    for dir in dirs.chain(protobuf_es::GENERATED_DIRS) {
         for leftover in orphans(&args.root, dir, &files)? {
             if args.check {
                 stale.push(leftover);
@@ -86,4 +89,79 @@ fn orphans(root: &Path, dir: &str, files: &[(String, String)]) -> Result<Vec<Str
         }
     }
     Ok(found)
+}
+
+/// The client's protobuf code in `bindings/proto/`, generated from `proto/` by
+/// protoc-gen-es (`@bufbuild/protoc-gen-es`) through `buf generate`, both
+/// installed from the npm lockfile in `bindings/`.
+mod protobuf_es {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use anyhow::{Context, Result, bail};
+
+    /// Directories whose every file this generator writes.
+    pub const GENERATED_DIRS: &[&str] = &["bindings/proto/tourcast/v1"];
+
+    /// Runs `buf generate` (template `bindings/buf.gen.yaml`) into a temporary
+    /// directory; returns (path relative to the repository root, content).
+    pub fn generate(root: &Path) -> Result<Vec<(String, String)>> {
+        let bindings = root.join("bindings");
+        let bin = bindings.join("node_modules").join(".bin");
+        if !bin.join("buf").exists() || !bin.join("protoc-gen-es").exists() {
+            bail!(
+                "{} has no buf / protoc-gen-es: run `npm ci` in bindings/ first \
+                 (they generate the TypeScript protobuf code in bindings/proto/)",
+                bin.display()
+            );
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let out = std::env::temp_dir().join(format!(
+            "tourcast-protobuf-es-{}-{nanos}",
+            std::process::id()
+        ));
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut search = vec![bin.clone()];
+        search.extend(std::env::split_paths(&path));
+        let result = Command::new(bin.join("buf"))
+            .current_dir(&bindings)
+            .env("PATH", std::env::join_paths(search)?)
+            .arg("generate")
+            .arg(root.join("proto"))
+            .args(["--template", "buf.gen.yaml", "--output"])
+            .arg(&out)
+            .status()
+            .context("running buf generate");
+        let files = match result {
+            Ok(status) if status.success() => collect(&out.join("proto"), "bindings/proto"),
+            Ok(status) => Err(anyhow::anyhow!("buf generate failed ({status})")),
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_dir_all(&out);
+        files
+    }
+
+    /// Every file under `dir`, named `prefix/<path below dir>`, sorted.
+    fn collect(dir: &Path, prefix: &str) -> Result<Vec<(String, String)>> {
+        let mut files = Vec::new();
+        let mut pending: Vec<(PathBuf, String)> = vec![(dir.to_path_buf(), prefix.to_string())];
+        while let Some((dir, name)) = pending.pop() {
+            for entry in
+                std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+            {
+                let entry = entry?;
+                let child = format!("{name}/{}", entry.file_name().to_string_lossy());
+                if entry.file_type()?.is_dir() {
+                    pending.push((entry.path(), child));
+                } else {
+                    files.push((child, std::fs::read_to_string(entry.path())?));
+                }
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
 }

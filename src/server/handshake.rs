@@ -14,7 +14,7 @@ use axum::Json;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
@@ -30,8 +30,12 @@ pub const JSON_SUBPROTOCOL: &str = "tourcast.v1.json";
 pub const PROTO_SUBPROTOCOL: &str = "tourcast.v1.proto";
 
 /// tungstenite's default read buffer is 128 KiB per connection, far more
-/// than client messages need; this keeps idle connections small.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// than client messages need; this keeps idle connections small. It is
+/// allocated and zero-filled on the first read, so every byte is resident:
+/// 4 KiB measured 3 KiB more per idle connection than 1 KiB (BENCHMARKS.md).
+/// Client messages are ~100 bytes; a larger frame grows the buffer to fit
+/// (bounded by the frame limit).
+const READ_BUFFER_BYTES: usize = 1024;
 /// Outgoing frames are batched up to this size before a write.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
@@ -56,14 +60,9 @@ pub async fn upgrade_or_index(
 ) -> Response {
     match ws {
         Ok(ws) => accept(ws, &headers, &params, peer, state),
-        Err(_) => Html(INDEX_HTML).into_response(),
+        Err(_) => super::dashboard::index_response(&headers),
     }
 }
-
-const INDEX_HTML: &str = "<!doctype html><title>tourcast</title>\
-<p>tourcast gateway. WebSocket: <code>ws://HOST/ws</code> \
-(subprotocol <code>tourcast.v1.json</code> or <code>tourcast.v1.proto</code>). \
-Health: <a href=\"/health\">/health</a>.</p>";
 
 fn accept(
     ws: WebSocketUpgrade,
@@ -147,22 +146,26 @@ fn accept(
 }
 
 /// Checks the `Origin` header against the allow-list. Clients that send no
-/// Origin are not browsers, which the allow-list exists to protect.
+/// Origin are not browsers, which the allow-list exists to protect; and a
+/// page the gateway served itself (the dashboard: Origin host = Host) is
+/// same-origin, not a cross-site attacker.
 fn check_origin<'h>(headers: &'h HeaderMap, allowed: &[String]) -> Result<(), &'h str> {
     if allowed.is_empty() {
         return Ok(());
     }
-    match headers.get(header::ORIGIN) {
-        None => Ok(()),
-        Some(origin) => {
-            let origin = origin.to_str().unwrap_or("<non-ascii>");
-            let normalized = origin.trim_end_matches('/');
-            if allowed.iter().any(|a| a.eq_ignore_ascii_case(normalized)) {
-                Ok(())
-            } else {
-                Err(origin)
-            }
-        }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("<non-ascii>");
+    let normalized = origin.trim_end_matches('/');
+    let origin_host = normalized.split_once("://").map(|(_, host)| host);
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let same_origin =
+        matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h));
+    if same_origin || allowed.iter().any(|a| a.eq_ignore_ascii_case(normalized)) {
+        Ok(())
+    } else {
+        Err(origin)
     }
 }
 

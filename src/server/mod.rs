@@ -6,6 +6,7 @@
 
 pub mod commands;
 pub mod connection;
+pub mod dashboard;
 pub mod handshake;
 pub mod health;
 pub mod limits;
@@ -125,7 +126,8 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .route("/ws", get(handshake::upgrade))
         .route("/", get(handshake::upgrade_or_index))
         .route("/health", get(health::health))
-        .route("/ready", get(health::ready));
+        .route("/ready", get(health::ready))
+        .merge(dashboard::router());
     let router = if with_metrics {
         router.route("/metrics", get(health::metrics))
     } else {

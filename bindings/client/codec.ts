@@ -1,0 +1,115 @@
+// Wire codecs: how typed messages become frames and frames become typed
+// messages. The JSON codec lives here and is always available; the protobuf
+// codec is a separate entry point (`@tourcast/bindings/proto`) so that
+// JSON-only applications do not bundle the protobuf runtime.
+
+import type { ClientMessage, Encoding, ServerMessage } from "../index.js";
+
+/** A frame as received from a WebSocket (`binaryType = "arraybuffer"`). */
+export type Frame = string | ArrayBuffer | ArrayBufferView;
+
+/** Turns client messages into frames and frames into server messages. */
+export interface Codec {
+  /** The encoding this codec speaks. */
+  readonly encoding: Encoding;
+  /** The WebSocket subprotocol that asks the server for this encoding. */
+  readonly subprotocol: string;
+  /** Encodes a client message as a text (JSON) or binary (protobuf) frame. */
+  encode(message: ClientMessage): string | Uint8Array;
+  /** Decodes a frame; throws {@link DecodeError} when it is not a valid server message. */
+  decode(frame: Frame): ServerMessage;
+}
+
+/** A frame that is not a valid server message. */
+export class DecodeError extends Error {
+  override readonly name = "DecodeError";
+}
+
+/** Every server message `type`, mapped to a check of the fields clients rely on. */
+type Shapes = { [K in ServerMessage["type"]]: (m: Record<string, unknown>) => boolean };
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+const isString = (v: unknown): v is string => typeof v === "string";
+const isCount = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
+const optional = (v: unknown, check: (v: unknown) => boolean): boolean => v === undefined || check(v);
+
+const isTourState = (v: unknown): boolean =>
+  isObject(v) &&
+  isString(v.tourId) &&
+  isCount(v.availableSeats) &&
+  isCount(v.seq) &&
+  optional(v.tourName, isString) &&
+  optional(v.maxGroupSize, isCount);
+
+const isTourAvailability = (v: unknown): boolean =>
+  isObject(v) &&
+  isString(v.tourId) &&
+  isCount(v.availableSeats) &&
+  optional(v.tourName, isString) &&
+  optional(v.maxGroupSize, isCount);
+
+const isLowAvailability = (v: unknown): boolean =>
+  isObject(v) &&
+  isString(v.tourId) &&
+  isString(v.tourTitle) &&
+  isCount(v.availableSeats) &&
+  isCount(v.threshold) &&
+  optional(v.maxGroupSize, isCount);
+
+// The generated JSON Schemas are the full contract (the server validates what
+// it receives against them); a client only needs to trust the fields its
+// state depends on, without shipping a schema validator to every browser.
+const SHAPES: Shapes = {
+  connection: (m) => isString(m.clientId) && isString(m.epoch),
+  subscribed: (m) => isString(m.tourId),
+  unsubscribed: (m) => isString(m.tourId),
+  snapshot: (m) => isString(m.epoch) && Array.isArray(m.tours) && m.tours.every(isTourState),
+  "tour.availability.updated": (m) => isCount(m.seq) && isTourAvailability(m.data),
+  "tour.availability.low": (m) => isCount(m.seq) && isLowAvailability(m.data),
+  pong: () => true,
+  error: (m) => isString(m.code) && isString(m.message),
+  refreshed: (m) => isString(m.expiresAt),
+};
+
+const isKnownType = (t: string): t is ServerMessage["type"] => Object.hasOwn(SHAPES, t);
+
+/**
+ * Checks that a parsed JSON value is a server message the client understands.
+ * Unknown `type`s are rejected too: a newer server may add messages, which an
+ * older client ignores (the client reports them through `onError`).
+ */
+export function asServerMessage(value: unknown): ServerMessage {
+  if (!isObject(value)) throw new DecodeError("a server message must be a JSON object");
+  const type = value.type;
+  if (!isString(type)) throw new DecodeError("a server message needs a string `type`");
+  if (!isKnownType(type)) throw new DecodeError(`unknown server message type ${JSON.stringify(type)}`);
+  if (!SHAPES[type](value)) throw new DecodeError(`malformed ${type} message`);
+  // The shape check above vouches for the fields the client reads.
+  return value as ServerMessage;
+}
+
+const utf8 = new TextDecoder();
+
+/** Text of a frame (a JSON frame may arrive as bytes through some proxies). */
+export function frameText(frame: Frame): string {
+  if (typeof frame === "string") return frame;
+  if (frame instanceof ArrayBuffer) return utf8.decode(frame);
+  return utf8.decode(new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength));
+}
+
+/** JSON in text frames: the default encoding. */
+export const jsonCodec: Codec = {
+  encoding: "json",
+  subprotocol: "tourcast.v1.json",
+  encode: (message) => JSON.stringify(message),
+  decode(frame) {
+    let value: unknown;
+    try {
+      value = JSON.parse(frameText(frame));
+    } catch (e) {
+      throw new DecodeError(`malformed JSON: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    return asServerMessage(value);
+  },
+};

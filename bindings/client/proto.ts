@@ -1,0 +1,201 @@
+// The protobuf codec: binary frames, decoded with the code protoc-gen-es
+// generates from proto/ (bindings/proto/), and converted to exactly the same
+// typed objects the JSON codec yields. A separate entry point
+// (`@tourcast/bindings/proto`) so that JSON-only apps never bundle it.
+//
+//   import { protoCodec } from "@tourcast/bindings/proto";
+//   new TourcastClient({ url, codec: protoCodec });
+
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type {
+  ClientMessage,
+  Encoding,
+  ErrorCode,
+  LowAvailability,
+  ServerMessage,
+  TourAvailability,
+  TourState,
+} from "../index.js";
+import * as pbClient from "../proto/tourcast/v1/client_pb.js";
+import * as pb from "../proto/tourcast/v1/server_pb.js";
+import type * as pbTour from "../proto/tourcast/v1/tour_pb.js";
+import { DecodeError, type Codec, type Frame } from "./codec.js";
+import { withOptional } from "./store.js";
+
+// Record types make both tables exhaustive: a code added to proto/ breaks
+// the build here until it is mapped.
+const ERROR_CODES: Record<ErrorCode, pb.ErrorCode> = {
+  invalid_message: pb.ErrorCode.INVALID_MESSAGE,
+  unknown_type: pb.ErrorCode.UNKNOWN_TYPE,
+  unsupported_encoding: pb.ErrorCode.UNSUPPORTED_ENCODING,
+  rate_limited: pb.ErrorCode.RATE_LIMITED,
+  forbidden: pb.ErrorCode.FORBIDDEN,
+  too_large: pb.ErrorCode.TOO_LARGE,
+  internal: pb.ErrorCode.INTERNAL,
+  unauthorized: pb.ErrorCode.UNAUTHORIZED,
+};
+const ENCODINGS: Record<Encoding, pb.Encoding> = {
+  json: pb.Encoding.JSON,
+  proto: pb.Encoding.PROTO,
+};
+
+function reverse<K extends string, V>(table: Record<K, V>): Map<V, K> {
+  const out = new Map<V, K>();
+  for (const key of Object.keys(table) as K[]) out.set(table[key], key);
+  return out;
+}
+const errorCodeOf = reverse(ERROR_CODES);
+const encodingOf = reverse(ENCODINGS);
+
+/** u64 as a JS number; sequence numbers stay far below 2^53. */
+const u64 = (value: bigint): number => Number(value);
+
+const tourState = (t: pbTour.TourState): TourState =>
+  withOptional(
+    { tourId: t.tourId, availableSeats: t.availableSeats, seq: u64(t.seq), updatedAt: t.updatedAt },
+    { tourName: t.tourName, maxGroupSize: t.maxGroupSize },
+  );
+
+const tourAvailability = (t: pb.TourAvailability): TourAvailability =>
+  withOptional(
+    { tourId: t.tourId, availableSeats: t.availableSeats },
+    { tourName: t.tourName, maxGroupSize: t.maxGroupSize },
+  );
+
+const lowAvailability = (t: pb.LowAvailability): LowAvailability =>
+  withOptional(
+    { tourId: t.tourId, tourTitle: t.tourTitle, availableSeats: t.availableSeats, threshold: t.threshold },
+    { maxGroupSize: t.maxGroupSize },
+  );
+
+function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new DecodeError(`${what} is required`);
+  return value;
+}
+
+/** The JSON view of a decoded protobuf server message. */
+export function fromProto(message: pb.ServerMessage): ServerMessage {
+  const kind = message.kind;
+  switch (kind.case) {
+    case "connection": {
+      const m = kind.value;
+      return {
+        type: "connection",
+        clientId: m.clientId,
+        message: m.message,
+        protocol: m.protocol,
+        encoding: encodingOf.get(m.encoding) ?? "proto",
+        epoch: m.epoch,
+        timestamp: m.timestamp,
+      };
+    }
+    case "subscribed":
+      return withOptional(
+        { type: "subscribed", tourId: kind.value.tourId },
+        { recovered: kind.value.recovered, requestId: kind.value.requestId },
+      );
+    case "unsubscribed":
+      return withOptional({ type: "unsubscribed", tourId: kind.value.tourId }, { requestId: kind.value.requestId });
+    case "snapshot": {
+      const m = kind.value;
+      return withOptional(
+        { type: "snapshot", tours: m.tours.map(tourState), epoch: m.epoch, timestamp: m.timestamp },
+        { recovered: m.recovered, requestId: m.requestId },
+      );
+    }
+    case "availabilityUpdated": {
+      const m = kind.value;
+      return withOptional(
+        {
+          type: "tour.availability.updated",
+          data: tourAvailability(required(m.data, "/data")),
+          seq: u64(m.seq),
+          timestamp: m.timestamp,
+        },
+        { eventId: m.eventId },
+      );
+    }
+    case "availabilityLow": {
+      const m = kind.value;
+      return withOptional(
+        {
+          type: "tour.availability.low",
+          data: lowAvailability(required(m.data, "/data")),
+          seq: u64(m.seq),
+          timestamp: m.timestamp,
+        },
+        { eventId: m.eventId },
+      );
+    }
+    case "pong":
+      return withOptional({ type: "pong", timestamp: kind.value.timestamp }, { requestId: kind.value.requestId });
+    case "error": {
+      const m = kind.value;
+      return withOptional(
+        { type: "error", code: errorCodeOf.get(m.code) ?? "internal", message: m.message },
+        { path: m.path, requestId: m.requestId },
+      );
+    }
+    case "refreshed":
+      return withOptional(
+        { type: "refreshed", expiresAt: kind.value.expiresAt },
+        { requestId: kind.value.requestId },
+      );
+    case undefined:
+      throw new DecodeError("the message sets no variant this client knows");
+  }
+}
+
+/** The protobuf form of a client message. */
+export function toProto(message: ClientMessage): pbClient.ClientMessage {
+  switch (message.type) {
+    case "ping":
+      return create(pbClient.ClientMessageSchema, {
+        kind: { case: "ping", value: { requestId: message.requestId } },
+      });
+    case "subscribe": {
+      const since = message.since;
+      return create(pbClient.ClientMessageSchema, {
+        kind: {
+          case: "subscribe",
+          value: {
+            tourId: message.tourId,
+            requestId: message.requestId,
+            since: since === undefined ? undefined : { epoch: since.epoch, seq: BigInt(since.seq) },
+          },
+        },
+      });
+    }
+    case "unsubscribe":
+      return create(pbClient.ClientMessageSchema, {
+        kind: { case: "unsubscribe", value: { tourId: message.tourId, requestId: message.requestId } },
+      });
+    case "refresh":
+      return create(pbClient.ClientMessageSchema, {
+        kind: { case: "refresh", value: { token: message.token, requestId: message.requestId } },
+      });
+  }
+}
+
+function bytesOf(frame: Frame): Uint8Array {
+  if (typeof frame === "string") throw new DecodeError("a protobuf frame must be binary");
+  if (ArrayBuffer.isView(frame)) return new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength);
+  return new Uint8Array(frame);
+}
+
+/** Protobuf in binary frames (`Sec-WebSocket-Protocol: tourcast.v1.proto`). */
+export const protoCodec: Codec = {
+  encoding: "proto",
+  subprotocol: "tourcast.v1.proto",
+  encode: (message) => toBinary(pbClient.ClientMessageSchema, toProto(message)),
+  decode(frame) {
+    let decoded: pb.ServerMessage;
+    try {
+      decoded = fromBinary(pb.ServerMessageSchema, bytesOf(frame));
+    } catch (e) {
+      if (e instanceof DecodeError) throw e;
+      throw new DecodeError(`malformed protobuf: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    return fromProto(decoded);
+  },
+};

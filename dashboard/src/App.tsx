@@ -1,0 +1,202 @@
+import { useEffect, useState } from "react";
+import type { ClientState, LowAlert, TourView } from "@tourcast/bindings";
+import { useTourAvailability } from "@tourcast/bindings/react";
+
+/** How long a low-availability toast stays up. */
+const TOAST_MS = 8_000;
+
+/** Green above 10 seats, orange from 5 to 10, red below 5. */
+export function level(seats: number): "green" | "orange" | "red" {
+  if (seats > 10) return "green";
+  if (seats >= 5) return "orange";
+  return "red";
+}
+
+declare global {
+  interface Window {
+    /** Measurements the e2e test reads. */
+    __tourcast?: { firstSnapshotMs?: number };
+  }
+}
+
+export function App({ tourIds }: { tourIds: readonly string[] | "*" }) {
+  const { tours, status, alerts, state, error } = useTourAvailability(tourIds);
+  const now = useNow(1_000);
+
+  // Time from navigation start to the first rendered snapshot.
+  const [firstSnapshotMs, setFirstSnapshotMs] = useState<number>();
+  useEffect(() => {
+    if (tours.length === 0 || firstSnapshotMs !== undefined) return;
+    const ms = Math.round(performance.now());
+    performance.mark("tourcast:first-snapshot");
+    window.__tourcast = { ...window.__tourcast, firstSnapshotMs: ms };
+    setFirstSnapshotMs(ms);
+  }, [tours.length, firstSnapshotMs]);
+
+  return (
+    <div className="page">
+      <header className="top">
+        <h1>
+          tourcast <span className="subtitle">live tour availability</span>
+        </h1>
+        <ConnectionIndicator state={state} now={now} />
+      </header>
+
+      {error !== undefined && (
+        <p className="banner" role="alert">
+          Subscription failed: {error.message}
+        </p>
+      )}
+
+      <main>
+        {tours.length === 0 ? (
+          <p className="empty" data-testid="empty">
+            {status === "open" ? "Waiting for the first snapshot…" : "Connecting to the gateway…"}
+          </p>
+        ) : (
+          <section className="grid" aria-label="Tours">
+            {tours.map((tour) => (
+              <TourCard key={tour.tourId} tour={tour} now={now} />
+            ))}
+          </section>
+        )}
+      </main>
+
+      <Toasts alerts={alerts} now={now} />
+
+      <footer className="foot">
+        <span>
+          {tours.length} tour{tours.length === 1 ? "" : "s"} · {state.encoding.toUpperCase()}
+          {state.epoch !== undefined && <> · epoch {state.epoch}</>}
+        </span>
+        {firstSnapshotMs !== undefined && (
+          <span data-testid="first-snapshot">first snapshot rendered {firstSnapshotMs} ms after page load</span>
+        )}
+      </footer>
+    </div>
+  );
+}
+
+function ConnectionIndicator({ state, now }: { state: ClientState; now: number }) {
+  const { status } = state;
+  let label: string;
+  switch (status) {
+    case "open":
+      label = "Live";
+      break;
+    case "idle":
+    case "connecting":
+      label = "Connecting…";
+      break;
+    case "reconnecting": {
+      const wait = state.nextRetryAt === undefined ? 0 : Math.max(0, Math.ceil((state.nextRetryAt - now) / 1000));
+      label = wait > 0 ? `Disconnected · retrying in ${wait} s` : "Disconnected · reconnecting…";
+      break;
+    }
+    case "closed":
+      label = "Closed";
+      break;
+  }
+  const connected = status === "open";
+  return (
+    <div
+      className={`indicator ${connected ? "on" : "off"}`}
+      data-testid="connection"
+      data-status={status}
+      data-connected={connected}
+      role="status"
+      aria-live="polite"
+      title={state.lastClose === undefined ? undefined : `last close: ${state.lastClose.code} ${state.lastClose.reason}`}
+    >
+      <span className="dot" aria-hidden="true" />
+      {label}
+    </div>
+  );
+}
+
+function TourCard({ tour, now }: { tour: TourView; now: number }) {
+  const lvl = level(tour.availableSeats);
+  const updated = new Date(tour.updatedAt);
+  const valid = !Number.isNaN(updated.getTime());
+  return (
+    <article
+      className={`card ${lvl}`}
+      data-testid="tour-card"
+      data-tour-id={tour.tourId}
+      data-level={lvl}
+      data-seats={tour.availableSeats}
+      data-seq={tour.seq}
+    >
+      <h2 className="name">{tour.tourName ?? tour.tourId}</h2>
+      <p className="seats">
+        <span className="count" data-testid="seats">
+          {tour.availableSeats}
+        </span>{" "}
+        seat{tour.availableSeats === 1 ? "" : "s"} left
+      </p>
+      <dl className="meta">
+        <div>
+          <dt>Max group size</dt>
+          <dd data-testid="max-group">{tour.maxGroupSize ?? "—"}</dd>
+        </div>
+        <div>
+          <dt>Last update</dt>
+          <dd>
+            {valid ? (
+              <>
+                <time dateTime={tour.updatedAt} title={updated.toLocaleString()}>
+                  {updated.toLocaleTimeString()}
+                </time>
+                <span className="ago">{ago(now - updated.getTime())}</span>
+              </>
+            ) : (
+              "—"
+            )}
+          </dd>
+        </div>
+      </dl>
+    </article>
+  );
+}
+
+function Toasts({ alerts, now }: { alerts: readonly LowAlert[]; now: number }) {
+  const [dismissed, setDismissed] = useState<ReadonlySet<string>>(new Set());
+  const visible = alerts.filter((a) => now - a.receivedAt < TOAST_MS && !dismissed.has(a.key)).slice(0, 4);
+  return (
+    <div className="toasts" aria-live="assertive">
+      {visible.map((a) => (
+        <div className="toast" role="alert" data-testid="toast" data-tour-id={a.tourId} key={a.key}>
+          <strong>Low availability</strong>
+          <span>
+            {a.tourTitle}: {a.availableSeats} seat{a.availableSeats === 1 ? "" : "s"} left (threshold {a.threshold})
+          </span>
+          <button
+            type="button"
+            aria-label="Dismiss"
+            onClick={() => setDismissed((prev) => new Set([...prev, a.key]))}
+          >
+            ×
+          </button>
+        </div>
+      ))}
+    </div>
+  );
+}
+
+/** The current time, refreshed every `ms`. */
+function useNow(ms: number): number {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), ms);
+    return () => clearInterval(timer);
+  }, [ms]);
+  return now;
+}
+
+function ago(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s ago`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min ago`;
+  return `${Math.round(m / 60)} h ago`;
+}
