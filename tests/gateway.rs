@@ -324,6 +324,20 @@ async fn origins_outside_the_allow_list_are_refused_before_the_upgrade() {
     Client::greeted(ws, Encoding::Json).await;
     // Non-browser clients send no Origin and are not what the list protects against.
     server.json_client().await;
+    // CORS for the HTTP endpoints follows the same list.
+    for (origin, allowed) in [
+        ("http://localhost:5173", true),
+        ("http://evil.example", false),
+    ] {
+        let response = reqwest::Client::new()
+            .get(server.http_url("/health"))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        let header = response.headers().get("access-control-allow-origin");
+        assert_eq!(header.is_some(), allowed, "{origin}");
+    }
     // The gateway's own dashboard is same-origin: Origin matches Host.
     let mut request = server.ws_url().into_client_request().unwrap();
     let own = format!("http://{}", server.addr);
@@ -550,6 +564,21 @@ async fn health_reports_clients_and_source_and_ready_follows_the_source() {
     assert_eq!(health["connectedClients"], 1);
     assert_eq!(health["eventSource"]["state"], "connected");
     assert_eq!(http_get(&server.http_url("/ready")).await.0, 200);
+
+    // Pages on other origins may read it (CORS), e.g. a dev server's dashboard.
+    let response = reqwest::Client::new()
+        .get(server.http_url("/health"))
+        .header("origin", "http://localhost:5173")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .unwrap(),
+        "*"
+    );
 
     server.source.set(SourceState::Reconnecting);
     assert_eq!(http_get(&server.http_url("/ready")).await.0, 503);

@@ -17,10 +17,12 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderValue, Method};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -122,6 +124,7 @@ impl AppState {
 /// The HTTP routes: WebSocket at `/ws` and `/`, health, readiness, and
 /// `/metrics` unless it is served on a separate admin port.
 pub fn router(state: AppState, with_metrics: bool) -> Router {
+    let cors = cors_for(&state.settings.allowed_origins);
     let router = Router::new()
         .route("/ws", get(handshake::upgrade))
         .route("/", get(handshake::upgrade_or_index))
@@ -133,7 +136,21 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
     } else {
         router
     };
-    router.with_state(state)
+    router.layer(cors).with_state(state)
+}
+
+/// Lets pages from the allowed origins (any, when the list is empty) read
+/// `/health`, `/ready` and `/metrics` with `fetch`. The WebSocket itself is
+/// guarded by the handshake's Origin check, which CORS does not cover.
+fn cors_for(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new().allow_methods([Method::GET]);
+    if origins.is_empty() {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        layer.allow_origin(AllowOrigin::list(
+            origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
+    }
 }
 
 /// The admin router: `/metrics` alone.
