@@ -32,6 +32,18 @@ pub const FANOUT_SECONDS: &str = "tourcast_event_fanout_seconds";
 pub const SOURCE_UP: &str = "tourcast_event_source_up";
 /// Times the event source lost its connection, by `source`.
 pub const SOURCE_RECONNECTS: &str = "tourcast_event_source_reconnects_total";
+/// Deliveries received from the RabbitMQ stream.
+pub const RABBITMQ_DELIVERIES: &str = "tourcast_rabbitmq_deliveries_total";
+/// Publisher messages that did not decode or validate, by `reason`.
+pub const RABBITMQ_POISON: &str = "tourcast_rabbitmq_poison_total";
+/// Stream deliveries skipped because their offset was applied before a reconnect.
+pub const RABBITMQ_REDELIVERED: &str = "tourcast_rabbitmq_redelivered_total";
+/// One past the offset of the last stream delivery handled.
+pub const RABBITMQ_STREAM_OFFSET: &str = "tourcast_rabbitmq_stream_next_offset";
+/// Tours seeded from the catalog service.
+pub const CATALOG_TOURS: &str = "tourcast_catalog_tours";
+/// Failed catalog bootstrap attempts.
+pub const CATALOG_FAILURES: &str = "tourcast_catalog_failures_total";
 
 /// Installs the global Prometheus recorder; keep the handle to render.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
@@ -85,4 +97,22 @@ fn describe() {
         SOURCE_RECONNECTS,
         "Times the event source lost its connection."
     );
+    describe_counter!(
+        RABBITMQ_DELIVERIES,
+        "Deliveries received from the RabbitMQ stream."
+    );
+    describe_counter!(
+        RABBITMQ_POISON,
+        "Publisher messages that did not decode or validate, by reason; skipped."
+    );
+    describe_counter!(
+        RABBITMQ_REDELIVERED,
+        "Stream deliveries skipped because they were applied before a reconnect."
+    );
+    describe_gauge!(
+        RABBITMQ_STREAM_OFFSET,
+        "One past the offset of the last RabbitMQ stream delivery handled."
+    );
+    describe_gauge!(CATALOG_TOURS, "Tours seeded from the catalog service.");
+    describe_counter!(CATALOG_FAILURES, "Failed catalog bootstrap attempts.");
 }

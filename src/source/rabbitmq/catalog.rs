@@ -20,11 +20,12 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{metric, redact_url};
+use super::redact_url;
 use crate::engine::{ApplyOutcome, Engine};
 use crate::protocol::v1::AvailabilityEvent;
 use crate::protocol::validate::Validate as _;
 use crate::source::{EventKind, SourceEvent};
+use crate::telemetry as metric;
 
 /// Largest catalog response read.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;

@@ -19,10 +19,11 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::topology::{self, long_string, stream_offset};
-use super::{RabbitArgs, ReplayFrom, metric, redact_url};
+use super::{RabbitArgs, ReplayFrom, redact_url};
 use crate::engine::Engine;
 use crate::source::publisher::{Incoming, PublisherDecoder, SchemaError};
 use crate::source::{SourceState, SourceStatus};
+use crate::telemetry as metric;
 
 /// How long a connection attempt may take (TCP, TLS, AMQP handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -351,12 +352,12 @@ impl StreamConsumer {
     /// Applies one delivery (or skips it) and returns its acker: the ack
     /// is sent by [`AckBatch`], after `apply` has returned.
     fn handle(&mut self, delivery: Delivery, first: bool) -> Acker {
-        metrics::counter!(metric::DELIVERIES).increment(1);
+        metrics::counter!(metric::RABBITMQ_DELIVERIES).increment(1);
         let offset = stream_offset(&delivery.properties);
         if let (Some(offset), Some(next)) = (offset, self.next_offset) {
             if offset < next {
                 // Already applied before a reconnect.
-                metrics::counter!(metric::REDELIVERED).increment(1);
+                metrics::counter!(metric::RABBITMQ_REDELIVERED).increment(1);
                 return delivery.acker;
             }
             if first && offset > next {
@@ -377,7 +378,7 @@ impl StreamConsumer {
         self.process(&delivery, offset);
         if let Some(offset) = offset {
             self.next_offset = Some(offset + 1);
-            metrics::gauge!(metric::STREAM_OFFSET).set((offset + 1) as f64);
+            metrics::gauge!(metric::RABBITMQ_STREAM_OFFSET).set((offset + 1) as f64);
         }
         delivery.acker
     }
@@ -407,7 +408,7 @@ impl StreamConsumer {
             }
             Err(poison) => {
                 crate::telemetry::event_outcome("poison");
-                metrics::counter!(metric::POISON, "reason" => poison.label()).increment(1);
+                metrics::counter!(metric::RABBITMQ_POISON, "reason" => poison.label()).increment(1);
                 tracing::warn!(
                     event_id = poison.event_id.as_deref().unwrap_or("-"),
                     routing_key = %delivery.routing_key,

@@ -371,43 +371,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Metric names of the RabbitMQ source (the engine counts applied,
-/// duplicate and stale events in `tourcast_events_total`; poison is counted
-/// there too, with its reason here).
-pub mod metric {
-    /// Deliveries received from the stream.
-    pub const DELIVERIES: &str = "tourcast_rabbitmq_deliveries_total";
-    /// Poison messages, by `reason`.
-    pub const POISON: &str = "tourcast_rabbitmq_poison_total";
-    /// Deliveries skipped because their offset was applied before a reconnect.
-    pub const REDELIVERED: &str = "tourcast_rabbitmq_redelivered_total";
-    /// One past the offset of the last stream delivery handled.
-    pub const STREAM_OFFSET: &str = "tourcast_rabbitmq_stream_next_offset";
-    /// Tours seeded from the catalog.
-    pub const CATALOG_TOURS: &str = "tourcast_catalog_tours";
-    /// Failed catalog attempts.
-    pub const CATALOG_FAILURES: &str = "tourcast_catalog_failures_total";
-
-    pub(super) fn describe() {
-        use metrics::{describe_counter, describe_gauge};
-        describe_counter!(DELIVERIES, "Deliveries received from the RabbitMQ stream.");
-        describe_counter!(
-            POISON,
-            "Publisher messages that did not decode or validate, by reason; skipped."
-        );
-        describe_counter!(
-            REDELIVERED,
-            "Stream deliveries skipped because they were applied before a reconnect."
-        );
-        describe_gauge!(
-            STREAM_OFFSET,
-            "One past the offset of the last RabbitMQ stream delivery handled."
-        );
-        describe_gauge!(CATALOG_TOURS, "Tours seeded from the catalog service.");
-        describe_counter!(CATALOG_FAILURES, "Failed catalog bootstrap attempts.");
-    }
-}
-
 /// Consumes RabbitMQ until `shutdown`: declares the topology, replays the
 /// stream, follows it live, and reconnects with backoff whenever the broker
 /// goes away. Never returns early: every failure is logged and retried.
@@ -417,7 +380,6 @@ pub async fn run(
     status: SourceStatus,
     shutdown: CancellationToken,
 ) {
-    metric::describe();
     let consumer =
         match consumer::StreamConsumer::new(args.clone(), Arc::clone(&engine), status.clone()) {
             Ok(consumer) => consumer,
