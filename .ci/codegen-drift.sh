@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Proves that `cargo run --bin codegen -- --check` catches drift: in a scratch
+# copy of the repository, the untouched copy passes the check, and after one
+# comment in a .proto changes (without regenerating) the check fails and
+# names the generated files that went stale.
+#
+# Usage: bash .ci/codegen-drift.sh   (called by .ci/run after check_codegen)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+# Reuse the main build's compiled dependencies; only tourcast itself builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
+export CARGO_TERM_COLOR=never
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/tourcast-drift.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+fail() {
+  echo "codegen-drift: FAIL: $*" >&2
+  exit 1
+}
+
+# 1. Copy what a checkout would hold: tracked files plus untracked ones that
+#    are not ignored (new files not committed yet), skipping deleted ones.
+#    `tar -m` gives every file a fresh mtime, so cargo can never mistake the
+#    copy's sources for ones it already built.
+git ls-files -z --cached --others --exclude-standard |
+  while IFS= read -r -d '' file; do
+    [ -f "$file" ] && printf '%s\0' "$file"
+  done |
+  tar --null -T - -cf - | tar -C "$work" -mxf -
+
+# Installed Node packages are ignored by git but the generators may run tools
+# from them (e.g. bindings/node_modules/.bin): share them with the copy.
+while IFS= read -r -d '' modules; do
+  mkdir -p "$work/$(dirname "$modules")"
+  ln -s "$repo/$modules" "$work/$modules"
+done < <(find . -path ./target -prune -o -path ./.git -prune -o \
+  -maxdepth 3 -type d -name node_modules -print0 -prune)
+
+# 2. Give the copy its own package version. Cargo names build outputs by a
+#    hash of the package id; with the same id, the copy's build (from an
+#    edited proto) would overwrite the main tree's artifacts in the shared
+#    target dir and, its sources being relative paths with older mtimes, look
+#    fresh to the main tree's next build. A distinct version keeps the copy's
+#    outputs separate while every dependency is still reused.
+sed -i '0,/^version = "\(.*\)"$/s//version = "\1-drift-check"/' "$work/Cargo.toml"
+grep -q -- '-drift-check"$' "$work/Cargo.toml" || fail "could not set the copy's version in Cargo.toml"
+
+check() {
+  cargo run -q --manifest-path "$work/Cargo.toml" --bin codegen -- --check --root "$work"
+}
+
+# 3. The untouched copy passes: the copy itself is faithful.
+if ! out="$(check 2>&1)"; then
+  printf '%s\n' "$out" >&2
+  fail "the untouched copy fails the check (is the working tree's codegen up to date?)"
+fi
+echo "codegen-drift: untouched copy passes: $(printf '%s\n' "$out" | tail -n 1)"
+
+# 4. Change one comment: the doc of Subscribe's first field, which becomes a
+#    description in the ClientMessage schema and a doc comment in Subscribe.ts.
+proto="$work/proto/tourcast/v1/client.proto"
+awk '
+  /^message Subscribe \{/ { inside = 1 }
+  inside && !done && /^[[:space:]]*\/\/ / { sub(/$/, " Edited by the drift check."); done = 1 }
+  { print }
+' "$proto" >"$proto.new"
+mv "$proto.new" "$proto"
+grep -q 'Edited by the drift check.' "$proto" || fail "found no field comment in message Subscribe to edit"
+
+# 5. Without regenerating, the check must fail and name the stale files.
+set +e
+out="$(check 2>&1)"
+status=$?
+set -e
+printf '%s\n' "$out" | sed 's/^/  | /'
+[ "$status" -ne 0 ] || fail "the check passed although proto/ changed"
+for stale in schemas/client_message.schema.json bindings/types/Subscribe.ts; do
+  printf '%s\n' "$out" | grep -qF "$stale" || fail "the check did not name $stale"
+done
+# A comment is not a shape change: unrelated files must not be reported.
+if printf '%s\n' "$out" | grep -qE 'server_message|ServerMessage|Ping\.ts'; then
+  fail "the check named files the edit does not affect"
+fi
+echo "codegen-drift: OK (a proto comment change without regeneration fails the check, naming the stale files)"
