@@ -294,17 +294,16 @@ fn validator_for(pool: &DescriptorPool, message: &MessageDescriptor) -> String {
             let ident = rust_field_ident(field.name());
             // Pointers are only built when a check fails, so a valid message allocates nothing.
             let child = format!("path, \"{json}\"");
-            let child_path = format!("&format!(\"{{path}}/{json}\")");
             match field.kind() {
                 Kind::Message(_) if field.is_list() => {
                     let _ = writeln!(
                         body,
-                        "for (i, item) in self.{ident}.iter().enumerate() {{ item.validate(&format!(\"{{path}}/{json}/{{i}}\"))?; }}"
+                        "for (i, item) in self.{ident}.iter().enumerate() {{ item.validate(\"\").map_err(|v| v.under(path, &format!(\"{json}/{{i}}\")))?; }}"
                     );
                 }
                 Kind::Message(_) => {
                     let _ = writeln!(body, "match &self.{ident} {{");
-                    let _ = writeln!(body, "    Some(inner) => inner.validate({child_path})?,");
+                    let _ = writeln!(body, "    Some(inner) => inner.validate(\"\").map_err(|v| v.under(path, \"{json}\"))?,");
                     if rules.required {
                         let _ =
                             writeln!(body, "    None => return Err(Violation::missing({child})),");

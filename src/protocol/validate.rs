@@ -25,6 +25,14 @@ impl Violation {
         }
     }
 
+    /// The same violation seen from the parent message: `{parent}/{field}` is
+    /// prefixed to its path. Nested messages are validated against an empty
+    /// path and prefixed only on failure, so valid messages allocate nothing.
+    pub fn under(mut self, parent: &str, field: &str) -> Self {
+        self.path = format!("{parent}/{field}{}", self.path);
+        self
+    }
+
     /// A required field is absent.
     pub fn missing(parent: &str, field: &str) -> Self {
         Violation::new(parent, field, wording::required(field))
