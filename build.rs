@@ -303,7 +303,10 @@ fn validator_for(pool: &DescriptorPool, message: &MessageDescriptor) -> String {
                 }
                 Kind::Message(_) => {
                     let _ = writeln!(body, "match &self.{ident} {{");
-                    let _ = writeln!(body, "    Some(inner) => inner.validate(\"\").map_err(|v| v.under(path, \"{json}\"))?,");
+                    let _ = writeln!(
+                        body,
+                        "    Some(inner) => inner.validate(\"\").map_err(|v| v.under(path, \"{json}\"))?,"
+                    );
                     if rules.required {
                         let _ =
                             writeln!(body, "    None => return Err(Violation::missing({child})),");
