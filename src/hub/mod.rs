@@ -11,6 +11,7 @@
 //! `.await`.
 
 mod kick;
+pub mod outbox;
 mod subscriptions;
 
 use std::collections::HashMap;
@@ -39,7 +40,7 @@ const SHARDS: usize = 16;
 pub struct ClientHandle {
     id: ConnId,
     encoding: Encoding,
-    tx: mpsc::Sender<Message>,
+    tx: outbox::Sender,
     kick: Arc<Kick>,
 }
 
@@ -58,7 +59,7 @@ pub enum Offer {
 
 impl ClientHandle {
     /// A handle sending through `tx`, kicked through `kick`.
-    pub fn new(id: ConnId, encoding: Encoding, tx: mpsc::Sender<Message>, kick: Arc<Kick>) -> Self {
+    pub fn new(id: ConnId, encoding: Encoding, tx: outbox::Sender, kick: Arc<Kick>) -> Self {
         ClientHandle {
             id,
             encoding,
@@ -256,8 +257,8 @@ mod tests {
     use super::*;
     use crate::protocol::v1::Pong;
 
-    fn client(id: ConnId, capacity: usize) -> (ClientHandle, mpsc::Receiver<Message>, Arc<Kick>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    fn client(id: ConnId, capacity: usize) -> (ClientHandle, outbox::Receiver, Arc<Kick>) {
+        let (tx, rx) = outbox::channel(capacity);
         let kick = Arc::new(Kick::default());
         (
             ClientHandle::new(id, Encoding::Json, tx, Arc::clone(&kick)),

@@ -141,7 +141,9 @@ fn accept(
     let tasks = state.tasks.clone();
     ws.on_failed_upgrade(move |error| tracing::debug!(%peer, %error, "upgrade failed"))
         .on_upgrade(move |socket| {
-            tasks.track_future(Handler::new(state, socket, encoding, peer, identity, slot).run())
+            tasks.track_future(
+                Box::new(Handler::new(state, socket, encoding, peer, identity, slot)).run(),
+            )
         })
 }
 
