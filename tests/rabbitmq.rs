@@ -44,7 +44,10 @@ async fn subscribe(client: &mut Client, tour: &str) -> Value {
     client
         .send(json!({"type": "subscribe", "tourId": tour}))
         .await;
-    let ack = client.recv().await;
+    // Until the subscribe takes effect a never-subscribed client gets every
+    // tour's events (the implicit broadcast), so events may come first; the
+    // snapshot, though, always follows the acknowledgement directly.
+    let ack = client.recv_type("subscribed").await;
     assert_eq!(ack["type"], "subscribed", "{ack}");
     let snapshot = client.recv().await;
     assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
