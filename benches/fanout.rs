@@ -17,14 +17,13 @@
 //! which is steadier on a machine shared with other builds.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Message;
 use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use tourcast::engine::{ApplyOutcome, Engine, EngineConfig};
-use tourcast::hub::{ClientHandle, Hub, Kick, Subscriptions, Target, outbox};
+use tourcast::hub::{ClientHandle, Hub, Subscriptions, Target, outbox};
 use tourcast::protocol::codec::{Encoded, Encoding};
 use tourcast::protocol::{ServerMessage, v1};
 use tourcast::source::{EventKind, SourceEvent};
@@ -43,7 +42,7 @@ fn clients(n: usize) -> (Vec<ClientHandle>, Vec<outbox::Receiver>) {
             } else {
                 Encoding::Json
             };
-            let client = ClientHandle::new(i as u64 + 1, encoding, tx, Arc::new(Kick::default()));
+            let client = ClientHandle::new(i as u64 + 1, encoding, tx);
             (client, rx)
         })
         .unzip()

@@ -15,7 +15,7 @@ use chrono::Utc;
 use parking_lot::Mutex;
 
 use crate::auth::Permissions;
-use crate::hub::{ClientHandle, Hub, Offer, Subscriptions, Target, encode_frame};
+use crate::hub::{ClientHandle, Disconnect, Hub, Offer, Subscriptions, Target, encode_frame};
 use crate::protocol::ServerMessage;
 use crate::protocol::v1::{Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed};
 use crate::source::SourceEvent;
@@ -157,6 +157,7 @@ impl Engine {
 
     /// Registers a new connection (which receives every tour until it subscribes).
     pub fn connect(&self, client: &ClientHandle, subs: &Subscriptions) {
+        self.hub.open(client);
         for target in subs.effective() {
             self.hub.add(&target, client);
         }
@@ -167,6 +168,12 @@ impl Engine {
         for target in subs.effective() {
             self.hub.remove(&target, client.id());
         }
+        self.hub.close(client.id());
+    }
+
+    /// Asks every open connection to close (e.g. `ServerShutdown`).
+    pub fn kick_all(&self, reason: Disconnect) -> usize {
+        self.hub.kick_all(reason)
     }
 
     /// Subscribes `client` to `target`, queuing `subscribed` then a

@@ -1,12 +1,9 @@
-//! Telling a connection to close itself, from anywhere, with a reason.
+//! Why the server closes a connection: each reason maps to a documented
+//! close code, a reason text, and a label for logs and metrics.
 //!
-//! The hub cannot close a socket (it never awaits), so it records why the
-//! connection must go and wakes the connection's task, which sends the close
-//! frame. The first reason wins.
-
-use std::sync::OnceLock;
-
-use tokio_util::sync::CancellationToken;
+//! The hub cannot close a socket (it never awaits), so it kicks: the reason
+//! is recorded in the connection's [`outbox`](super::outbox), which wakes the
+//! connection's task to send the close frame. The first reason wins.
 
 /// Why the server closes a connection. Each maps to a documented close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,32 +61,5 @@ impl Disconnect {
             Disconnect::PolicyViolation => "policy_violation",
             Disconnect::TokenExpired => "token_expired",
         }
-    }
-}
-
-/// A one-shot "close this connection" signal with its reason.
-#[derive(Debug, Default)]
-pub struct Kick {
-    reason: OnceLock<Disconnect>,
-    token: CancellationToken,
-}
-
-impl Kick {
-    /// Asks the connection to close; returns true if this was the first ask.
-    pub fn kick(&self, reason: Disconnect) -> bool {
-        let first = self.reason.set(reason).is_ok();
-        self.token.cancel();
-        first
-    }
-
-    /// Why the connection was kicked, if it was.
-    pub fn reason(&self) -> Option<Disconnect> {
-        self.reason.get().copied()
-    }
-
-    /// Resolves once the connection has been kicked.
-    pub async fn kicked(&self) -> Disconnect {
-        self.token.cancelled().await;
-        self.reason().unwrap_or(Disconnect::PolicyViolation)
     }
 }

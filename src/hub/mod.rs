@@ -1,12 +1,13 @@
 //! The hub: who receives which tour's events, and delivery to them.
 //!
-//! Each connection is a [`ClientHandle`]: a bounded outbound queue plus a
-//! [`Kick`] signal. Delivering is a non-blocking `try_send` of an already
+//! Each connection is a [`ClientHandle`]: a bounded outbound queue that also
+//! carries its kick (see [`outbox`]). Delivering is a non-blocking `try_send` of an already
 //! encoded frame (a reference-count bump), so publishing never waits on a
 //! client; a client whose queue is full is kicked as too slow and counted.
 //!
 //! Subscriptions are sharded by tour id so that connections coming and going
-//! on different tours do not contend on one lock. Locks are `parking_lot`
+//! on different tours do not contend on one lock. Every open connection is
+//! also listed (sharded by id), so that shutdown can kick them all. Locks are `parking_lot`
 //! locks held only for map operations and `try_send`s, never across an
 //! `.await`.
 
@@ -16,7 +17,6 @@ mod subscriptions;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::ws::Message;
@@ -27,7 +27,7 @@ use crate::protocol::ServerMessage;
 use crate::protocol::codec::{Encoded, Encoding, encode_json, encode_proto};
 use crate::telemetry as metrics_names;
 
-pub use kick::{Disconnect, Kick};
+pub use kick::Disconnect;
 pub use subscriptions::{Subscriptions, Target};
 
 /// Identifies a connection within this process.
@@ -41,7 +41,6 @@ pub struct ClientHandle {
     id: ConnId,
     encoding: Encoding,
     tx: outbox::Sender,
-    kick: Arc<Kick>,
 }
 
 /// What happened to a frame offered to a client.
@@ -58,14 +57,9 @@ pub enum Offer {
 }
 
 impl ClientHandle {
-    /// A handle sending through `tx`, kicked through `kick`.
-    pub fn new(id: ConnId, encoding: Encoding, tx: outbox::Sender, kick: Arc<Kick>) -> Self {
-        ClientHandle {
-            id,
-            encoding,
-            tx,
-            kick,
-        }
+    /// A handle sending (and kicking) through `tx`.
+    pub fn new(id: ConnId, encoding: Encoding, tx: outbox::Sender) -> Self {
+        ClientHandle { id, encoding, tx }
     }
 
     /// The connection's id.
@@ -83,7 +77,7 @@ impl ClientHandle {
         match self.tx.try_send(frame) {
             Ok(()) => Offer::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.kick.kick(Disconnect::SlowConsumer) {
+                if self.tx.kick(Disconnect::SlowConsumer) {
                     Offer::Slow
                 } else {
                     Offer::Dropped
@@ -91,6 +85,16 @@ impl ClientHandle {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
         }
+    }
+
+    /// Asks the connection to close; returns true if this was the first ask.
+    pub fn kick(&self, reason: Disconnect) -> bool {
+        self.tx.kick(reason)
+    }
+
+    /// Why the connection was kicked, if it was.
+    pub fn kicked(&self) -> Option<Disconnect> {
+        self.tx.kicked()
     }
 
     /// Queues a shared event in this client's encoding.
@@ -132,6 +136,8 @@ pub struct Hub {
     /// Connections receiving every tour: `"*"` subscribers and connections
     /// that never subscribed (the old service broadcast to everyone).
     everyone: RwLock<Members>,
+    /// Every open connection, sharded by id.
+    connections: Box<[RwLock<Members>]>,
     hasher: RandomState,
     stats: HubStats,
 }
@@ -148,6 +154,7 @@ impl Hub {
         Hub {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             everyone: RwLock::new(HashMap::new()),
+            connections: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             stats: HubStats::default(),
         }
@@ -156,6 +163,37 @@ impl Hub {
     fn shard(&self, tour_id: &str) -> &RwLock<HashMap<String, Members>> {
         let index = self.hasher.hash_one(tour_id) as usize % SHARDS;
         &self.shards[index]
+    }
+
+    fn connection_shard(&self, id: ConnId) -> &RwLock<Members> {
+        &self.connections[id as usize % SHARDS]
+    }
+
+    /// Lists an open connection (see [`Hub::kick_all`]).
+    pub fn open(&self, client: &ClientHandle) {
+        self.connection_shard(client.id)
+            .write()
+            .insert(client.id, client.clone());
+    }
+
+    /// Forgets a connection that has ended.
+    pub fn close(&self, id: ConnId) {
+        self.connection_shard(id).write().remove(&id);
+    }
+
+    /// Kicks every open connection (e.g. at shutdown); returns how many
+    /// were asked for the first time.
+    pub fn kick_all(&self, reason: Disconnect) -> usize {
+        self.connections
+            .iter()
+            .map(|shard| {
+                shard
+                    .read()
+                    .values()
+                    .filter(|client| client.kick(reason))
+                    .count()
+            })
+            .sum()
     }
 
     /// Starts delivering `target`'s events to `client`.
@@ -257,14 +295,9 @@ mod tests {
     use super::*;
     use crate::protocol::v1::Pong;
 
-    fn client(id: ConnId, capacity: usize) -> (ClientHandle, outbox::Receiver, Arc<Kick>) {
+    fn client(id: ConnId, capacity: usize) -> (ClientHandle, outbox::Receiver) {
         let (tx, rx) = outbox::channel(capacity);
-        let kick = Arc::new(Kick::default());
-        (
-            ClientHandle::new(id, Encoding::Json, tx, Arc::clone(&kick)),
-            rx,
-            kick,
-        )
+        (ClientHandle::new(id, Encoding::Json, tx), rx)
     }
 
     fn event() -> Encoded {
@@ -277,9 +310,9 @@ mod tests {
     #[test]
     fn delivers_to_tour_and_everyone_subscribers_only() {
         let hub = Hub::new();
-        let (a, mut a_rx, _) = client(1, 4);
-        let (b, mut b_rx, _) = client(2, 4);
-        let (c, mut c_rx, _) = client(3, 4);
+        let (a, a_rx) = client(1, 4);
+        let (b, b_rx) = client(2, 4);
+        let (c, c_rx) = client(3, 4);
         hub.add(&Target::Tour("paris".into()), &a);
         hub.add(&Target::All, &b);
         hub.add(&Target::Tour("rome".into()), &c);
@@ -292,15 +325,16 @@ mod tests {
     #[test]
     fn a_full_queue_kicks_the_client_without_blocking_others() {
         let hub = Hub::new();
-        let (slow, _slow_rx, kick) = client(1, 1);
-        let (fast, mut fast_rx, _) = client(2, 8);
+        let (slow, _slow_rx) = client(1, 1);
+        let (fast, fast_rx) = client(2, 8);
         hub.add(&Target::All, &slow);
         hub.add(&Target::All, &fast);
         for _ in 0..3 {
             hub.publish("paris", &event());
             assert!(fast_rx.try_recv().is_ok());
         }
-        assert_eq!(kick.reason(), Some(Disconnect::SlowConsumer));
+        assert_eq!(slow.kicked(), Some(Disconnect::SlowConsumer));
+        assert_eq!(fast.kicked(), None);
         // Counted once, however many events it then misses before it is gone.
         assert_eq!(hub.stats().slow_disconnects.load(Ordering::Relaxed), 1);
     }
@@ -308,9 +342,23 @@ mod tests {
     #[test]
     fn removing_the_last_member_frees_the_tour() {
         let hub = Hub::new();
-        let (a, _rx, _) = client(1, 1);
+        let (a, _rx) = client(1, 1);
         hub.add(&Target::Tour("paris".into()), &a);
         hub.remove(&Target::Tour("paris".into()), 1);
         assert_eq!(hub.registrations(), 0);
+    }
+
+    #[test]
+    fn kick_all_reaches_every_open_connection_once() {
+        let hub = Hub::new();
+        let clients: Vec<_> = (1..=40).map(|id| client(id, 1)).collect();
+        for (handle, _) in &clients {
+            hub.open(handle);
+        }
+        hub.close(7);
+        assert_eq!(hub.kick_all(Disconnect::ServerShutdown), 39);
+        assert_eq!(hub.kick_all(Disconnect::ServerShutdown), 0);
+        assert_eq!(clients[6].0.kicked(), None);
+        assert_eq!(clients[0].0.kicked(), Some(Disconnect::ServerShutdown));
     }
 }

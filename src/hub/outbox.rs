@@ -1,5 +1,7 @@
 //! A connection's outbound queue: bounded, one consumer, and sized by what
-//! it holds.
+//! it holds. It also carries the connection's kick (the hub's "close this
+//! connection, for this reason"), so that one lock and one waker serve both
+//! and a woken connection task checks a single place.
 //!
 //! `tokio::sync::mpsc::channel` allocates its first block of 32 slots
 //! (32 × 48-byte `Message`s) plus a cache-padded channel header up front:
@@ -20,6 +22,8 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 
+use super::Disconnect;
+
 /// Capacity kept when a drained queue shrinks.
 const IDLE_SLOTS: usize = 4;
 
@@ -34,6 +38,29 @@ struct Queue {
     capacity: usize,
     /// The receiver is gone.
     closed: bool,
+    /// Why the connection must close, once asked; the first reason wins.
+    kicked: Option<Disconnect>,
+}
+
+impl Queue {
+    fn pop(&mut self) -> Option<Message> {
+        let frame = self.frames.pop_front()?;
+        if self.frames.is_empty() && self.frames.capacity() > IDLE_SLOTS {
+            self.frames.shrink_to(IDLE_SLOTS);
+        }
+        Some(frame)
+    }
+}
+
+/// What the connection task is woken for.
+#[derive(Debug)]
+pub enum Outbound {
+    /// The next frame to send.
+    Frame(Message),
+    /// The connection must close, for this reason (ahead of queued frames).
+    Kicked(Disconnect),
+    /// Every sender is gone and the queue is empty.
+    Closed,
 }
 
 /// The sending side; cheap to clone.
@@ -54,6 +81,7 @@ pub fn channel(capacity: usize) -> (Sender, Receiver) {
             frames: VecDeque::new(),
             capacity: capacity.max(1),
             closed: false,
+            kicked: None,
         }),
         waker: AtomicWaker::new(),
     });
@@ -87,6 +115,24 @@ impl Sender {
         self.shared.waker.wake();
         Ok(())
     }
+
+    /// Asks the connection to close; returns true if this was the first ask.
+    pub fn kick(&self, reason: Disconnect) -> bool {
+        let first = {
+            let mut queue = self.shared.queue.lock();
+            queue.kicked.is_none() && {
+                queue.kicked = Some(reason);
+                true
+            }
+        };
+        self.shared.waker.wake();
+        first
+    }
+
+    /// Why the connection was kicked, if it was.
+    pub fn kicked(&self) -> Option<Disconnect> {
+        self.shared.queue.lock().kicked
+    }
 }
 
 impl Drop for Sender {
@@ -99,32 +145,50 @@ impl Drop for Sender {
 }
 
 impl Receiver {
-    /// The next frame; `None` once every sender is gone and the queue is empty.
-    pub async fn recv(&mut self) -> Option<Message> {
+    /// A kick if there is one, else the next frame; waits for either.
+    pub async fn recv(&mut self) -> Outbound {
         poll_fn(|cx| {
-            if let Ok(frame) = self.try_recv() {
-                return Poll::Ready(Some(frame));
+            if let Some(next) = self.poll_once() {
+                return Poll::Ready(next);
             }
             self.shared.waker.register(cx.waker());
-            match self.try_recv() {
-                Ok(frame) => Poll::Ready(Some(frame)),
-                Err(TryRecvError::Disconnected) => Poll::Ready(None),
-                Err(TryRecvError::Empty) => Poll::Pending,
+            self.poll_once().map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
+    }
+
+    /// What `recv` would return now, under one lock; `None` to wait.
+    fn poll_once(&mut self) -> Option<Outbound> {
+        let mut queue = self.shared.queue.lock();
+        if let Some(reason) = queue.kicked {
+            return Some(Outbound::Kicked(reason));
+        }
+        match queue.pop() {
+            Some(frame) => Some(Outbound::Frame(frame)),
+            None if Arc::strong_count(&self.shared) == 1 => Some(Outbound::Closed),
+            None => None,
+        }
+    }
+
+    /// Resolves once the connection has been kicked (frames stay queued).
+    pub async fn kicked(&self) -> Disconnect {
+        poll_fn(|cx| {
+            if let Some(reason) = self.shared.queue.lock().kicked {
+                return Poll::Ready(reason);
+            }
+            self.shared.waker.register(cx.waker());
+            match self.shared.queue.lock().kicked {
+                Some(reason) => Poll::Ready(reason),
+                None => Poll::Pending,
             }
         })
         .await
     }
 
     /// The next frame if one is queued.
-    pub fn try_recv(&mut self) -> Result<Message, TryRecvError> {
-        let mut queue = self.shared.queue.lock();
-        match queue.frames.pop_front() {
-            Some(frame) => {
-                if queue.frames.is_empty() && queue.frames.capacity() > IDLE_SLOTS {
-                    queue.frames.shrink_to(IDLE_SLOTS);
-                }
-                Ok(frame)
-            }
+    pub fn try_recv(&self) -> Result<Message, TryRecvError> {
+        match self.shared.queue.lock().pop() {
+            Some(frame) => Ok(frame),
             None if Arc::strong_count(&self.shared) == 1 => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
         }
@@ -149,7 +213,7 @@ mod tests {
 
     #[test]
     fn bounded_in_order_and_closed_when_the_receiver_goes() {
-        let (tx, mut rx) = channel(2);
+        let (tx, rx) = channel(2);
         assert!(tx.try_send(text("a")).is_ok());
         assert!(tx.try_send(text("b")).is_ok());
         assert!(matches!(tx.try_send(text("c")), Err(TrySendError::Full(_))));
@@ -165,7 +229,7 @@ mod tests {
 
     #[test]
     fn shrinks_once_drained() {
-        let (tx, mut rx) = channel(256);
+        let (tx, rx) = channel(256);
         for _ in 0..200 {
             tx.try_send(text("x")).unwrap();
         }
@@ -180,8 +244,29 @@ mod tests {
             tokio::task::yield_now().await;
             tx.try_send(text("late")).unwrap();
         });
-        assert!(matches!(rx.recv().await, Some(Message::Text(t)) if t == "late"));
+        assert!(matches!(rx.recv().await, Outbound::Frame(Message::Text(t)) if t == "late"));
         sender.await.unwrap();
-        assert!(rx.recv().await.is_none());
+        assert!(matches!(rx.recv().await, Outbound::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_kick_wakes_the_receiver_ahead_of_queued_frames_and_the_first_reason_wins() {
+        let (tx, mut rx) = channel(4);
+        tx.try_send(text("queued")).unwrap();
+        let kicker = tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                tokio::task::yield_now().await;
+                assert!(tx.kick(Disconnect::SlowConsumer));
+                assert!(!tx.kick(Disconnect::ServerShutdown));
+            }
+        });
+        assert_eq!(rx.kicked().await, Disconnect::SlowConsumer);
+        kicker.await.unwrap();
+        assert!(matches!(
+            rx.recv().await,
+            Outbound::Kicked(Disconnect::SlowConsumer)
+        ));
+        assert_eq!(tx.kicked(), Some(Disconnect::SlowConsumer));
     }
 }

@@ -30,6 +30,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::auth::Authenticator;
 use crate::config::GatewayConfig;
 use crate::engine::Engine;
+use crate::hub::Disconnect;
 use crate::protocol::codec::{Codec, SchemaError};
 use crate::source::SourceStatus;
 
@@ -171,6 +172,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
     let tasks = state.tasks.clone();
+    let engine = Arc::clone(&state.engine);
     let app = router(state, with_metrics).into_make_service_with_connect_info::<SocketAddr>();
     // Pushes are small and latency-bound: without TCP_NODELAY, Nagle holds a
     // frame back while the previous one awaits the client's delayed ACK (up
@@ -181,10 +183,14 @@ pub async fn serve(
         }
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            // Every handler sends 1001 and ends.
+            engine.kick_all(Disconnect::ServerShutdown);
+        })
         .await?;
     // Connections are upgraded, so axum no longer tracks them: wait for
-    // their handlers, which send 1001 as soon as they see the shutdown.
+    // their handlers, kicked below as soon as shutdown began.
     tasks.close();
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::warn!(
