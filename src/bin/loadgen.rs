@@ -8,7 +8,9 @@
 //!   events to RabbitMQ at a fixed rate (or as one burst) and measures
 //!   publish → client receipt latency for every (client, event).
 //! - `loadgen bare`: a bare accept loop (plain TCP, or tungstenite with the
-//!   gateway's buffer sizes) to compare per-connection costs against.
+//!   gateway's buffer sizes) to compare per-connection costs against; with
+//!   `--mode fanout`, the least a push server can do per delivery (forward
+//!   each RabbitMQ message to every socket), the floor for `latency` runs.
 //!
 //! Every target must be a loopback address, and every run is bounded in time.
 
@@ -161,6 +163,11 @@ enum BareMode {
     Tcp,
     /// Accept WebSockets (tokio-tungstenite, the gateway's buffer sizes).
     Ws,
+    /// The floor for `loadgen latency`: accept WebSockets, answer a
+    /// subscribe, and forward every RabbitMQ delivery verbatim to every
+    /// socket from a few writer tasks (no per-connection task, no hub, no
+    /// codec, no validation).
+    Fanout,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +187,22 @@ struct BareArgs {
     /// Exit after this long.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     lifetime: Duration,
+    /// Fanout mode: AMQP URL of the broker (loopback only).
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp: String,
+    /// Fanout mode: the topic exchange to consume (declared if missing).
+    #[arg(long, default_value = "tour_booking_events")]
+    exchange: String,
+    /// Fanout mode: the binding key.
+    #[arg(long, default_value = "tour.availability.#")]
+    routing_key: String,
+    /// Fanout mode: consume this stream (bound to the exchange, from its
+    /// tail) instead of an exclusive classic queue, like the gateway does.
+    #[arg(long)]
+    stream: Option<String>,
+    /// Fanout mode: writer tasks, each owning a share of the sockets.
+    #[arg(long, default_value_t = 2)]
+    writers: usize,
 }
 
 fn main() -> Result<()> {
@@ -244,10 +267,12 @@ fn loopback_ip(host: &str) -> Result<IpAddr> {
     Ok(ip)
 }
 
-/// Client-side WebSocket buffers: small, like the server's.
+/// Client-side WebSocket buffers: small, like the server's. tungstenite
+/// zero-fills the free part of its read buffer before every read, so a
+/// large one costs a memset per frame (10% of the client's CPU at 8 KiB).
 fn client_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(0)
 }
 
@@ -636,8 +661,6 @@ struct Shared {
     published_ns: Vec<AtomicU64>,
     /// Deliveries of this run's events, over all clients.
     delivered: AtomicU64,
-    /// Latest receipt, in ns since `base`.
-    last_receipt_ns: AtomicU64,
 }
 
 impl Shared {
@@ -662,6 +685,8 @@ struct ClientReport {
     /// (event index, latency in ns) per delivery.
     latencies: Vec<(u32, u64)>,
     duplicates: u64,
+    /// Latest receipt, in ns since `base`.
+    last_receipt_ns: u64,
     /// Why the server closed the connection, if it did.
     closed: Option<String>,
 }
@@ -691,7 +716,6 @@ async fn latency(args: LatencyArgs) -> Result<()> {
         base: Instant::now(),
         published_ns: (0..events).map(|_| AtomicU64::new(0)).collect(),
         delivered: AtomicU64::new(0),
-        last_receipt_ns: AtomicU64::new(0),
     });
 
     // The broker first: fail fast if the exchange is not there.
@@ -914,7 +938,7 @@ async fn latency(args: LatencyArgs) -> Result<()> {
     let spread_p50 = median(&mut spreads) as f64 / 1e6;
     let duplicates: u64 = reports.iter().map(|r| r.duplicates).sum();
     let closed: Vec<&str> = reports.iter().filter_map(|r| r.closed.as_deref()).collect();
-    let last_receipt = shared.last_receipt_ns.load(Ordering::Relaxed);
+    let last_receipt = reports.iter().map(|r| r.last_receipt_ns).max().unwrap_or(0);
     let span_s = last_receipt.saturating_sub(first_publish_ns) as f64 / 1e9;
     let per_second = if span_s > 0.0 {
         delivered as f64 / span_s
@@ -1290,11 +1314,15 @@ fn event_payload(run: &str, index: usize, tours: usize) -> String {
 async fn receive(mut ws: Ws, shared: &Shared, stop: &CancellationToken) -> ClientReport {
     let mut report = ClientReport::default();
     let mut seen = vec![false; shared.published_ns.len()];
+    // Created once: every client shares `stop`, and a fresh `cancelled()`
+    // per frame would take its lock twice per delivery.
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     loop {
         let frame = tokio::select! {
             biased;
             frame = ws.next() => frame,
-            _ = stop.cancelled() => break,
+            _ = &mut stopped => break,
         };
         let now = shared.now_ns();
         match frame {
@@ -1315,8 +1343,8 @@ async fn receive(mut ws: Ws, shared: &Shared, stop: &CancellationToken) -> Clien
                 }
                 let latency = now.saturating_sub(published - 1);
                 report.latencies.push((index as u32, latency));
+                report.last_receipt_ns = report.last_receipt_ns.max(now);
                 shared.delivered.fetch_add(1, Ordering::Relaxed);
-                shared.last_receipt_ns.fetch_max(now, Ordering::Relaxed);
             }
             Some(Ok(Message::Close(frame))) => {
                 report.closed = Some(match frame {
@@ -1361,6 +1389,10 @@ async fn bare(args: BareArgs) -> Result<()> {
         .read_buffer_size(args.read_buffer)
         .write_buffer_size(args.write_buffer);
     let open = Arc::new(AtomicUsize::new(0));
+    let fanout = match args.mode {
+        BareMode::Fanout => Some(Fanout::start(&args).await?),
+        _ => None,
+    };
     let serve = async {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -1383,6 +1415,11 @@ async fn bare(args: BareArgs) -> Result<()> {
                         }
                         open.fetch_sub(1, Ordering::Relaxed);
                     });
+                }
+                BareMode::Fanout => {
+                    if let Some(fanout) = &fanout {
+                        fanout.accept(stream, config, open);
+                    }
                 }
                 BareMode::Ws => {
                     tokio::spawn(async move {
@@ -1412,4 +1449,161 @@ async fn bare(args: BareArgs) -> Result<()> {
     }
     println!("bare: exiting with {} open", open.load(Ordering::Relaxed));
     Ok(())
+}
+
+/// `bare --mode fanout`: the least work a push server can do per delivery,
+/// to tell the gateway's own cost from the platform's (loopback TCP, the
+/// broker, the load generator) in `loadgen latency` runs.
+struct Fanout {
+    /// Subscribed sockets go to the writers in turn.
+    writers: Vec<tokio::sync::mpsc::UnboundedSender<WebSocketStream<TcpStream>>>,
+    next: AtomicUsize,
+}
+
+impl Fanout {
+    async fn start(args: &BareArgs) -> Result<Arc<Self>> {
+        let amqp_host: Uri = args
+            .amqp
+            .parse()
+            .with_context(|| format!("bad AMQP URL {:?}", args.amqp))?;
+        loopback_ip(amqp_host.host().unwrap_or_default())?;
+        // The probe's consumer, with the exchange declared first.
+        let declaring = lapin::Connection::connect(&args.amqp, Default::default())
+            .await
+            .context("connecting to RabbitMQ")?;
+        declaring
+            .create_channel()
+            .await?
+            .exchange_declare(
+                args.exchange.as_str().into(),
+                lapin::ExchangeKind::Topic,
+                lapin::options::ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .context("declaring the exchange")?;
+        if let Some(stream) = &args.stream {
+            let channel = declaring.create_channel().await?;
+            let mut arguments = lapin::types::FieldTable::default();
+            arguments.insert(
+                "x-queue-type".into(),
+                lapin::types::AMQPValue::LongString("stream".into()),
+            );
+            channel
+                .queue_declare(
+                    stream.as_str().into(),
+                    lapin::options::QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    arguments,
+                )
+                .await
+                .context("declaring the stream")?;
+            channel
+                .queue_bind(
+                    stream.as_str().into(),
+                    args.exchange.as_str().into(),
+                    args.routing_key.as_str().into(),
+                    Default::default(),
+                    Default::default(),
+                )
+                .await
+                .context("binding the stream")?;
+        }
+        let _ = declaring.close(200, "declared".into()).await;
+        let (connection, mut consumer) = Probe::consume(
+            &args.amqp,
+            &args.exchange,
+            &args.routing_key,
+            args.stream.as_deref(),
+        )
+        .await?;
+        let manual_ack = args.stream.is_some();
+        let (frames, _) = tokio::sync::broadcast::channel::<Message>(1024);
+        let mut writers = Vec::new();
+        for _ in 0..args.writers.max(1) {
+            let (tx, mut sockets) = tokio::sync::mpsc::unbounded_channel();
+            let mut frames = frames.subscribe();
+            writers.push(tx);
+            tokio::spawn(async move {
+                let mut owned: Vec<WebSocketStream<TcpStream>> = Vec::new();
+                loop {
+                    tokio::select! {
+                        Some(ws) = sockets.recv() => owned.push(ws),
+                        frame = frames.recv() => {
+                            let Ok(frame) = frame else { break };
+                            // One write per socket, in turn: a blocked
+                            // client would stall the rest (fine for a floor).
+                            let mut alive = Vec::with_capacity(owned.len());
+                            for mut ws in owned.drain(..) {
+                                if ws.send(frame.clone()).await.is_ok() {
+                                    alive.push(ws);
+                                }
+                            }
+                            owned = alive;
+                        }
+                    }
+                }
+            });
+        }
+        tokio::spawn(async move {
+            let _connection = connection;
+            while let Some(Ok(delivery)) = consumer.next().await {
+                if manual_ack {
+                    let _ = delivery
+                        .acker
+                        .ack(lapin::options::BasicAckOptions::default())
+                        .await;
+                }
+                if let Ok(text) = String::from_utf8(delivery.data) {
+                    let _ = frames.send(Message::text(text));
+                }
+            }
+        });
+        Ok(Arc::new(Fanout {
+            writers,
+            next: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Greets a client, answers its subscribe, and hands it to a writer.
+    fn accept(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        config: WebSocketConfig,
+        open: Arc<AtomicUsize>,
+    ) {
+        let fanout = Arc::clone(self);
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let Ok(mut ws) =
+                tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
+            else {
+                return;
+            };
+            let greeting = r#"{"type":"connection","message":"bare fanout"}"#;
+            if ws.send(Message::text(greeting)).await.is_err() {
+                return;
+            }
+            // The load generator subscribes, then waits for the snapshot.
+            if !matches!(ws.next().await, Some(Ok(Message::Text(_)))) {
+                return;
+            }
+            for reply in [
+                r#"{"type":"subscribed"}"#,
+                r#"{"type":"snapshot","tours":[]}"#,
+            ] {
+                if ws.send(Message::text(reply)).await.is_err() {
+                    return;
+                }
+            }
+            open.fetch_add(1, Ordering::Relaxed);
+            let index = fanout.next.fetch_add(1, Ordering::Relaxed) % fanout.writers.len();
+            let _ = fanout.writers[index].send(ws);
+        });
+    }
 }
