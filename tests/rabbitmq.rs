@@ -12,7 +12,7 @@ use chrono::{SecondsFormat, Utc};
 use prost::Message as _;
 use serde_json::{Value, json};
 
-use common::{Client, Encoding, GatewayProcess, http_get};
+use common::{Client, Encoding, GatewayProcess, Received, http_get};
 use rabbit::{BrokerProxy, LOW, Rabbit, UPDATED, close_connection, metric, wait_for_state};
 use tourcast::protocol::v1::AvailabilityEvent;
 
@@ -451,6 +451,60 @@ async fn a_connection_closed_by_the_broker_is_reopened_without_loss() {
         !gateway.log_lines("reconnecting").is_empty(),
         "the reconnect is logged"
     );
+    stop(gateway).await;
+    rabbit.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_backlog_larger_than_the_outbound_queue_reaches_healthy_clients() {
+    // After an outage the stream hands over everything published meanwhile
+    // at once. On one worker thread (a busy host: the gateway's other
+    // workers get no CPU), the consumer must let the connection tasks drain
+    // while it applies the backlog, or every client's queue fills and the
+    // hub closes healthy clients as slow consumers (1008).
+    const BACKLOG: u32 = 120;
+    let rabbit = Rabbit::new().await;
+    let gateway = rabbit
+        .gateway_with_env(
+            1,
+            &[
+                "--outbound-queue",
+                "32",
+                "--rabbitmq-reconnect-min",
+                "2s",
+                "--rabbitmq-reconnect-max",
+                "2s",
+            ],
+            &[("TOKIO_WORKER_THREADS", "1")],
+        )
+        .await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(Client::connect(&gateway.ws_url(), Encoding::Json).await);
+    }
+    close_connection(&rabbit.connection_name(1)).await;
+    wait_for_state(&gateway, "reconnecting", Duration::from_secs(5)).await;
+    for seats in 1..=BACKLOG {
+        rabbit
+            .publish_json(
+                UPDATED,
+                &updated(&format!("evt_b{seats}"), "tour_oslo", seats),
+            )
+            .await;
+    }
+    wait_for_state(&gateway, "connected", Duration::from_secs(10)).await;
+    for client in &mut clients {
+        for seats in 1..=BACKLOG {
+            match client.next().await {
+                Received::Message(message) => {
+                    assert_eq!(message["data"]["availableSeats"], seats, "{message}");
+                }
+                other => panic!("event {seats} of {BACKLOG}: got {other:?}"),
+            }
+        }
+    }
+    let slow = metric(&gateway, "tourcast_slow_client_disconnects_total").await;
+    assert_eq!(slow.unwrap_or(0.0), 0.0, "no client was closed as slow");
     stop(gateway).await;
     rabbit.cleanup().await;
 }

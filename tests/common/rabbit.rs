@@ -119,7 +119,19 @@ impl Rabbit {
 
     /// Starts gateway `n` with extra flags and waits until it is ready.
     pub async fn gateway(&self, n: usize, extra: &[&str]) -> GatewayProcess {
-        let gateway = self.start_gateway(n, extra).await;
+        self.gateway_with_env(n, extra, &[]).await
+    }
+
+    /// Like [`Rabbit::gateway`], with extra environment variables.
+    pub async fn gateway_with_env(
+        &self,
+        n: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> GatewayProcess {
+        let args = self.args_with(n, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let gateway = GatewayProcess::start(&args, env).await;
         wait_ready(&gateway).await;
         gateway
     }

@@ -33,6 +33,9 @@ const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 /// While replaying, a pause this long means there is nothing left to replay
 /// (e.g. `replay-from` an interval that holds no message).
 const CATCH_UP_IDLE: Duration = Duration::from_millis(500);
+/// Events applied back to back before the consumer yields to the connection
+/// tasks they woke (a small share of the default outbound queue).
+const YIELD_EVERY: u32 = 16;
 /// How long a resuming consumer waits for the offset it attached at, which
 /// an intact stream delivers at once.
 const RESUME_CHECK: Duration = Duration::from_secs(3);
@@ -249,6 +252,7 @@ impl StreamConsumer {
         let mut live = false;
         let mut replayed: u64 = 0;
         let mut first_delivery = true;
+        let mut applied_since_yield = 0;
         loop {
             if !live && ready_at.is_none_or(|end| self.next_offset.unwrap_or(floor) >= end) {
                 live = true;
@@ -296,6 +300,18 @@ impl StreamConsumer {
                     first_delivery = false;
                     if !live {
                         replayed += 1;
+                    }
+                    applied_since_yield += 1;
+                    if applied_since_yield == YIELD_EVERY {
+                        // Let the connection tasks these events woke drain
+                        // their queues before more buffered deliveries are
+                        // applied. Without it a burst, or the backlog after
+                        // an outage, could fill a healthy client's queue
+                        // while its task waited for this worker, and kick
+                        // it as slow. A slow client still cannot hold us
+                        // back: its task just finds its socket full.
+                        applied_since_yield = 0;
+                        tokio::task::yield_now().await;
                     }
                 }
             }
