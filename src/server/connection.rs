@@ -209,13 +209,14 @@ impl Handler {
             let has_token = self.identity.expires_at.is_some();
             let wake = tokio::select! {
                 biased;
+                // First, so that a busy connection still closes on time.
+                _ = &mut expiry, if has_token => Wake::TokenExpired,
                 outbound = self.outbound.recv() => match outbound {
                     Outbound::Frame(frame) => Wake::Outbound(frame),
                     Outbound::Kicked(reason) => Wake::Kicked(reason),
                     // Unreachable while the handler holds its own sender.
                     Outbound::Closed => Wake::Kicked(Disconnect::ServerShutdown),
                 },
-                _ = &mut expiry, if has_token => Wake::TokenExpired,
                 incoming = self.socket.recv() => Wake::Inbound(incoming),
                 _ = keepalive.tick() => Wake::KeepaliveTick,
             };
