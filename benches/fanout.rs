@@ -190,6 +190,7 @@ fn engine_apply(c: &mut Criterion) {
                         max_group_size: Some(20),
                         threshold: None,
                         timestamp: Utc::now(),
+                        version: None,
                         position: None,
                     };
                     let started = Clock::now();

@@ -74,6 +74,7 @@ async fn serve(config: GatewayConfig) -> Result<()> {
     let status = SourceStatus::new(if config.demo { "demo" } else { "rabbitmq" });
 
     let source_task = if config.demo {
+        demo::seed(&engine, &status);
         let demo_config = demo::DemoConfig {
             interval: config.demo_interval,
             low_threshold: config.demo_low_threshold,

@@ -607,8 +607,11 @@ async fn the_broker_going_away_and_coming_back_loses_nothing() {
     rabbit.cleanup().await;
 }
 
+/// A gateway that never reached the broker has no state to serve: it
+/// answers /health and /ready, refuses WebSockets with 503 (clients back
+/// off and retry), and serves as soon as it has caught up.
 #[tokio::test]
-async fn a_gateway_started_without_a_broker_serves_and_waits_for_it() {
+async fn a_gateway_started_without_a_broker_answers_health_and_serves_once_caught_up() {
     let rabbit = Rabbit::new().await;
     let mut proxy = BrokerProxy::start().await;
     proxy.cut();
@@ -618,14 +621,17 @@ async fn a_gateway_started_without_a_broker_serves_and_waits_for_it() {
     wait_for_state(&gateway, "reconnecting", Duration::from_secs(5)).await;
     let (status, body) = http_get(&gateway.http_url("/ready")).await;
     assert_eq!(status, 503, "{body}");
+    let (status, body) = common::ws_handshake_status(&gateway.ws_url()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "unavailable", "{body}");
+
+    proxy.restore().await;
+    wait_for_state(&gateway, "connected", Duration::from_secs(10)).await;
     let mut client = Client::connect(&gateway.ws_url(), Encoding::Json).await;
     client
         .send(json!({"type": "ping", "requestId": "r1"}))
         .await;
     assert_eq!(client.recv().await["requestId"], "r1");
-
-    proxy.restore().await;
-    wait_for_state(&gateway, "connected", Duration::from_secs(10)).await;
     rabbit
         .publish_json(UPDATED, &updated("evt_late", "tour_rome", 3))
         .await;
@@ -917,4 +923,200 @@ async fn tourcast_publish_sends_events_a_client_receives() {
     client.expect_silence(Duration::from_millis(300)).await;
     stop(gateway).await;
     rabbit.cleanup().await;
+}
+
+/// The tours and seats of a snapshot, sorted by tour.
+fn snapshot_seats(snapshot: &Value) -> Vec<(String, u64)> {
+    snapshot["tours"]
+        .as_array()
+        .expect("tours")
+        .iter()
+        .map(|t| {
+            (
+                t["tourId"].as_str().unwrap_or_default().to_string(),
+                t["availableSeats"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+/// Issue 10, finding 1: events were dropped as "stale" when a publisher's
+/// clock ran behind the gateway's (or behind an event with no timestamp,
+/// which took the receipt time). The stream's order is the order.
+#[tokio::test]
+async fn events_from_publishers_with_skewed_or_missing_clocks_all_arrive_in_stream_order() {
+    let rabbit = Rabbit::new().await;
+    let gateway = rabbit.gateway(1, &[]).await;
+    let mut client = Client::connect(&gateway.ws_url(), Encoding::Json).await;
+    subscribe(&mut client, "*").await;
+
+    let behind = |minutes: i64| {
+        (Utc::now() - chrono::Duration::minutes(minutes))
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+    };
+    // updated (8) → low (3, the SPEC's shape: no timestamp) → updated (7)
+    // from a publisher a second behind the gateway.
+    rabbit
+        .publish_json(UPDATED, &updated("evt_clock_1", "tour_paris", 8))
+        .await;
+    rabbit
+        .publish_json(
+            LOW,
+            &json!({"tourId": "tour_paris", "tourTitle": "Paris City Tour",
+                    "availableSeats": 3, "maxGroupSize": 20, "threshold": 3}),
+        )
+        .await;
+    let mut late = updated("evt_clock_2", "tour_paris", 7);
+    late["timestamp"] = json!(
+        (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339_opts(SecondsFormat::Millis, true)
+    );
+    rabbit.publish_json(UPDATED, &late).await;
+    // One publisher on time, then five from one ten minutes behind.
+    rabbit
+        .publish_json(UPDATED, &updated("evt_rome_0", "tour_rome", 18))
+        .await;
+    for (n, seats) in (12..17).rev().enumerate() {
+        let mut event = updated(&format!("evt_rome_{}", n + 1), "tour_rome", seats);
+        event["timestamp"] = json!(behind(10));
+        rabbit.publish_json(UPDATED, &event).await;
+    }
+
+    let mut seqs = vec![
+        seq(&expect_event(&mut client, UPDATED, "tour_paris", 8).await),
+        seq(&expect_event(&mut client, LOW, "tour_paris", 3).await),
+        seq(&expect_event(&mut client, UPDATED, "tour_paris", 7).await),
+        seq(&expect_event(&mut client, UPDATED, "tour_rome", 18).await),
+    ];
+    for seats in (12..17).rev() {
+        seqs.push(seq(
+            &expect_event(&mut client, UPDATED, "tour_rome", seats).await
+        ));
+    }
+    assert_eq!(
+        seqs,
+        (1..=9).collect::<Vec<u64>>(),
+        "every event, in stream order"
+    );
+    client.expect_silence(Duration::from_millis(200)).await;
+
+    let mut fresh = Client::connect(&gateway.ws_url(), Encoding::Json).await;
+    let snapshot = subscribe(&mut fresh, "*").await;
+    assert_eq!(
+        snapshot_seats(&snapshot),
+        [("tour_paris".to_string(), 7), ("tour_rome".to_string(), 12)]
+    );
+    assert_eq!(
+        metric(&gateway, "tourcast_events_total{outcome=\"stale\"}").await,
+        None,
+        "nothing was dropped as stale"
+    );
+    stop(gateway).await;
+    rabbit.cleanup().await;
+}
+
+/// A publisher-supplied per-tour `version` is the one thing that makes an
+/// event stale: a racing publisher's older version is dropped, counted.
+#[tokio::test]
+async fn a_publisher_version_not_above_the_tours_is_dropped_as_stale() {
+    let rabbit = Rabbit::new().await;
+    let gateway = rabbit.gateway(1, &[]).await;
+    let mut client = Client::connect(&gateway.ws_url(), Encoding::Json).await;
+    subscribe(&mut client, "tour_paris").await;
+    for (id, seats, version) in [("v_1", 10, 5), ("v_2", 4, 4), ("v_3", 9, 6)] {
+        let mut event = updated(id, "tour_paris", seats);
+        event["version"] = json!(version);
+        rabbit.publish_json(UPDATED, &event).await;
+    }
+    expect_event(&mut client, UPDATED, "tour_paris", 10).await;
+    expect_event(&mut client, UPDATED, "tour_paris", 9).await;
+    client.expect_silence(Duration::from_millis(200)).await;
+    assert_eq!(
+        metric(&gateway, "tourcast_events_total{outcome=\"stale\"}").await,
+        Some(1.0)
+    );
+    stop(gateway).await;
+    rabbit.cleanup().await;
+}
+
+/// Issue 10, finding 2: a restarting instance accepted clients while it
+/// replayed the stream, served them partial snapshots, then pushed the
+/// replayed history to them as live events. Now every handshake during the
+/// replay gets 503, and the first accepted client sees the whole state.
+#[tokio::test]
+async fn a_client_reconnecting_during_a_replay_gets_503_or_a_complete_snapshot_never_history() {
+    let rabbit = Rabbit::new().await;
+    // The gateway declares the stream; then it goes away (like `kill -9`).
+    let first = rabbit.gateway(1, &[]).await;
+    let epoch = first_epoch(&first).await;
+    stop(first).await;
+
+    const TOURS: u32 = 50;
+    const EVENTS: u32 = 20_000;
+    let events: Vec<Value> = (0..EVENTS)
+        .map(|n| {
+            updated(
+                &format!("evt_r{n}"),
+                &format!("tour_{}", n % TOURS),
+                n / TOURS % 900,
+            )
+        })
+        .collect();
+    for chunk in events.chunks(2_000) {
+        rabbit.publish_json_batch(UPDATED, chunk).await;
+    }
+    let final_seats: Vec<(String, u64)> = {
+        let mut seats: Vec<(String, u64)> = (0..TOURS)
+            .map(|t| {
+                let last = (0..EVENTS)
+                    .rev()
+                    .find(|n| n % TOURS == t)
+                    .expect("an event");
+                (format!("tour_{t}"), u64::from(last / TOURS % 900))
+            })
+            .collect();
+        seats.sort();
+        seats
+    };
+
+    let gateway = rabbit.start_gateway(2, &[]).await;
+    let mut refused = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut client = loop {
+        assert!(tokio::time::Instant::now() < deadline, "never accepted");
+        match common::ws_handshake_status(&gateway.ws_url()).await {
+            (503, body) => {
+                assert_eq!(body["code"], "unavailable", "{body}");
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (101, _) => break Client::connect(&gateway.ws_url(), Encoding::Json).await,
+            (status, body) => panic!("unexpected handshake answer {status}: {body}"),
+        }
+    };
+    assert!(
+        refused > 0,
+        "the test must race the replay to mean anything"
+    );
+    // Resubscribe as a client coming back from the killed instance.
+    client
+        .send(json!({"type": "subscribe", "tourId": "*", "since": {"epoch": epoch, "seq": 1}}))
+        .await;
+    let ack = client.recv().await;
+    assert_eq!(ack["type"], "subscribed", "{ack}");
+    assert_eq!(
+        ack["recovered"], false,
+        "the gap exceeds what one client is sent"
+    );
+    let snapshot = client.recv().await;
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    assert_eq!(snapshot_seats(&snapshot), final_seats, "the whole state");
+    client.expect_silence(Duration::from_millis(500)).await;
+    stop(gateway).await;
+    rabbit.cleanup().await;
+}
+
+/// The epoch a gateway announces to its clients.
+async fn first_epoch(gateway: &GatewayProcess) -> Value {
+    let client = Client::connect(&gateway.ws_url(), Encoding::Json).await;
+    client.greeting["epoch"].clone()
 }

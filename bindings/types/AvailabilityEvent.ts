@@ -40,6 +40,15 @@ maxGroupSize?: number,
  */
 threshold?: number, 
 /**
- * When the event happened (RFC 3339).
+ * When the event happened (RFC 3339). Data shown to users, never used to
+ * order events: the stream's order is the order, whatever the publisher's clock.
  */
-timestamp?: string, };
+timestamp?: string, 
+/**
+ * Optional per-tour version, for publishers that may race each other: it
+ * must grow with every change of the tour. An event whose version is not
+ * greater than the last version applied to its tour is dropped as stale.
+ * Events without a version are never stale; a version is only ever
+ * compared with another version.
+ */
+version?: number, };

@@ -108,6 +108,17 @@ fn accept(
             );
         }
     };
+    if !state.source.caught_up() {
+        // Still replaying the stream (or never reached the broker): the
+        // state is partial, and must not be served as current. Clients
+        // back off and retry; a load balancer's /ready check says the same.
+        return refuse_with_retry(
+            "not_ready",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "catching up with the event stream; retry shortly",
+        );
+    }
     let slot = match state.connections.try_acquire(peer.ip()) {
         Ok(slot) => slot,
         Err(Refusal::Full) => {
@@ -199,6 +210,20 @@ fn negotiate(
         Some("proto") | Some("protobuf") => Ok((Encoding::Proto, None)),
         Some(_) => Err("unsupported encoding; use encoding=json or encoding=proto".into()),
     }
+}
+
+/// Like [`refuse`], telling the client when to try again.
+fn refuse_with_retry(
+    reason: &'static str,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response {
+    let mut response = refuse(reason, status, code, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// A refused handshake: an HTTP status with a JSON body in the protocol's error shape.

@@ -55,7 +55,17 @@ pub struct DemoConfig {
     pub low_threshold: u32,
 }
 
-/// Runs the demo feed until `shutdown`.
+/// Publishes the demo catalog at full capacity and marks the source caught
+/// up. Synchronous, so that the gateway's state is complete before it
+/// listens (the handshake refuses clients until then).
+pub fn seed(engine: &Engine, status: &SourceStatus) {
+    for tour in &CATALOG {
+        engine.apply(event(EventKind::Updated, tour, tour.capacity, None));
+    }
+    status.set(SourceState::Connected);
+}
+
+/// Runs the demo feed until `shutdown`, starting from the seeded catalog.
 pub async fn run(
     config: DemoConfig,
     engine: Arc<Engine>,
@@ -63,10 +73,6 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut seats: Vec<u32> = CATALOG.iter().map(|t| t.capacity).collect();
-    for (tour, &left) in CATALOG.iter().zip(&seats) {
-        engine.apply(event(EventKind::Updated, tour, left, None));
-    }
-    status.set(SourceState::Connected);
     tracing::info!(tours = CATALOG.len(), interval = ?config.interval, "demo feed started");
 
     let mut ticker = tokio::time::interval(config.interval);
@@ -120,6 +126,7 @@ fn event(kind: EventKind, tour: &DemoTour, seats: u32, threshold: Option<u32>) -
         max_group_size: Some(tour.capacity),
         threshold,
         timestamp: Utc::now(),
+        version: None,
         position: None,
     }
 }

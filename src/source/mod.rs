@@ -11,6 +11,9 @@ pub mod demo;
 pub mod publisher;
 pub mod rabbitmq;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
@@ -63,7 +66,11 @@ pub struct SourceEvent {
     /// Low events: the threshold that was crossed.
     pub threshold: Option<u32>,
     /// When the event happened (the publisher's timestamp, or receipt time).
+    /// Shown to clients; never used to order events.
     pub timestamp: DateTime<Utc>,
+    /// The publisher's per-tour version, when it sends one: an event whose
+    /// version is not above the tour's last one is stale.
+    pub version: Option<u64>,
     /// The event's position in a durable, ordered log (e.g. a RabbitMQ stream
     /// offset). When set it becomes the event's `seq`, so every gateway
     /// instance reading the same log numbers events identically; when unset
@@ -101,6 +108,12 @@ impl SourceState {
 pub struct SourceStatus {
     kind: &'static str,
     state: watch::Sender<SourceState>,
+    /// Set once the source first reached `Connected`, i.e. the state it
+    /// folded is complete (a stream source is `Connected` only after its
+    /// start-up replay). Until then the handshake refuses clients, so that
+    /// nobody is shown partial state as current. It stays set through later
+    /// outages: the state is then stale-but-whole, and clients keep it.
+    caught_up: Arc<AtomicBool>,
 }
 
 impl SourceStatus {
@@ -109,6 +122,7 @@ impl SourceStatus {
         SourceStatus {
             kind,
             state: watch::Sender::new(SourceState::Starting),
+            caught_up: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -122,8 +136,16 @@ impl SourceStatus {
         *self.state.borrow()
     }
 
+    /// Whether the source has ever caught up (see the field).
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+
     /// Records a new state (and mirrors it in the metrics).
     pub fn set(&self, state: SourceState) {
+        if state == SourceState::Connected {
+            self.caught_up.store(true, Ordering::Release);
+        }
         let previous = self.state.send_replace(state);
         let up = if state == SourceState::Connected {
             1.0

@@ -284,6 +284,7 @@ fn into_source_event(
         max_group_size,
         threshold,
         timestamp,
+        version,
     } = event;
     let poison = |reason| PoisonError::new(event_id.clone(), reason);
 
@@ -322,6 +323,7 @@ fn into_source_event(
         max_group_size,
         threshold,
         timestamp,
+        version,
         position: None,
     })
 }

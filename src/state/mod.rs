@@ -38,8 +38,9 @@ pub enum Applied {
     },
     /// Its `eventId` was applied before (a redelivery).
     Duplicate,
-    /// Older than the tour's state (by timestamp) or its log position; it
-    /// would roll the state back.
+    /// Behind the tour's state: its publisher-supplied `version` is not
+    /// greater than the tour's, or its log position is behind the book's.
+    /// Applying it would roll the state back.
     Stale,
 }
 
@@ -76,7 +77,10 @@ pub enum Recovery {
 
 struct TourEntry {
     state: TourState,
-    updated_at: DateTime<Utc>,
+    /// The publisher-supplied version of the last event that carried one.
+    /// Timestamps are never compared: they come from publishers' clocks,
+    /// and the stream's order is the order.
+    version: Option<u64>,
     /// The last events of this tour, oldest first, already encoded.
     history: VecDeque<(u64, Arc<Encoded>)>,
     /// `seq` of the newest event dropped from `history` (0: none dropped).
@@ -132,8 +136,8 @@ impl TourBook {
         {
             return Applied::Duplicate;
         }
-        if let Some(entry) = self.tours.get(&event.tour_id)
-            && event.timestamp < entry.updated_at
+        if let (Some(entry), Some(version)) = (self.tours.get(&event.tour_id), event.version)
+            && entry.version.is_some_and(|applied| version <= applied)
         {
             return Applied::Stale;
         }
@@ -156,7 +160,7 @@ impl TourBook {
                     tour_id: event.tour_id.clone(),
                     ..TourState::default()
                 },
-                updated_at: event.timestamp,
+                version: None,
                 history: VecDeque::new(),
                 evicted_through: 0,
             });
@@ -170,7 +174,9 @@ impl TourBook {
         state.available_seats = event.available_seats;
         state.seq = seq;
         state.updated_at = rfc3339(event.timestamp);
-        entry.updated_at = event.timestamp;
+        if event.version.is_some() {
+            entry.version = event.version;
+        }
 
         let message = Arc::new(Encoded::new(&event_message(&event, state)));
         entry.history.push_back((seq, Arc::clone(&message)));
@@ -277,6 +283,7 @@ mod tests {
             max_group_size: Some(20),
             threshold: None,
             timestamp: at,
+            version: None,
             position: None,
         }
     }
@@ -301,15 +308,39 @@ mod tests {
     }
 
     #[test]
-    fn older_events_do_not_roll_state_back() {
+    fn timestamps_never_make_an_event_stale() {
+        // updated (8) → low (3, receipt time) → updated (7) from a publisher
+        // whose clock runs ten minutes behind: all three apply, in order.
         let mut book = TourBook::new("e1", 8, 100);
         let now = Utc::now();
-        book.apply(event("a", 10, now));
-        assert!(matches!(
-            book.apply(event("a", 3, now - Duration::seconds(5))),
-            Applied::Stale
-        ));
+        book.apply(event("a", 8, now - Duration::seconds(1)));
+        let mut low = event("a", 3, now);
+        low.kind = EventKind::Low;
+        assert_eq!(seq_of(book.apply(low)), 2);
+        assert_eq!(
+            seq_of(book.apply(event("a", 7, now - Duration::minutes(10)))),
+            3
+        );
+        assert_eq!(book.tour("a").unwrap().available_seats, 7);
+    }
+
+    #[test]
+    fn a_version_not_above_the_tours_is_stale_and_only_versions_are_compared() {
+        let mut book = TourBook::new("e1", 8, 100);
+        let now = Utc::now();
+        let versioned = |seats, version| SourceEvent {
+            version: Some(version),
+            ..event("a", seats, now)
+        };
+        book.apply(versioned(10, 5));
+        assert!(matches!(book.apply(versioned(3, 4)), Applied::Stale));
+        assert!(matches!(book.apply(versioned(3, 5)), Applied::Stale));
         assert_eq!(book.tour("a").unwrap().available_seats, 10);
+        // No version: never stale, and the tour keeps its last version.
+        assert_eq!(seq_of(book.apply(event("a", 9, now))), 2);
+        assert!(matches!(book.apply(versioned(1, 5)), Applied::Stale));
+        assert_eq!(seq_of(book.apply(versioned(8, 6))), 3);
+        assert_eq!(book.tour("a").unwrap().available_seats, 8);
     }
 
     #[test]

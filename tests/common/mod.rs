@@ -169,6 +169,7 @@ pub fn event(kind: EventKind, tour: &str, seats: u32, at: DateTime<Utc>) -> Sour
         max_group_size: Some(20),
         threshold: (kind == EventKind::Low).then_some(3),
         timestamp: at,
+        version: None,
         position: None,
     }
 }
@@ -372,7 +373,11 @@ impl GatewayProcess {
     /// Starts `tourcast` with `args` on an ephemeral loopback port and
     /// waits until it listens.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tourcast"));
+        // TOURCAST_TEST_BIN runs the tests against another build (e.g. the
+        // previous commit's, to show that a regression test fails there).
+        let binary = std::env::var("TOURCAST_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tourcast").to_string());
+        let mut command = Command::new(binary);
         command
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .args(args)
@@ -467,4 +472,34 @@ pub async fn http_get(url: &str) -> (u16, Value) {
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(Value::Null);
     (status, body)
+}
+
+/// Tries a WebSocket handshake with `headers`; returns the HTTP status
+/// (101 when it upgraded) and the refusal's JSON body.
+pub async fn ws_handshake_with(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = url.into_client_request().expect("valid url");
+    for (name, value) in headers {
+        request.headers_mut().append(
+            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            HeaderValue::from_str(value).expect("header value"),
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => (101, Value::Null),
+        Err(tungstenite::Error::Http(response)) => {
+            let status = response.status().as_u16();
+            let body = response
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            (status, body)
+        }
+        Err(other) => panic!("handshake failed without an HTTP answer: {other:?}"),
+    }
+}
+
+/// [`ws_handshake_with`] without extra headers.
+pub async fn ws_handshake_status(url: &str) -> (u16, Value) {
+    ws_handshake_with(url, &[]).await
 }

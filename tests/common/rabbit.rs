@@ -187,6 +187,37 @@ impl Rabbit {
         matches!(confirm, Confirmation::Ack(None))
     }
 
+    /// Publishes many JSON events, pipelined, and waits for every confirm.
+    pub async fn publish_json_batch(&self, routing_key: &str, events: &[Value]) {
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    routing_key.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    event.to_string().as_bytes(),
+                    BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type("application/json".into()),
+                )
+                .await
+                .expect("publish");
+            pending.push(confirm);
+        }
+        for confirm in pending {
+            let confirm = confirm.await.expect("confirm");
+            assert!(
+                matches!(confirm, Confirmation::Ack(None)),
+                "routed to the stream: {confirm:?}"
+            );
+        }
+    }
+
     /// Deletes the stream (as an operator might), leaving the exchange.
     pub async fn delete_stream(&self) {
         self.channel

@@ -232,6 +232,7 @@ fn seed(engine: &Engine, gate: &Mutex<()>, tours: Vec<CatalogTour>, now: DateTim
             max_group_size: tour.max_group_size,
             threshold: None,
             timestamp: tour.updated_at.unwrap_or(now).min(now),
+            version: None,
             position: None,
         };
         if matches!(engine.apply(event), ApplyOutcome::Applied { .. }) {

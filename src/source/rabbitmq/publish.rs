@@ -227,6 +227,7 @@ pub fn event_from_flags(args: &PublishArgs) -> Result<Outgoing, PublishError> {
         max_group_size: args.max_group_size,
         threshold: args.threshold,
         timestamp: Some(args.timestamp.clone().unwrap_or_else(now_rfc3339)),
+        version: None,
     };
     let value = serde_json::to_value(&event)
         .map_err(|e| PublishError::Usage(format!("cannot encode the event: {e}")))?;

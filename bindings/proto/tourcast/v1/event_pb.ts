@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tourcast/v1/event.proto.
  */
 export const file_tourcast_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("Chd0b3VyY2FzdC92MS9ldmVudC5wcm90bxILdG91cmNhc3QudjEi0wMKEUF2YWlsYWJpbGl0eUV2ZW50EiAKCGV2ZW50X2lkGAEgASgJQgnK8xgFCAEQgAFIAIgBARIhCgpldmVudF90eXBlGAIgASgJQgjK8xgECAEQQEgBiAEBEjgKB3RvdXJfaWQYAyABKAlCJ8rzGCMIARBAGh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy46LV0qJBIfCgl0b3VyX25hbWUYBCABKAlCB8rzGAMQgAJIAogBARIgCgp0b3VyX3RpdGxlGAUgASgJQgfK8xgDEIACSAOIAQESIQoPYXZhaWxhYmxlX3NlYXRzGAYgASgNQgjK8xgEOMCEPRIlCg5tYXhfZ3JvdXBfc2l6ZRgHIAEoDUIIyvMYBDjAhD1IBIgBARIgCgl0aHJlc2hvbGQYCCABKA1CCMrzGAQ4wIQ9SAWIAQESIAoJdGltZXN0YW1wGAkgASgJQgjK8xgECAEQQEgGiAEBOgbS8xgCCAFCCwoJX2V2ZW50X2lkQg0KC19ldmVudF90eXBlQgwKCl90b3VyX25hbWVCDQoLX3RvdXJfdGl0bGVCEQoPX21heF9ncm91cF9zaXplQgwKCl90aHJlc2hvbGRCDAoKX3RpbWVzdGFtcGIGcHJvdG8z", [file_tourcast_v1_options]);
+  fileDesc("Chd0b3VyY2FzdC92MS9ldmVudC5wcm90bxILdG91cmNhc3QudjEi9QMKEUF2YWlsYWJpbGl0eUV2ZW50EiAKCGV2ZW50X2lkGAEgASgJQgnK8xgFCAEQgAFIAIgBARIhCgpldmVudF90eXBlGAIgASgJQgjK8xgECAEQQEgBiAEBEjgKB3RvdXJfaWQYAyABKAlCJ8rzGCMIARBAGh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy46LV0qJBIfCgl0b3VyX25hbWUYBCABKAlCB8rzGAMQgAJIAogBARIgCgp0b3VyX3RpdGxlGAUgASgJQgfK8xgDEIACSAOIAQESIQoPYXZhaWxhYmxlX3NlYXRzGAYgASgNQgjK8xgEOMCEPRIlCg5tYXhfZ3JvdXBfc2l6ZRgHIAEoDUIIyvMYBDjAhD1IBIgBARIgCgl0aHJlc2hvbGQYCCABKA1CCMrzGAQ4wIQ9SAWIAQESIAoJdGltZXN0YW1wGAkgASgJQgjK8xgECAEQQEgGiAEBEhQKB3ZlcnNpb24YCiABKARIB4gBAToG0vMYAggBQgsKCV9ldmVudF9pZEINCgtfZXZlbnRfdHlwZUIMCgpfdG91cl9uYW1lQg0KC190b3VyX3RpdGxlQhEKD19tYXhfZ3JvdXBfc2l6ZUIMCgpfdGhyZXNob2xkQgwKCl90aW1lc3RhbXBCCgoIX3ZlcnNpb25iBnByb3RvMw", [file_tourcast_v1_options]);
 
 /**
  * An availability event as published on the `tour_booking_events` exchange,
@@ -81,11 +81,23 @@ export type AvailabilityEvent = Message<"tourcast.v1.AvailabilityEvent"> & {
   threshold?: number | undefined;
 
   /**
-   * When the event happened (RFC 3339).
+   * When the event happened (RFC 3339). Data shown to users, never used to
+   * order events: the stream's order is the order, whatever the publisher's clock.
    *
    * @generated from field: optional string timestamp = 9;
    */
   timestamp?: string | undefined;
+
+  /**
+   * Optional per-tour version, for publishers that may race each other: it
+   * must grow with every change of the tour. An event whose version is not
+   * greater than the last version applied to its tour is dropped as stale.
+   * Events without a version are never stale; a version is only ever
+   * compared with another version.
+   *
+   * @generated from field: optional uint64 version = 10;
+   */
+  version?: bigint | undefined;
 };
 
 /**
