@@ -429,9 +429,11 @@ async fn a_client_that_stops_reading_is_disconnected_while_others_keep_receiving
     })
     .await
     .expect("the stalled connection ends");
-    assert!(
-        matches!(ended, None | Some(1008)),
-        "closed as a slow consumer: {ended:?}"
+    // Issue 10, finding 5: the close frame used to be dropped (1006).
+    assert_eq!(
+        ended,
+        Some(1008),
+        "closed as a slow consumer, with a close frame"
     );
     healthy.send(json!({"type": "ping"})).await;
     assert_eq!(healthy.recv_type("pong").await["type"], "pong");
@@ -628,4 +630,37 @@ fn assert_http_status<T: std::fmt::Debug>(
         }
         other => panic!("expected HTTP {expected}, got {other:?}"),
     }
+}
+
+/// Issue 10, finding 5: invalid UTF-8 in a text frame closes with 1007, and
+/// is counted as such, not as a lost connection.
+#[tokio::test]
+async fn invalid_utf8_in_a_text_frame_closes_with_1007_and_is_counted_apart() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let gateway = common::GatewayProcess::start(&["--demo"], &[]).await;
+    let mut client = Client::connect(&gateway.ws_url(), Encoding::Json).await;
+    let invalid = vec![b'{', 0xff, 0xfe, b'}'];
+    client
+        .send_raw(Message::Frame(Frame::message(
+            invalid,
+            OpCode::Data(Data::Text),
+            true,
+        )))
+        .await;
+    let close = client.expect_close().await.expect("a close frame");
+    assert_eq!(close.0, 1007, "{close:?}");
+
+    let metrics = reqwest::get(gateway.http_url("/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("tourcast_disconnects_total{reason=\"invalid_payload\"} 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("reason=\"connection_lost\""), "{metrics}");
 }

@@ -20,6 +20,10 @@ pub enum Disconnect {
     PolicyViolation,
     /// The connection's access token expired and was not refreshed.
     TokenExpired,
+    /// A text frame was not valid UTF-8 (RFC 6455 §8.1).
+    InvalidPayload,
+    /// The client broke the WebSocket framing rules (e.g. an unmasked frame).
+    ProtocolError,
 }
 
 impl Disconnect {
@@ -36,6 +40,8 @@ impl Disconnect {
             Disconnect::PolicyViolation => 1008,
             // Private-use code: reconnect with a fresh token.
             Disconnect::TokenExpired => 4001,
+            Disconnect::InvalidPayload => 1007,
+            Disconnect::ProtocolError => 1002,
         }
     }
 
@@ -48,6 +54,8 @@ impl Disconnect {
             Disconnect::FrameTooLarge => "frame too large",
             Disconnect::PolicyViolation => "policy violation: rate limit exceeded repeatedly",
             Disconnect::TokenExpired => "token expired",
+            Disconnect::InvalidPayload => "invalid UTF-8 in a text frame",
+            Disconnect::ProtocolError => "WebSocket protocol error",
         }
     }
 
@@ -60,6 +68,8 @@ impl Disconnect {
             Disconnect::FrameTooLarge => "frame_too_large",
             Disconnect::PolicyViolation => "policy_violation",
             Disconnect::TokenExpired => "token_expired",
+            Disconnect::InvalidPayload => "invalid_payload",
+            Disconnect::ProtocolError => "protocol_error",
         }
     }
 }

@@ -42,7 +42,7 @@ use crate::telemetry::{CONNECTIONS_OPEN, CONNECTIONS_TOTAL, DISCONNECTS, RATE_LI
 const MAX_MISSED_PONGS: u32 = 2;
 /// Most queued frames written in one batch before flushing.
 const WRITE_BATCH: usize = 64;
-/// How long sending our close frame, and the client's answer, may take.
+/// How long the client's answer to our close frame may take.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a connection ended, for the close log line.
@@ -226,15 +226,16 @@ impl Handler {
                 Wake::Outbound(frame) => match self.write_batch(frame).await {
                     Written::Done => {}
                     Written::Failed => return Exit::Ended(Ended::Gone),
-                    // The client stopped reading; its socket buffer is full,
-                    // so a close frame could not get through either.
-                    Written::Kicked(reason) => return Exit::Ended(Ended::Server(reason)),
+                    // Kicked mid-write (a slow consumer, typically): the
+                    // close frame goes out behind what the socket already
+                    // took, skipping the queue, once the client reads.
+                    Written::Kicked(reason) => return Exit::Close(reason),
                 },
                 Wake::Inbound(None) => return Exit::Ended(Ended::Gone),
                 Wake::Inbound(Some(Err(error))) => {
                     let error = error.into_inner();
-                    if is_too_large(error.as_ref()) {
-                        return Exit::Close(Disconnect::FrameTooLarge);
+                    if let Some(reason) = refused_frame(error.as_ref()) {
+                        return Exit::Close(reason);
                     }
                     tracing::debug!(conn = self.client.id(), %error, "read failed");
                     return Exit::Ended(Ended::Gone);
@@ -296,13 +297,20 @@ impl Handler {
     }
 
     /// Sends a close frame for `reason` and gives the client a moment to answer.
+    ///
+    /// The frame bypasses the outbox (it is the last frame; what is still
+    /// queued is dropped), but it follows whatever the socket already took.
+    /// A slow consumer's socket is full, so the frame may wait for the
+    /// client to read: as long as any write may (a keep-alive interval),
+    /// after which the peer counts as gone. Without that wait a slow client
+    /// saw 1006 instead of 1008.
     async fn close(&mut self, reason: Disconnect) -> Ended {
         let frame = CloseFrame {
             code: reason.close_code(),
             reason: Utf8Bytes::from_static(reason.reason()),
         };
         let sent = tokio::time::timeout(
-            CLOSE_HANDSHAKE_TIMEOUT,
+            self.state.settings.keepalive_interval,
             self.socket.send(Message::Close(Some(frame))),
         )
         .await;
@@ -416,12 +424,20 @@ fn unsupported(message: &str) -> DecodeError {
     }
 }
 
-/// Whether a read error is tungstenite refusing an oversized frame or message.
-/// (axum boxes tungstenite's error; `tungstenite` is a direct dependency,
-/// pinned to axum's version, only so this can be told apart.)
-fn is_too_large(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    matches!(
-        error.downcast_ref::<tungstenite::Error>(),
-        Some(tungstenite::Error::Capacity(_))
-    )
+/// The close reason for a read error that is the client's fault (an
+/// oversized frame, invalid UTF-8, broken framing), as opposed to the
+/// network going away. (axum boxes tungstenite's error; `tungstenite` is a
+/// direct dependency, pinned to axum's version, only so these can be told
+/// apart.)
+fn refused_frame(error: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<Disconnect> {
+    match error.downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Capacity(_) => Some(Disconnect::FrameTooLarge),
+        tungstenite::Error::Utf8(_) => Some(Disconnect::InvalidPayload),
+        // A peer that vanished without a close frame is network loss.
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => None,
+        tungstenite::Error::Protocol(_) => Some(Disconnect::ProtocolError),
+        _ => None,
+    }
 }
