@@ -52,6 +52,12 @@ pub struct GatewayConfig {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// The gateway's own public URL (e.g. `https://rt.example.com`), whose
+    /// origin is allowed alongside ALLOWED_ORIGINS: the dashboard it serves
+    /// connects from there.
+    #[arg(long, env = "PUBLIC_URL", value_parser = parse_origin)]
+    pub public_url: Option<String>,
+
     /// Serve the embedded demo feed instead of consuming RabbitMQ.
     #[arg(long, env = "DEMO")]
     pub demo: bool,
@@ -145,6 +151,19 @@ pub struct GatewayConfig {
     pub rabbitmq: RabbitArgs,
 }
 
+/// The origin (`scheme://host[:port]`) of a URL such as `PUBLIC_URL`.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let (scheme, rest) = text
+        .trim()
+        .split_once("://")
+        .ok_or_else(|| format!("{text:?} is not a URL like https://rt.example.com"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if !matches!(scheme, "http" | "https") || host.is_empty() {
+        return Err(format!("{text:?} is not an http(s) URL with a host"));
+    }
+    Ok(format!("{scheme}://{host}"))
+}
+
 impl GatewayConfig {
     /// The authentication part of the configuration.
     pub fn auth(&self) -> AuthConfig {
@@ -157,12 +176,20 @@ impl GatewayConfig {
         }
     }
 
-    /// The origin allow-list, without blanks; empty means any origin.
+    /// The origin allow-list, without blanks, plus the public URL's origin
+    /// when a list is set; empty means any origin.
     pub fn origins(&self) -> Vec<String> {
-        self.allowed_origins
+        let mut origins: Vec<String> = self
+            .allowed_origins
             .iter()
             .map(|o| o.trim().trim_end_matches('/').to_string())
             .filter(|o| !o.is_empty())
-            .collect()
+            .collect();
+        if !origins.is_empty()
+            && let Some(public) = &self.public_url
+        {
+            origins.push(public.clone());
+        }
+        origins
     }
 }

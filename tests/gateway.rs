@@ -338,17 +338,54 @@ async fn origins_outside_the_allow_list_are_refused_before_the_upgrade() {
         let header = response.headers().get("access-control-allow-origin");
         assert_eq!(header.is_some(), allowed, "{origin}");
     }
-    // The gateway's own dashboard is same-origin: Origin matches Host.
-    let mut request = server.ws_url().into_client_request().unwrap();
+    // Issue 10, finding 6: Origin = Host no longer passes as same-origin;
+    // a DNS-rebinding page sends both as evil.com.
+    let ws = server.ws_url();
+    let rebinding =
+        common::ws_handshake_with(&ws, &[("origin", "http://evil.com"), ("host", "evil.com")])
+            .await;
+    assert_eq!(rebinding.0, 403, "{rebinding:?}");
     let own = format!("http://{}", server.addr);
-    request
-        .headers_mut()
-        .insert("origin", HeaderValue::from_str(&own).unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("same-origin page connects");
-    Client::greeted(ws, Encoding::Json).await;
+    assert_eq!(
+        common::ws_handshake_with(&ws, &[("origin", &own)]).await.0,
+        403
+    );
+    // Two Origin headers: refused, even if one of them is allowed.
+    let two = common::ws_handshake_with(
+        &ws,
+        &[
+            ("origin", "http://localhost:5173"),
+            ("origin", "http://evil.com"),
+        ],
+    )
+    .await;
+    assert_eq!(two.0, 403, "{two:?}");
     server.stop().await;
+}
+
+/// The dashboard's own origin is allowed by naming it: `PUBLIC_URL`.
+#[tokio::test]
+async fn the_public_url_is_an_allowed_origin_when_a_list_is_set() {
+    let gateway = common::GatewayProcess::start(
+        &[
+            "--demo",
+            "--allowed-origins",
+            "http://localhost:5173",
+            "--public-url",
+            "https://rt.example.com/dashboard",
+        ],
+        &[],
+    )
+    .await;
+    let ws = gateway.ws_url();
+    for (origin, status) in [
+        ("https://rt.example.com", 101),
+        ("http://localhost:5173", 101),
+        ("http://rt.example.com", 403),
+    ] {
+        let answer = common::ws_handshake_with(&ws, &[("origin", origin)]).await;
+        assert_eq!(answer.0, status, "{origin}: {answer:?}");
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! The WebSocket handshake: everything decided before the upgrade.
 //!
-//! In order: the Origin allow-list (403), the access token when auth is on
+//! In order: the Origin allow-list (403; exact matches only), the access token when auth is on
 //! (401, with no detail), the encoding (subprotocol `tourcast.v1.json` /
 //! `tourcast.v1.proto`, or `?encoding=`; 400 when unsupported), and the
 //! connection caps (503 when the server is full, 429 when this IP holds too
@@ -159,23 +159,25 @@ fn accept(
 }
 
 /// Checks the `Origin` header against the allow-list. Clients that send no
-/// Origin are not browsers, which the allow-list exists to protect; and a
-/// page the gateway served itself (the dashboard: Origin host = Host) is
-/// same-origin, not a cross-site attacker.
+/// Origin are not browsers, which the allow-list exists to protect. With a
+/// list set, only the listed origins pass: the `Host` header proves nothing
+/// (a DNS-rebinding page sends Origin and Host both `evil.com`), so the
+/// dashboard's own origin is listed too, through `PUBLIC_URL`. Two Origin
+/// headers are refused: which one a proxy or the browser meant is unknowable.
 fn check_origin<'h>(headers: &'h HeaderMap, allowed: &[String]) -> Result<(), &'h str> {
     if allowed.is_empty() {
         return Ok(());
     }
-    let Some(origin) = headers.get(header::ORIGIN) else {
+    let mut origins = headers.get_all(header::ORIGIN).iter();
+    let Some(origin) = origins.next() else {
         return Ok(());
     };
+    if origins.next().is_some() {
+        return Err("<several Origin headers>");
+    }
     let origin = origin.to_str().unwrap_or("<non-ascii>");
     let normalized = origin.trim_end_matches('/');
-    let origin_host = normalized.split_once("://").map(|(_, host)| host);
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let same_origin =
-        matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h));
-    if same_origin || allowed.iter().any(|a| a.eq_ignore_ascii_case(normalized)) {
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(normalized)) {
         Ok(())
     } else {
         Err(origin)
