@@ -124,18 +124,24 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     /// The claim listing the tours a token may see (`["tour_paris"]` or `"*"`).
     pub tours_claim: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (`JWT_LEEWAY`).
+    pub leeway: std::time::Duration,
 }
 
 /// Verifies tokens; `None` inside means auth is off.
 pub struct Authenticator {
     verifier: Option<(DecodingKey, Validation)>,
     tours_claim: String,
+    leeway_secs: i64,
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
     exp: i64,
+    /// Issued at: a token from the future is refused (a signer's broken
+    /// clock, or a token minted ahead to outlive a revocation).
+    iat: Option<i64>,
     #[serde(flatten)]
     rest: serde_json::Map<String, Value>,
 }
@@ -159,7 +165,9 @@ impl Authenticator {
         let verifier = verifier.map(|(key, algorithm)| {
             // One algorithm only: the token's own `alg` header never chooses.
             let mut validation = Validation::new(algorithm);
-            validation.leeway = 5;
+            validation.leeway = config.leeway.as_secs();
+            // `nbf` is checked when present (jsonwebtoken skips it by default).
+            validation.validate_nbf = true;
             validation.set_required_spec_claims(&["exp"]);
             match &config.audience {
                 Some(audience) => validation.set_audience(&[audience]),
@@ -172,6 +180,7 @@ impl Authenticator {
         });
         Ok(Authenticator {
             verifier,
+            leeway_secs: i64::try_from(config.leeway.as_secs()).unwrap_or(i64::MAX),
             tours_claim: if config.tours_claim.is_empty() {
                 "tours".into()
             } else {
@@ -192,6 +201,11 @@ impl Authenticator {
         };
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
         let claims = decode::<Claims>(token, key, validation)?.claims;
+        if let Some(iat) = claims.iat
+            && iat > Utc::now().timestamp().saturating_add(self.leeway_secs)
+        {
+            return Err(AuthError::Claims("iat is in the future".into()));
+        }
         let expires_at = Utc
             .timestamp_opt(claims.exp, 0)
             .single()

@@ -134,6 +134,10 @@ pub struct GatewayConfig {
     #[arg(long, env = "JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
+    /// Clock skew tolerated when checking a token's `exp`, `nbf` and `iat`.
+    #[arg(long, env = "JWT_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+
     /// Token claim listing the tours a connection may see (`["tour_paris"]` or `"*"`).
     #[arg(long, env = "JWT_TOURS_CLAIM", default_value = "tours")]
     pub jwt_tours_claim: String,
@@ -173,6 +177,7 @@ impl GatewayConfig {
             audience: self.jwt_audience.clone(),
             issuer: self.jwt_issuer.clone(),
             tours_claim: self.jwt_tours_claim.clone(),
+            leeway: self.jwt_leeway,
         }
     }
 

@@ -55,6 +55,7 @@ fn hs_config() -> AuthConfig {
     AuthConfig {
         secret: Secret(SECRET.into()),
         tours_claim: "tours".into(),
+        leeway: Duration::from_secs(5),
         ..AuthConfig::default()
     }
 }
@@ -124,6 +125,21 @@ async fn every_bad_token_is_refused_with_401_before_the_upgrade() {
             Some(hs256(json!({"sub": "u", "tours": "*"}), SECRET)),
         ),
         ("alg none", Some(format!("{none_header}.{none_payload}."))),
+        // Issue 10, finding 7: `nbf` and `iat` were not checked.
+        (
+            "not valid before a minute from now (nbf)",
+            Some(hs256(
+                json!({"sub": "u", "exp": now() + 600, "nbf": now() + 60, "tours": "*"}),
+                SECRET,
+            )),
+        ),
+        (
+            "issued a minute from now (iat)",
+            Some(hs256(
+                json!({"sub": "u", "exp": now() + 600, "iat": now() + 60, "tours": "*"}),
+                SECRET,
+            )),
+        ),
         (
             "other algorithm (RS256 on an HS256 server)",
             Some(rs256(valid_claims(json!("*")))),
@@ -133,6 +149,12 @@ async fn every_bad_token_is_refused_with_401_before_the_upgrade() {
         let status = status_of(connect_bearer(&server, token.as_deref()).await);
         assert_eq!(status, 401, "{case}");
     }
+    // Within the leeway (JWT_LEEWAY), a signer's clock slightly ahead is fine.
+    let skewed = hs256(
+        json!({"sub": "u", "exp": now() + 600, "nbf": now() + 2, "iat": now() + 2, "tours": "*"}),
+        SECRET,
+    );
+    assert_eq!(status_of(connect_bearer(&server, Some(&skewed)).await), 101);
     // The body tells an attacker nothing about why.
     let response = reqwest::Client::new()
         .get(server.http_url("/ws"))
