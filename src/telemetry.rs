@@ -116,3 +116,76 @@ fn describe() {
     describe_gauge!(CATALOG_TOURS, "Tours seeded from the catalog service.");
     describe_counter!(CATALOG_FAILURES, "Failed catalog bootstrap attempts.");
 }
+
+/// Rate-limits one kind of log line, so that an attack (thousands of
+/// refused handshakes a second) cannot flood the logs, while the counters
+/// stay exact: at most one line per `interval`, and the line that gets
+/// through says how many were held back since the previous one.
+///
+/// Hand-written: `tracing` has no sampling, and a per-callsite limiter is
+/// two atomics.
+pub struct LogThrottle {
+    interval_ms: u64,
+    /// Milliseconds since [`process_start`] of the last line let through,
+    /// plus one (0: none yet).
+    last_ms: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogThrottle {
+    /// A throttle letting one line through per `interval_ms` milliseconds.
+    pub const fn per_millis(interval_ms: u64) -> Self {
+        LogThrottle {
+            interval_ms,
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(held back since the last line)` when this line should be
+    /// logged, `None` when it is held back (and counted).
+    pub fn admit(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let now = process_start().elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= self.interval_ms)
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// A fixed instant early in the process, for cheap monotonic timestamps.
+fn process_start() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogThrottle;
+
+    #[test]
+    fn one_line_per_interval_and_the_next_one_counts_the_rest() {
+        let throttle = LogThrottle::per_millis(60_000);
+        assert_eq!(throttle.admit(), Some(0));
+        for _ in 0..999 {
+            assert_eq!(throttle.admit(), None);
+        }
+        let quick = LogThrottle::per_millis(0);
+        assert_eq!(quick.admit(), Some(0));
+        assert_eq!(quick.admit(), Some(0));
+        assert_eq!(
+            throttle
+                .suppressed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            999
+        );
+    }
+}

@@ -511,3 +511,65 @@ async fn tokens_from_tourcast_token_are_accepted_by_the_gateway() {
         "sub is the user in logs"
     );
 }
+
+/// Issue 10, finding 9: one log line per refused handshake let an attack
+/// write 20,007 lines in 6 s. Lines are now rate-limited per reason, and
+/// the counter stays exact.
+#[tokio::test]
+async fn refused_handshakes_are_counted_exactly_and_logged_sparingly() {
+    let gateway = common::GatewayProcess::start(&["--demo"], &[("JWT_SECRET", SECRET)]).await;
+    const ATTEMPTS: usize = 2_000;
+    let http = reqwest::Client::new();
+    let url = gateway.http_url("/ws");
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..20 {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.spawn(async move {
+            for _ in (worker..ATTEMPTS).step_by(20) {
+                let response = http
+                    .get(&url)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "websocket")
+                    .header("sec-websocket-version", "13")
+                    .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                    .header("authorization", "Bearer not.a.jwt")
+                    .send()
+                    .await
+                    .expect("an answer");
+                assert_eq!(response.status().as_u16(), 401);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("worker");
+    }
+    let elapsed = started.elapsed().as_secs() as usize;
+    let metrics = http
+        .get(gateway.http_url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(&format!(
+            "tourcast_handshake_refusals_total{{reason=\"unauthorized\"}} {ATTEMPTS}"
+        )),
+        "{metrics}"
+    );
+    let lines = gateway.log_lines("handshake refused");
+    assert!(
+        !lines.is_empty() && lines.len() <= elapsed + 2,
+        "{} lines for {ATTEMPTS} refusals in {elapsed} s",
+        lines.len()
+    );
+    // The lines say how many were held back, so the log adds up too.
+    let logged: u64 = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|l| l["fields"]["suppressed"].as_u64().unwrap_or(0) + 1)
+        .sum();
+    assert!(logged <= ATTEMPTS as u64, "{logged}");
+}

@@ -22,7 +22,7 @@ use super::connection::Handler;
 use super::limits::Refusal;
 use crate::auth::token_from;
 use crate::protocol::codec::Encoding;
-use crate::telemetry::HANDSHAKE_REFUSALS;
+use crate::telemetry::{HANDSHAKE_REFUSALS, LogThrottle};
 
 /// Subprotocol naming the JSON encoding.
 pub const JSON_SUBPROTOCOL: &str = "tourcast.v1.json";
@@ -38,6 +38,14 @@ pub const PROTO_SUBPROTOCOL: &str = "tourcast.v1.proto";
 const READ_BUFFER_BYTES: usize = 1024;
 /// Outgoing frames are batched up to this size before a write.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+
+/// Refusal log lines, at most one per reason per second: an attack makes
+/// thousands a second. `suppressed` on a line counts those held back since
+/// the previous one; `tourcast_handshake_refusals_total` counts every one.
+static ORIGIN_LOG: LogThrottle = LogThrottle::per_millis(1000);
+static UNAUTHORIZED_LOG: LogThrottle = LogThrottle::per_millis(1000);
+static CAPACITY_LOG: LogThrottle = LogThrottle::per_millis(1000);
+static IP_LIMIT_LOG: LogThrottle = LogThrottle::per_millis(1000);
 
 /// `GET /ws`: the WebSocket endpoint.
 pub async fn upgrade(
@@ -72,7 +80,9 @@ fn accept(
     state: AppState,
 ) -> Response {
     if let Err(origin) = check_origin(headers, &state.settings.allowed_origins) {
-        tracing::info!(%peer, origin, "handshake refused: origin not allowed");
+        if let Some(suppressed) = ORIGIN_LOG.admit() {
+            tracing::info!(%peer, origin, suppressed, "handshake refused: origin not allowed");
+        }
         return refuse(
             "origin",
             StatusCode::FORBIDDEN,
@@ -88,7 +98,9 @@ fn accept(
         Ok(identity) => identity,
         Err(error) => {
             // The reason stays in the log (never the token); the client learns nothing.
-            tracing::info!(%peer, reason = %error, "handshake refused: unauthorized");
+            if let Some(suppressed) = UNAUTHORIZED_LOG.admit() {
+                tracing::info!(%peer, reason = %error, suppressed, "handshake refused: unauthorized");
+            }
             return refuse(
                 "unauthorized",
                 StatusCode::UNAUTHORIZED,
@@ -122,7 +134,9 @@ fn accept(
     let slot = match state.connections.try_acquire(peer.ip()) {
         Ok(slot) => slot,
         Err(Refusal::Full) => {
-            tracing::warn!(%peer, "handshake refused: connection limit reached");
+            if let Some(suppressed) = CAPACITY_LOG.admit() {
+                tracing::warn!(%peer, suppressed, "handshake refused: connection limit reached");
+            }
             return refuse(
                 "capacity",
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -131,7 +145,13 @@ fn accept(
             );
         }
         Err(Refusal::TooManyFromIp) => {
-            tracing::info!(%peer, "handshake refused: too many connections from this address");
+            if let Some(suppressed) = IP_LIMIT_LOG.admit() {
+                tracing::info!(
+                    %peer,
+                    suppressed,
+                    "handshake refused: too many connections from this address"
+                );
+            }
             return refuse(
                 "ip_limit",
                 StatusCode::TOO_MANY_REQUESTS,

@@ -190,6 +190,10 @@ impl StreamConsumer {
                 connection.map_err(|_| SessionError::ConnectTimeout(CONNECT_TIMEOUT))??
             }
         };
+        // The broker answered: the backoff starts over. (Counting on until
+        // the consumer is attached let a broker restart, whose queues come
+        // up seconds after its listener, push the delay to the maximum.)
+        *failures = 0;
         let result = self
             .consume(&connection, shutdown, failures, ever_connected)
             .await;

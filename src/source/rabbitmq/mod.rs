@@ -165,7 +165,7 @@ pub struct RabbitArgs {
     #[arg(
         long = "rabbitmq-reconnect-max",
         env = "RABBITMQ_RECONNECT_MAX",
-        default_value = "15s",
+        default_value = "3s",
         value_parser = humantime::parse_duration
     )]
     pub reconnect_max: Duration,
