@@ -98,6 +98,16 @@ pub struct GatewayConfig {
     #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub max_frame_bytes: usize,
 
+    /// Time a new connection has to send its complete request head (the
+    /// WebSocket handshake); idle keep-alive HTTP connections get the same.
+    #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Connections allowed to wait for their handshake at once; when full,
+    /// the oldest waiting one is closed. Lowered to fit the file limit.
+    #[arg(long, env = "MAX_PENDING_CONNECTIONS", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_pending_connections: usize,
+
     /// How long graceful shutdown waits for connections to close.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -14,7 +14,7 @@ use tourcast::auth::Authenticator;
 use tourcast::config::{Cli, Command, GatewayConfig};
 use tourcast::engine::{Engine, EngineConfig};
 use tourcast::server::limits::ConnectionLimit;
-use tourcast::server::{AppState, ServerSettings};
+use tourcast::server::{AppState, ServerSettings, listener};
 use tourcast::source::{self, SourceStatus, demo};
 
 /// Connections may hold this many explicit subscriptions.
@@ -61,7 +61,19 @@ async fn serve(config: GatewayConfig) -> Result<()> {
     } else {
         source::rabbitmq::epoch(&config.rabbitmq)
     };
-    let settings = ServerSettings::from_config(&config);
+    let mut settings = ServerSettings::from_config(&config);
+    let budget = listener::fit_to_file_limit(config.max_connections, settings.pending.max_pending);
+    if budget.max_connections < config.max_connections
+        || budget.max_pending < settings.pending.max_pending
+    {
+        tracing::warn!(
+            file_limit = budget.file_limit,
+            max_connections = budget.max_connections,
+            max_pending_connections = budget.max_pending,
+            "connection caps lowered to fit the open-file limit (raise `ulimit -n` for more)"
+        );
+    }
+    settings.pending.max_pending = budget.max_pending;
     let engine = Arc::new(Engine::new(EngineConfig {
         epoch,
         history_len: config.history_size as usize,
@@ -102,7 +114,7 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         engine,
         settings,
         status,
-        ConnectionLimit::new(config.max_connections, config.max_connections_per_ip),
+        ConnectionLimit::new(budget.max_connections, config.max_connections_per_ip),
         auth,
         shutdown.clone(),
     )

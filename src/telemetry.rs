@@ -10,8 +10,11 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 pub const CONNECTIONS_OPEN: &str = "tourcast_connections_open";
 /// Accepted WebSocket connections, by `encoding`.
 pub const CONNECTIONS_TOTAL: &str = "tourcast_connections_total";
-/// Handshakes refused before the upgrade, by `reason`.
+/// Handshakes refused before the upgrade, by `reason` (including pending
+/// connections closed by the header-read timeout or the pending cap).
 pub const HANDSHAKE_REFUSALS: &str = "tourcast_handshake_refusals_total";
+/// TCP connections accepted that have not upgraded (nor been closed) yet.
+pub const PENDING_CONNECTIONS: &str = "tourcast_pending_connections";
 /// Connections closed, by `reason`.
 pub const DISCONNECTS: &str = "tourcast_disconnects_total";
 /// Valid client messages, by `type`.
@@ -73,6 +76,10 @@ fn describe() {
     describe_counter!(
         HANDSHAKE_REFUSALS,
         "Handshakes refused before the upgrade, by reason."
+    );
+    describe_gauge!(
+        PENDING_CONNECTIONS,
+        "TCP connections accepted that have not upgraded yet."
     );
     describe_counter!(DISCONNECTS, "Connections closed, by reason.");
     describe_counter!(CLIENT_MESSAGES, "Valid client messages, by type.");

@@ -573,3 +573,109 @@ async fn refused_handshakes_are_counted_exactly_and_logged_sparingly() {
         .sum();
     assert!(logged <= ATTEMPTS as u64, "{logged}");
 }
+
+/// Raises this process's open-file limit to its hard limit (the flood
+/// below needs more than a default 1024).
+fn raise_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = limit.maximum;
+    let _ = setrlimit(Resource::Nofile, limit);
+}
+
+/// Whether the server closed `socket` (EOF or reset) within `wait`.
+async fn closed_within(socket: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buffer = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue, // e.g. a 408 response before the close
+        }
+    }
+}
+
+/// Issue 10, finding 4: silent and 1-byte-a-second sockets stayed open
+/// forever and counted against no cap; 1,100 of them exhausted a gateway
+/// at `ulimit -n 1024`, and then every handshake and /health timed out.
+#[tokio::test]
+async fn silent_and_slowloris_sockets_are_closed_and_health_answers_during_a_flood() {
+    use tokio::io::AsyncWriteExt as _;
+    raise_file_limit();
+    let gateway =
+        GatewayProcess::start_with_file_limit(1024, &["--demo", "--handshake-timeout", "2s"], &[])
+            .await;
+    let addr = gateway.addr;
+    // A slowloris client: a request head, one byte a second.
+    let mut slowloris = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let trickle = tokio::spawn(async move {
+        for byte in b"GET /health HTTP/1.1\r\nHost: x\r\n"
+            .iter()
+            .cycle()
+            .take(30)
+        {
+            if slowloris.write_all(&[*byte]).await.is_err() {
+                return true; // closed by the server
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        closed_within(&mut slowloris, Duration::from_secs(1)).await
+    });
+    // 2,000 sockets that never send a byte: more than the gateway has files.
+    let mut silent = Vec::new();
+    for _ in 0..2_000 {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(socket) => silent.push(socket),
+            Err(error) => panic!("connect failed after {}: {error}", silent.len()),
+        }
+    }
+    // /health and a WebSocket client still get through, during the flood.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let health = http
+        .get(gateway.http_url("/health"))
+        .send()
+        .await
+        .expect("/health answers during the flood");
+    assert_eq!(health.status().as_u16(), 200);
+    let mut client = Client::connect(&gateway.ws_url(), Encoding::Json).await;
+    assert_alive(&mut client).await;
+
+    // Every silent socket is closed once the handshake timeout (2 s) passes;
+    // the oldest may have been closed sooner, to make room.
+    for socket in silent.iter_mut().rev().take(200) {
+        assert!(
+            closed_within(socket, Duration::from_secs(6)).await,
+            "a silent socket outlived the handshake timeout"
+        );
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), trickle)
+            .await
+            .expect("the slowloris client ends")
+            .expect("trickle task"),
+        "the slowloris socket was closed"
+    );
+    // The upgraded WebSocket is not a pending connection: it stays.
+    assert_alive(&mut client).await;
+    let metrics = http
+        .get(gateway.http_url("/metrics"))
+        .send()
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("text");
+    for reason in ["handshake_timeout", "pending_evicted"] {
+        assert!(
+            metrics.contains(&format!(
+                "tourcast_handshake_refusals_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason} counted: {metrics}"
+        );
+    }
+}

@@ -10,8 +10,8 @@ pub mod dashboard;
 pub mod handshake;
 pub mod health;
 pub mod limits;
+pub mod listener;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -19,7 +19,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderValue, Method};
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -55,6 +54,8 @@ pub struct ServerSettings {
     pub rate_burst: u32,
     /// Consecutive rate-limited messages before the connection is closed.
     pub flood_limit: u32,
+    /// Limits on connections that have not upgraded yet.
+    pub pending: listener::PendingLimits,
 }
 
 impl ServerSettings {
@@ -69,6 +70,10 @@ impl ServerSettings {
             rate_limit: config.rate_limit.max(1),
             rate_burst: config.rate_burst.max(1),
             flood_limit: config.flood_limit.max(1),
+            pending: listener::PendingLimits {
+                handshake_timeout: config.handshake_timeout,
+                max_pending: config.max_pending_connections,
+            },
         }
     }
 }
@@ -162,8 +167,9 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `state.shutdown` is cancelled, then closes every connection
-/// with 1001 and waits up to `grace` for them to finish.
+/// Serves until `state.shutdown` is cancelled (see [`listener`] for what
+/// happens before an upgrade), then closes every connection with 1001 and
+/// waits up to `grace` for them to finish.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -173,24 +179,13 @@ pub async fn serve(
     let shutdown = state.shutdown.clone();
     let tasks = state.tasks.clone();
     let engine = Arc::clone(&state.engine);
-    let app = router(state, with_metrics).into_make_service_with_connect_info::<SocketAddr>();
-    // Pushes are small and latency-bound: without TCP_NODELAY, Nagle holds a
-    // frame back while the previous one awaits the client's delayed ACK (up
-    // to 40 ms on Linux).
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            // Every handler sends 1001 and ends.
-            engine.kick_all(Disconnect::ServerShutdown);
-        })
-        .await?;
-    // Connections are upgraded, so axum no longer tracks them: wait for
-    // their handlers, kicked below as soon as shutdown began.
+    let limits = state.settings.pending;
+    let app = router(state, with_metrics);
+    listener::run(listener, app, limits, shutdown).await;
+    // Every handler sends 1001 and ends.
+    engine.kick_all(Disconnect::ServerShutdown);
+    // Upgraded connections live in their own tasks: wait for their
+    // handlers, kicked just above.
     tasks.close();
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::warn!(

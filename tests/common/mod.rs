@@ -45,6 +45,10 @@ pub fn test_settings() -> ServerSettings {
         rate_limit: 1000,
         rate_burst: 1000,
         flood_limit: 20,
+        pending: tourcast::server::listener::PendingLimits {
+            handshake_timeout: Duration::from_secs(10),
+            max_pending: 256,
+        },
     }
 }
 
@@ -373,11 +377,27 @@ impl GatewayProcess {
     /// Starts `tourcast` with `args` on an ephemeral loopback port and
     /// waits until it listens.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        // TOURCAST_TEST_BIN runs the tests against another build (e.g. the
-        // previous commit's, to show that a regression test fails there).
-        let binary = std::env::var("TOURCAST_TEST_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tourcast").to_string());
-        let mut command = Command::new(binary);
+        Self::start_command(Command::new(Self::binary()), args, env).await
+    }
+
+    /// Like [`GatewayProcess::start`], under an open-file limit (`prlimit`).
+    pub async fn start_with_file_limit(limit: u32, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg(Self::binary());
+        Self::start_command(command, args, env).await
+    }
+
+    /// The binary under test. TOURCAST_TEST_BIN runs the tests against
+    /// another build (e.g. the previous commit's, to show that a
+    /// regression test fails there).
+    fn binary() -> String {
+        std::env::var("TOURCAST_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tourcast").to_string())
+    }
+
+    async fn start_command(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Self {
         command
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .args(args)
