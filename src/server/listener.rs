@@ -84,7 +84,7 @@ pub fn fit_to_file_limit(max_connections: usize, max_pending: usize) -> FileBudg
         && current < hard
     {
         limit.current = Some(hard);
-        if setrlimit(Resource::Nofile, limit.clone()).is_err() {
+        if setrlimit(Resource::Nofile, limit).is_err() {
             limit = getrlimit(Resource::Nofile);
         }
     }
