@@ -168,6 +168,7 @@ fn engine_apply(c: &mut Criterion) {
             dedupe_window: 10_000,
             max_replay: QUEUE / 2,
             max_subscriptions: 256,
+            max_log_scan: 100_000,
         });
         let (clients, mut receivers) = clients(n);
         let subs = Subscriptions::default();

@@ -82,6 +82,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "HISTORY_SIZE", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=100000))]
     pub history_size: u32,
 
+    /// Most stream events one recovery may read back when a client's gap
+    /// is older than HISTORY_SIZE (larger gaps get a fresh snapshot).
+    #[arg(long, env = "RECOVERY_MAX_SCAN", default_value_t = 100_000)]
+    pub recovery_max_scan: u64,
+
     /// Event ids remembered to drop redelivered duplicates.
     #[arg(long, env = "DEDUPE_WINDOW", default_value_t = 100_000)]
     pub dedupe_window: usize,

@@ -6,17 +6,26 @@
 //! registered and answered under it. So a subscriber's snapshot or replay is
 //! always followed by exactly the events after it, never a gap or a repeat.
 //! The lock is a `parking_lot::Mutex` held only for synchronous work.
+//!
+//! A recovery that memory can no longer serve is read back from the durable
+//! log ([`EventLog`], the RabbitMQ stream) in two steps: [`Engine::subscribe`]
+//! answers [`Subscribing::FromLog`] without registering anything; the
+//! connection reads the log range without any lock held; then
+//! [`Engine::subscribe_from_log`] takes the lock, adds whatever memory holds
+//! after that range, and registers the subscription, as one step again.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use chrono::Utc;
+use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::auth::Permissions;
 use crate::hub::{ClientHandle, Disconnect, Hub, Offer, Subscriptions, Target, encode_frame};
 use crate::protocol::ServerMessage;
+use crate::protocol::codec::Encoded;
 use crate::protocol::v1::{Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed};
 use crate::source::SourceEvent;
 use crate::state::{Applied, Recovery, Scope, TourBook, rfc3339};
@@ -37,6 +46,61 @@ pub enum ApplyOutcome {
     /// Older than the tour's state: dropped.
     Stale,
 }
+
+/// The durable, ordered log the engine's events come from, read back for
+/// recoveries that memory cannot serve. Every `seq` is a log position.
+pub trait EventLog: Send + Sync {
+    /// The logged events with positions in `(after, through]`, oldest
+    /// first, each with its `position` set. Fails with
+    /// [`LogError::Expired`] when the log no longer holds position
+    /// `after + 1` (retention dropped it).
+    fn read(
+        &self,
+        after: u64,
+        through: u64,
+    ) -> BoxFuture<'static, Result<Vec<SourceEvent>, LogError>>;
+}
+
+/// Why the log could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// Retention dropped the start of the range.
+    #[error("the log no longer holds those events")]
+    Expired,
+    /// The range is longer than one recovery may read.
+    #[error("the gap is {0} events, more than one recovery reads")]
+    TooLong(u64),
+    /// The broker is unreachable, or the read timed out.
+    #[error("the log cannot be read now: {0}")]
+    Unavailable(String),
+}
+
+/// How [`Engine::subscribe`] went.
+#[derive(Debug)]
+pub enum Subscribing {
+    /// Answered: the acknowledgement and the state or missed events are queued.
+    Answered,
+    /// Memory no longer holds what the client missed: read this range of
+    /// the log, then call [`Engine::subscribe_from_log`]. Nothing is
+    /// registered or queued yet.
+    FromLog(LogRange),
+}
+
+/// A range of the log a recovery needs, with what earlier reads found.
+#[derive(Debug)]
+pub struct LogRange {
+    /// Read the events after this position…
+    pub after: u64,
+    /// …through this one.
+    pub through: u64,
+    /// Events of the subscription's scope found by earlier rounds.
+    found: Vec<Arc<Encoded>>,
+    /// Rounds read so far (a busy log can outrun memory again meanwhile).
+    rounds: u32,
+}
+
+/// Log reads one recovery may take before settling for a snapshot.
+const MAX_LOG_ROUNDS: u32 = 3;
 
 /// Event counters, by outcome.
 #[derive(Debug, Default)]
@@ -63,6 +127,8 @@ pub struct EngineConfig {
     pub max_replay: usize,
     /// Most explicit subscriptions one connection may hold.
     pub max_subscriptions: usize,
+    /// Most log events one recovery may read back (`RECOVERY_MAX_SCAN`).
+    pub max_log_scan: u64,
 }
 
 /// Why a subscribe was refused.
@@ -81,6 +147,8 @@ pub struct Engine {
     stats: EngineStats,
     max_replay: usize,
     max_subscriptions: usize,
+    max_log_scan: u64,
+    log: OnceLock<Arc<dyn EventLog>>,
 }
 
 impl Engine {
@@ -97,6 +165,31 @@ impl Engine {
             stats: EngineStats::default(),
             max_replay: config.max_replay,
             max_subscriptions: config.max_subscriptions,
+            max_log_scan: config.max_log_scan,
+            log: OnceLock::new(),
+        }
+    }
+
+    /// Attaches the durable log the events come from (once; later calls
+    /// are ignored), so that recoveries can reach past memory.
+    pub fn attach_log(&self, log: Arc<dyn EventLog>) {
+        let _ = self.log.set(log);
+    }
+
+    /// Reads a range of the log for a recovery (see [`Subscribing::FromLog`]).
+    pub fn read_log(
+        &self,
+        range: &LogRange,
+    ) -> BoxFuture<'static, Result<Vec<SourceEvent>, LogError>> {
+        let span = range.through.saturating_sub(range.after);
+        match self.log.get() {
+            _ if span > self.max_log_scan => {
+                Box::pin(std::future::ready(Err(LogError::TooLong(span))))
+            }
+            Some(log) => log.read(range.after, range.through),
+            None => Box::pin(std::future::ready(Err(LogError::Unavailable(
+                "no log attached".into(),
+            )))),
         }
     }
 
@@ -177,8 +270,9 @@ impl Engine {
     }
 
     /// Subscribes `client` to `target`, queuing `subscribed` then a
-    /// `snapshot`, or (with `since`) the missed events when history still
-    /// covers them.
+    /// `snapshot`, or (with `since`) the missed events when memory still
+    /// holds them. When only the log does, nothing happens yet: the answer
+    /// is [`Subscribing::FromLog`].
     pub fn subscribe(
         &self,
         client: &ClientHandle,
@@ -186,24 +280,100 @@ impl Engine {
         target: Target,
         since: Option<&StreamPosition>,
         request_id: Option<String>,
-    ) -> Result<(), SubscribeError> {
+    ) -> Result<Subscribing, SubscribeError> {
         if !subs.contains(&target) && subs.len() >= self.max_subscriptions {
             return Err(SubscribeError::TooMany(self.max_subscriptions));
         }
         let book = self.book.lock();
-        self.reregister(client, subs, |subs| subs.subscribe(&target));
-
-        let scope = match &target {
-            Target::Tour(id) => Scope::Tour(id),
-            Target::All => Scope::Permitted(subs.permissions()),
+        let scope = scope_of(&target, subs);
+        let recovery = match since {
+            None => None,
+            Some(position) => match book.recover(scope, &position.epoch, position.seq) {
+                Recovery::Replay(missed) if missed.len() <= self.max_replay => Some(Some(missed)),
+                Recovery::FromLog { through } if self.log.get().is_some() => {
+                    return Ok(Subscribing::FromLog(LogRange {
+                        after: position.seq,
+                        through,
+                        found: Vec::new(),
+                        rounds: 0,
+                    }));
+                }
+                _ => Some(None),
+            },
         };
-        let recovery =
-            since.map(
-                |position| match book.recover(scope, &position.epoch, position.seq) {
-                    Recovery::Replay(missed) if missed.len() <= self.max_replay => Some(missed),
+        self.answer(&book, client, subs, target, recovery, request_id);
+        Ok(Subscribing::Answered)
+    }
+
+    /// Completes a subscription whose recovery needed the log: `read` is
+    /// what [`Engine::read_log`] returned for `range`. Events after the
+    /// range come from memory, under the same lock that registers the
+    /// subscription; if memory has lost those too, another (bounded) round
+    /// of reading is asked for.
+    #[allow(clippy::too_many_arguments)]
+    pub fn subscribe_from_log(
+        &self,
+        client: &ClientHandle,
+        subs: &mut Subscriptions,
+        target: Target,
+        since: &StreamPosition,
+        request_id: Option<String>,
+        mut range: LogRange,
+        read: Result<Vec<SourceEvent>, LogError>,
+    ) -> Result<Subscribing, SubscribeError> {
+        if !subs.contains(&target) && subs.len() >= self.max_subscriptions {
+            return Err(SubscribeError::TooMany(self.max_subscriptions));
+        }
+        let book = self.book.lock();
+        let scope = scope_of(&target, subs);
+        let recovery = match read {
+            Err(error) => {
+                tracing::debug!(conn = client.id(), %error, "recovery from the log failed; sending a snapshot");
+                None
+            }
+            Ok(events) => {
+                range.found.extend(
+                    events
+                        .iter()
+                        .filter(|event| scope.includes(&event.tour_id))
+                        .filter_map(|event| book.logged_message(event, event.position?)),
+                );
+                range.rounds += 1;
+                match book.recover(scope, &since.epoch, range.through) {
+                    _ if range.found.len() > self.max_replay => None,
+                    Recovery::Replay(newer)
+                        if range.found.len() + newer.len() <= self.max_replay =>
+                    {
+                        range.found.extend(newer);
+                        Some(std::mem::take(&mut range.found))
+                    }
+                    Recovery::FromLog { through } if range.rounds < MAX_LOG_ROUNDS => {
+                        range.after = range.through;
+                        range.through = through;
+                        return Ok(Subscribing::FromLog(range));
+                    }
                     _ => None,
-                },
-            );
+                }
+            }
+        };
+        self.answer(&book, client, subs, target, Some(recovery), request_id);
+        Ok(Subscribing::Answered)
+    }
+
+    /// Registers `target` and queues `subscribed`, then the missed events
+    /// (`Some(Some(_))`) or a snapshot, marked unrecovered after a failed
+    /// recovery (`Some(None)`). Called under the book lock.
+    fn answer(
+        &self,
+        book: &TourBook,
+        client: &ClientHandle,
+        subs: &mut Subscriptions,
+        target: Target,
+        recovery: Option<Option<Vec<Arc<Encoded>>>>,
+        request_id: Option<String>,
+    ) {
+        self.reregister(client, subs, |subs| subs.subscribe(&target));
+        let scope = scope_of(&target, subs);
         let tour_id = target.tour_id().unwrap_or("*").to_string();
         let ack = ServerMessage::Subscribed(Subscribed {
             tour_id,
@@ -226,11 +396,9 @@ impl Engine {
                 offers.push(client.offer(encode_frame(&snapshot, client.encoding())));
             }
         }
-        drop(book);
         if offers.contains(&Offer::Slow) {
             self.hub.count_slow();
         }
-        Ok(())
     }
 
     /// Unsubscribes `client` from `target` and queues `unsubscribed`.
@@ -298,5 +466,10 @@ impl Engine {
     }
 }
 
-/// An engine shared by the server and the sources.
-pub type SharedEngine = Arc<Engine>;
+/// Which tours a subscription to `target` covers.
+fn scope_of<'a>(target: &'a Target, subs: &'a Subscriptions) -> Scope<'a> {
+    match target {
+        Target::Tour(id) => Scope::Tour(id),
+        Target::All => Scope::Permitted(subs.permissions()),
+    }
+}

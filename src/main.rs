@@ -81,6 +81,7 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         // A replay must fit in the client's queue next to live events.
         max_replay: settings.outbound_queue / 2,
         max_subscriptions: MAX_SUBSCRIPTIONS,
+        max_log_scan: config.recovery_max_scan,
     }));
     let shutdown = CancellationToken::new();
     let status = SourceStatus::new(if config.demo { "demo" } else { "rabbitmq" });

@@ -569,17 +569,20 @@ async fn duplicate_and_stale_events_are_not_delivered() {
     let mut client = server.json_client().await;
     let mut first = updated("tour_paris", 8);
     first.event_id = Some("evt_1".into());
+    first.version = Some(7);
     assert!(matches!(
         server.engine.apply(first.clone()),
         ApplyOutcome::Applied { .. }
     ));
     assert_eq!(server.engine.apply(first), ApplyOutcome::Duplicate);
-    let older = event(
+    // Stale means an older publisher version; a timestamp never decides.
+    let mut older = event(
         EventKind::Updated,
         "tour_paris",
         2,
-        Utc::now() - chrono::Duration::minutes(5),
+        Utc::now() + chrono::Duration::minutes(5),
     );
+    older.version = Some(6);
     assert_eq!(server.engine.apply(older), ApplyOutcome::Stale);
 
     assert_eq!(client.recv().await["data"]["availableSeats"], 8);

@@ -1120,3 +1120,84 @@ async fn first_epoch(gateway: &GatewayProcess) -> Value {
     let client = Client::connect(&gateway.ws_url(), Encoding::Json).await;
     client.greeting["epoch"].clone()
 }
+
+/// Issue 10, finding 3: a gap longer than the in-memory history fell back
+/// to a snapshot, which restores the seats but loses the gap's low alerts.
+/// The stream still holds them: they are read back from it, in order.
+#[tokio::test]
+async fn a_gap_larger_than_the_history_is_replayed_from_the_stream_alerts_included() {
+    let rabbit = Rabbit::new().await;
+    let gateway = rabbit.gateway(1, &["--history-size", "4"]).await;
+    let mut client = Client::connect(&gateway.ws_url(), Encoding::Json).await;
+    let epoch = client.greeting["epoch"].clone();
+    subscribe(&mut client, "tour_paris").await;
+    rabbit
+        .publish_json(UPDATED, &updated("evt_gap_0", "tour_paris", 20))
+        .await;
+    let held = seq(&expect_event(&mut client, UPDATED, "tour_paris", 20).await);
+    client.close().await;
+
+    // 24 events while the client is away, a low alert every fourth, and
+    // another tour's events in between (not the client's scope).
+    let mut expected = Vec::new();
+    for n in 1..=24u32 {
+        let seats = 20 - n % 20;
+        if n % 4 == 0 {
+            rabbit
+                .publish_json(
+                    LOW,
+                    &json!({"eventId": format!("evt_gap_low_{n}"), "tourId": "tour_paris",
+                            "tourTitle": "Paris City Tour", "availableSeats": seats,
+                            "maxGroupSize": 20, "threshold": 3}),
+                )
+                .await;
+            expected.push((LOW, seats));
+        } else {
+            rabbit
+                .publish_json(
+                    UPDATED,
+                    &updated(&format!("evt_gap_{n}"), "tour_paris", seats),
+                )
+                .await;
+            expected.push((UPDATED, seats));
+        }
+        rabbit
+            .publish_json(UPDATED, &updated(&format!("evt_rome_{n}"), "tour_rome", n))
+            .await;
+    }
+    // Once the gateway has them all, reconnect and resume.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while common::snapshot_of(&gateway, "tour_rome").await != Some(24) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut back = Client::connect(&gateway.ws_url(), Encoding::Json).await;
+    back.send(json!({"type": "subscribe", "tourId": "tour_paris",
+                     "since": {"epoch": epoch, "seq": held}, "requestId": "resume"}))
+        .await;
+    let ack = back.recv().await;
+    assert_eq!(ack["type"], "subscribed", "{ack}");
+    assert_eq!(ack["recovered"], true, "read back from the stream: {ack}");
+    let mut last = held;
+    for (kind, seats) in expected {
+        let event = expect_event(&mut back, kind, "tour_paris", seats).await;
+        assert!(seq(&event) > last, "in order: {event}");
+        last = seq(&event);
+        if kind == LOW {
+            assert_eq!(event["data"]["tourTitle"], "Paris City Tour");
+        }
+    }
+    // And live events follow, exactly once.
+    rabbit
+        .publish_json(UPDATED, &updated("evt_after", "tour_paris", 1))
+        .await;
+    let live = expect_event(&mut back, UPDATED, "tour_paris", 1).await;
+    assert!(seq(&live) > last);
+    back.expect_silence(Duration::from_millis(300)).await;
+    stop(gateway).await;
+    rabbit.cleanup().await;
+}

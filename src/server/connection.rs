@@ -3,6 +3,9 @@
 //! A single task owns the socket and waits on three things: its outbox
 //! (queued frames, or a kick from the hub: too slow, server shutdown), frames
 //! from the client, and the keep-alive timer (plus token expiry, with auth).
+//! A command that has to wait (a subscribe recovering from the stream) adds
+//! a fourth, and the client's next frames wait in the socket until it is
+//! answered, so replies keep the order of requests.
 //! One task rather than a reader and a writer keeps an idle connection small;
 //! few wake sources keep each delivery cheap, since a 1,000-client fan-out
 //! wakes 1,000 of these tasks. Frames are decoded by the codec
@@ -86,6 +89,7 @@ enum Wake {
     Inbound(Option<Result<Message, axum::Error>>),
     KeepaliveTick,
     TokenExpired,
+    Recovered(Result<Vec<crate::source::SourceEvent>, crate::engine::LogError>),
 }
 
 /// Runs one accepted connection.
@@ -103,6 +107,8 @@ pub struct Handler {
     limiter: DefaultDirectRateLimiter,
     /// Consecutive messages refused by the rate limit.
     flood_strikes: u32,
+    /// A command waiting for something (see the module docs).
+    waiting: Option<Box<commands::Recovering>>,
     _slot: ConnectionSlot,
 }
 
@@ -135,6 +141,7 @@ impl Handler {
             client_id: Uuid::new_v4(),
             outbound,
             missed_pongs: 0,
+            waiting: None,
             _slot: slot,
         }
     }
@@ -217,10 +224,23 @@ impl Handler {
                     // Unreachable while the handler holds its own sender.
                     Outbound::Closed => Wake::Kicked(Disconnect::ServerShutdown),
                 },
-                incoming = self.socket.recv() => Wake::Inbound(incoming),
+                read = wait_for(&mut self.waiting), if self.waiting.is_some() => Wake::Recovered(read),
+                incoming = self.socket.recv(), if self.waiting.is_none() => Wake::Inbound(incoming),
                 _ = keepalive.tick() => Wake::KeepaliveTick,
             };
             match wake {
+                Wake::Recovered(read) => {
+                    if let Some(waiting) = self.waiting.take() {
+                        let mut context = commands::Context {
+                            engine: &self.state.engine,
+                            auth: &self.state.auth,
+                            client: &self.client,
+                            subs: &mut self.subs,
+                            identity: &mut self.identity,
+                        };
+                        self.waiting = waiting.resume(read, &mut context).map(Box::new);
+                    }
+                }
                 Wake::Kicked(reason) => return Exit::Close(reason),
                 Wake::TokenExpired => return Exit::Close(Disconnect::TokenExpired),
                 Wake::Outbound(frame) => match self.write_batch(frame).await {
@@ -402,7 +422,7 @@ impl Handler {
                     subs: &mut self.subs,
                     identity: &mut self.identity,
                 };
-                commands::apply(message, &mut context);
+                self.waiting = commands::apply(message, &mut context).map(Box::new);
             }
             Err(error) => self.reply_error(error),
         }
@@ -412,6 +432,16 @@ impl Handler {
     fn reply_error(&self, error: DecodeError) {
         tracing::debug!(conn = self.client.id(), code = ?error.code, message = %error.message, "refused client message");
         commands::send_error(&self.client, &error);
+    }
+}
+
+/// The result of the waiting command's read; pending when none waits.
+async fn wait_for(
+    waiting: &mut Option<Box<commands::Recovering>>,
+) -> Result<Vec<crate::source::SourceEvent>, crate::engine::LogError> {
+    match waiting {
+        Some(waiting) => waiting.read().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -54,6 +54,14 @@ pub enum Scope<'a> {
 }
 
 impl Scope<'_> {
+    /// Whether the scope covers `tour_id`.
+    pub fn includes(&self, tour_id: &str) -> bool {
+        match self {
+            Scope::Tour(id) => *id == tour_id,
+            Scope::Permitted(permissions) => permissions.allows(tour_id),
+        }
+    }
+
     fn entries<'b>(&self, tours: &'b HashMap<String, TourEntry>) -> Vec<&'b TourEntry> {
         match self {
             Scope::Tour(id) => tours.get(*id).into_iter().collect(),
@@ -71,7 +79,15 @@ impl Scope<'_> {
 pub enum Recovery {
     /// These events (oldest first) are all the client missed.
     Replay(Vec<Arc<Encoded>>),
-    /// History no longer covers the gap (or the epoch differs): send a snapshot.
+    /// Memory no longer holds every event after `since`, but each `seq` up
+    /// to the book's last is a position in the durable log: reading the log
+    /// back over `(since, last_seq]` recovers them.
+    FromLog {
+        /// The highest `seq` the book has applied.
+        through: u64,
+    },
+    /// Nothing can fill the gap (another epoch, a `seq` from the future,
+    /// or events the book numbered itself): send a snapshot.
     Snapshot,
 }
 
@@ -94,6 +110,14 @@ pub struct TourBook {
     applied_ids: RecentIds,
     history_len: usize,
     last_seq: u64,
+    /// Whether every `seq` so far is the event's log position, so that a
+    /// range of `seq`s can be read back from the log. Cleared for good by
+    /// the first event the book numbers itself.
+    numbered_by_log: bool,
+    /// Log positions of events that were not applied (duplicates, stale
+    /// versions), newest last: a replay from the log must skip them too.
+    skipped: VecDeque<u64>,
+    skipped_len: usize,
 }
 
 impl TourBook {
@@ -106,6 +130,9 @@ impl TourBook {
             applied_ids: RecentIds::new(dedupe_window),
             history_len: history_len.max(1),
             last_seq: 0,
+            numbered_by_log: true,
+            skipped: VecDeque::new(),
+            skipped_len: dedupe_window.max(1),
         }
     }
 
@@ -131,22 +158,27 @@ impl TourBook {
 
     /// Applies an event: updates the tour, numbers and encodes the event.
     pub fn apply(&mut self, event: SourceEvent) -> Applied {
+        let seq = match event.position {
+            // A log position is only meaningful if it moves forward.
+            Some(position) if position <= self.last_seq => return Applied::Stale,
+            Some(position) => position,
+            None => {
+                self.numbered_by_log = false;
+                self.last_seq + 1
+            }
+        };
         if let Some(id) = &event.event_id
             && self.applied_ids.contains(id)
         {
+            self.skip(event.position);
             return Applied::Duplicate;
         }
         if let (Some(entry), Some(version)) = (self.tours.get(&event.tour_id), event.version)
             && entry.version.is_some_and(|applied| version <= applied)
         {
+            self.skip(event.position);
             return Applied::Stale;
         }
-        let seq = match event.position {
-            // A log position is only meaningful if it moves forward.
-            Some(position) if position <= self.last_seq => return Applied::Stale,
-            Some(position) => position,
-            None => self.last_seq + 1,
-        };
         if let Some(id) = &event.event_id {
             self.applied_ids.insert(id.clone());
         }
@@ -188,6 +220,42 @@ impl TourBook {
         Applied::Fresh { seq, message }
     }
 
+    /// Remembers a log position that was not applied.
+    fn skip(&mut self, position: Option<u64>) {
+        if let Some(position) = position {
+            if self.skipped.len() == self.skipped_len {
+                self.skipped.pop_front();
+            }
+            self.skipped.push_back(position);
+        }
+    }
+
+    /// The message clients were sent for an event read back from the log
+    /// at `position`, or `None` if the book did not apply it then (a
+    /// duplicate or a stale version). A field the event left out is taken
+    /// from the tour's current state, as close to what was sent as the
+    /// book can tell without keeping every past state.
+    pub fn logged_message(&self, event: &SourceEvent, position: u64) -> Option<Arc<Encoded>> {
+        if position > self.last_seq || self.skipped.contains(&position) {
+            return None;
+        }
+        let current = self.tours.get(&event.tour_id).map(|e| &e.state);
+        let state = TourState {
+            tour_id: event.tour_id.clone(),
+            tour_name: event
+                .tour_name
+                .clone()
+                .or_else(|| current.and_then(|s| s.tour_name.clone())),
+            available_seats: event.available_seats,
+            max_group_size: event
+                .max_group_size
+                .or_else(|| current.and_then(|s| s.max_group_size)),
+            seq: position,
+            updated_at: rfc3339(event.timestamp),
+        };
+        Some(Arc::new(Encoded::new(&event_message(event, &state))))
+    }
+
     /// The state of one tour, if known.
     pub fn tour(&self, tour_id: &str) -> Option<&TourState> {
         self.tours.get(tour_id).map(|e| &e.state)
@@ -212,9 +280,15 @@ impl TourBook {
         let entries = scope.entries(&self.tours);
         let mut missed: Vec<(u64, Arc<Encoded>)> = Vec::new();
         for entry in entries {
-            // Events after `since_seq` were evicted: the gap cannot be filled.
+            // Events after `since_seq` were evicted from memory.
             if entry.evicted_through > since_seq {
-                return Recovery::Snapshot;
+                return if self.numbered_by_log {
+                    Recovery::FromLog {
+                        through: self.last_seq,
+                    }
+                } else {
+                    Recovery::Snapshot
+                };
             }
             missed.extend(
                 entry
@@ -365,6 +439,41 @@ mod tests {
     }
 
     #[test]
+    fn past_the_history_a_log_numbered_book_sends_recovery_to_the_log() {
+        let mut book = TourBook::new("stream", 2, 100);
+        let now = Utc::now();
+        for position in 1..=5 {
+            let mut e = event("a", 10 - position as u32, now);
+            e.position = Some(position);
+            e.event_id = Some(format!("evt_{position}"));
+            book.apply(e);
+        }
+        let mut duplicate = event("a", 1, now);
+        duplicate.position = Some(6);
+        duplicate.event_id = Some("evt_5".into());
+        assert!(matches!(book.apply(duplicate.clone()), Applied::Duplicate));
+        assert!(matches!(
+            book.recover(Scope::Tour("a"), "stream", 1),
+            Recovery::FromLog { through: 5 }
+        ));
+        // Read back, the duplicate at position 6 is skipped as it was live.
+        assert!(book.logged_message(&duplicate, 6).is_none());
+        let mut second = event("a", 8, now);
+        second.tour_name = None;
+        let message = book.logged_message(&second, 2).expect("applied then");
+        assert!(
+            message.json.as_str().contains("\"seq\":2"),
+            "{}",
+            message.json.as_str()
+        );
+        assert!(
+            message.json.as_str().contains("a name"),
+            "{}",
+            message.json.as_str()
+        );
+    }
+
+    #[test]
     fn recovery_replays_within_history_and_refuses_beyond_it() {
         let mut book = TourBook::new("e1", 3, 100);
         let now = Utc::now();
@@ -380,6 +489,7 @@ mod tests {
             Recovery::Replay(missed) => assert_eq!(missed.len(), 3),
             other => panic!("expected a replay, got {other:?}"),
         }
+        // Evicted, and the book numbered these events itself: no log.
         assert!(matches!(
             book.recover(Scope::Tour("a"), "e1", 2),
             Recovery::Snapshot

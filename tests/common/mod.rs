@@ -60,6 +60,7 @@ pub fn test_engine_config() -> EngineConfig {
         dedupe_window: 1000,
         max_replay: 32,
         max_subscriptions: 8,
+        max_log_scan: 100_000,
     }
 }
 
@@ -522,4 +523,18 @@ pub async fn ws_handshake_with(url: &str, headers: &[(&str, &str)]) -> (u16, Val
 /// [`ws_handshake_with`] without extra headers.
 pub async fn ws_handshake_status(url: &str) -> (u16, Value) {
     ws_handshake_with(url, &[]).await
+}
+
+/// The seats of `tour` in a fresh client's snapshot of every tour.
+pub async fn snapshot_of(gateway: &GatewayProcess, tour: &str) -> Option<u64> {
+    let mut client = Client::connect(&gateway.ws_url(), Encoding::Json).await;
+    client
+        .send(serde_json::json!({"type": "subscribe", "tourId": tour}))
+        .await;
+    let snapshot = client.recv_type("snapshot").await;
+    snapshot["tours"]
+        .as_array()?
+        .iter()
+        .find(|t| t["tourId"] == tour)?["availableSeats"]
+        .as_u64()
 }

@@ -7,6 +7,8 @@ mod refresh;
 mod subscribe;
 mod unsubscribe;
 
+pub use subscribe::Recovering;
+
 use crate::auth::{Authenticator, Identity};
 use crate::engine::Engine;
 use crate::hub::{ClientHandle, Subscriptions, encode_frame};
@@ -28,8 +30,9 @@ pub struct Context<'a> {
     pub identity: &'a mut Identity,
 }
 
-/// Executes a validated client message.
-pub fn apply(message: ClientMessage, context: &mut Context<'_>) {
+/// Executes a validated client message. A command that must wait for
+/// something (a subscribe reading the stream back) returns what to await.
+pub fn apply(message: ClientMessage, context: &mut Context<'_>) -> Option<Recovering> {
     let kind = match &message {
         ClientMessage::Ping(_) => "ping",
         ClientMessage::Subscribe(_) => "subscribe",
@@ -39,10 +42,11 @@ pub fn apply(message: ClientMessage, context: &mut Context<'_>) {
     metrics::counter!(CLIENT_MESSAGES, "type" => kind).increment(1);
     match message {
         ClientMessage::Ping(m) => ping::Ping::parse(m).apply(context),
-        ClientMessage::Subscribe(m) => subscribe::Subscribe::parse(m).apply(context),
+        ClientMessage::Subscribe(m) => return subscribe::Subscribe::parse(m).apply(context),
         ClientMessage::Unsubscribe(m) => unsubscribe::Unsubscribe::parse(m).apply(context),
         ClientMessage::Refresh(m) => refresh::Refresh::parse(m).apply(context),
     }
+    None
 }
 
 /// Sends an `error` reply and counts it by code.

@@ -1,9 +1,54 @@
 //! `subscribe` → `subscribed`, then a `snapshot` or the missed events.
+//!
+//! A recovery older than memory reads the stream back first: `apply`
+//! then returns a [`Recovering`], which the connection awaits (holding its
+//! next command, so replies stay in order) and hands back to `resume`.
+
+use futures_util::future::BoxFuture;
 
 use super::{Context, send_error};
+use crate::engine::{LogError, LogRange, Subscribing};
 use crate::hub::Target;
 use crate::protocol::codec::DecodeError;
 use crate::protocol::v1::{self, ErrorCode, StreamPosition};
+use crate::source::SourceEvent;
+
+/// A subscribe waiting for its log read.
+pub struct Recovering {
+    subscribe: Subscribe,
+    range: LogRange,
+    read: BoxFuture<'static, Result<Vec<SourceEvent>, LogError>>,
+}
+
+impl Recovering {
+    /// Waits for the log read; then [`Recovering::resume`] with the result.
+    pub async fn read(&mut self) -> Result<Vec<SourceEvent>, LogError> {
+        (&mut self.read).await
+    }
+
+    /// Finishes the subscription with what the log returned.
+    pub fn resume(
+        self,
+        read: Result<Vec<SourceEvent>, LogError>,
+        context: &mut Context<'_>,
+    ) -> Option<Recovering> {
+        let Recovering {
+            subscribe, range, ..
+        } = self;
+        // Only a subscribe with `since` recovers.
+        let since = subscribe.since.clone()?;
+        let result = context.engine.subscribe_from_log(
+            context.client,
+            context.subs,
+            subscribe.target.clone(),
+            &since,
+            subscribe.request_id.clone(),
+            range,
+            read,
+        );
+        subscribe.after(result, context)
+    }
+}
 
 /// Start receiving a tour's (or every tour's) events.
 pub struct Subscribe {
@@ -22,8 +67,9 @@ impl Subscribe {
         }
     }
 
-    /// Registers the subscription and queues the acknowledgement and state.
-    pub fn apply(self, context: &mut Context<'_>) {
+    /// Registers the subscription and queues the acknowledgement and state,
+    /// unless the log must be read first.
+    pub fn apply(self, context: &mut Context<'_>) -> Option<Recovering> {
         let refusal = |message: String| DecodeError {
             code: ErrorCode::Forbidden,
             message,
@@ -35,7 +81,8 @@ impl Subscribe {
             && !context.subs.permissions().allows(tour_id)
         {
             let error = refusal(format!("not allowed to subscribe to {tour_id}"));
-            return send_error(context.client, &error);
+            send_error(context.client, &error);
+            return None;
         }
         let result = context.engine.subscribe(
             context.client,
@@ -44,8 +91,31 @@ impl Subscribe {
             self.since.as_ref(),
             self.request_id.clone(),
         );
-        if let Err(error) = result {
-            send_error(context.client, &refusal(error.to_string()));
+        self.after(result, context)
+    }
+
+    fn after(
+        self,
+        result: Result<Subscribing, crate::engine::SubscribeError>,
+        context: &mut Context<'_>,
+    ) -> Option<Recovering> {
+        match result {
+            Ok(Subscribing::Answered) => None,
+            Ok(Subscribing::FromLog(range)) => Some(Recovering {
+                read: context.engine.read_log(&range),
+                range,
+                subscribe: self,
+            }),
+            Err(error) => {
+                let error = DecodeError {
+                    code: ErrorCode::Forbidden,
+                    message: error.to_string(),
+                    path: Some("/tourId".into()),
+                    request_id: self.request_id.clone(),
+                };
+                send_error(context.client, &error);
+                None
+            }
         }
     }
 }

@@ -76,23 +76,12 @@ pub(super) struct StreamConsumer {
 impl StreamConsumer {
     pub(super) fn new(
         args: RabbitArgs,
+        uri: AMQPUri,
+        connection_name: String,
         engine: Arc<Engine>,
         status: SourceStatus,
     ) -> Result<Self, SchemaError> {
         let decoder = PublisherDecoder::new(args.max_event_bytes)?;
-        // The URL was validated by the argument parser; a default one stands
-        // in should a caller build the arguments by hand with a bad URL.
-        let mut uri = AMQPUri::from_str(&args.url).unwrap_or_else(|error| {
-            tracing::error!(%error, "invalid RabbitMQ URL; using amqp://localhost");
-            AMQPUri::default()
-        });
-        if uri.query.heartbeat.is_none() {
-            uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_SECS);
-        }
-        let connection_name = args
-            .connection_name
-            .clone()
-            .unwrap_or_else(default_connection_name);
         Ok(StreamConsumer {
             args,
             uri,
@@ -404,17 +393,7 @@ impl StreamConsumer {
     }
 
     fn process(&self, delivery: &Delivery, offset: Option<u64>) {
-        let properties = &delivery.properties;
-        let incoming = Incoming {
-            routing_key: delivery.routing_key.as_str(),
-            content_type: properties.content_type().as_ref().map(|c| c.as_str()),
-            payload: &delivery.data,
-            sent_at: properties
-                .timestamp()
-                .and_then(|secs| i64::try_from(secs).ok())
-                .and_then(|secs| DateTime::from_timestamp(secs, 0)),
-        };
-        match self.decoder.decode(incoming, Utc::now()) {
+        match self.decoder.decode(incoming(delivery), Utc::now()) {
             Ok(mut event) => {
                 let _gate = self.gate.lock();
                 // Offsets start at 0 and `seq` at 1. A position the engine
@@ -441,18 +420,32 @@ impl StreamConsumer {
     }
 }
 
+/// What the publisher decoder needs of a delivery.
+pub(super) fn incoming(delivery: &Delivery) -> Incoming<'_> {
+    let properties = &delivery.properties;
+    Incoming {
+        routing_key: delivery.routing_key.as_str(),
+        content_type: properties.content_type().as_ref().map(|c| c.as_str()),
+        payload: &delivery.data,
+        sent_at: properties
+            .timestamp()
+            .and_then(|secs| i64::try_from(secs).ok())
+            .and_then(|secs| DateTime::from_timestamp(secs, 0)),
+    }
+}
+
 /// Acknowledgements of applied deliveries, sent as one `multiple` ack per
 /// batch. On a stream an ack is consumer credit (the message stays in the
 /// log), so batching only has to keep the credit flowing: a batch is at most
 /// a quarter of the prefetch, and is flushed whenever the consumer waits.
-struct AckBatch {
+pub(super) struct AckBatch {
     last: Option<Acker>,
     pending: usize,
     limit: usize,
 }
 
 impl AckBatch {
-    fn new(prefetch: u16) -> Self {
+    pub(super) fn new(prefetch: u16) -> Self {
         AckBatch {
             last: None,
             pending: 0,
@@ -461,7 +454,7 @@ impl AckBatch {
     }
 
     /// Records an applied delivery; acks the batch when it is full.
-    async fn push(&mut self, acker: Acker) -> Result<(), lapin::Error> {
+    pub(super) async fn push(&mut self, acker: Acker) -> Result<(), lapin::Error> {
         self.last = Some(acker);
         self.pending += 1;
         if self.pending >= self.limit {
@@ -471,7 +464,7 @@ impl AckBatch {
     }
 
     /// Acks every delivery recorded so far.
-    async fn flush(&mut self) -> Result<(), lapin::Error> {
+    pub(super) async fn flush(&mut self) -> Result<(), lapin::Error> {
         if let Some(acker) = self.last.take() {
             self.pending = 0;
             acker.ack(BasicAckOptions { multiple: true }).await?;
@@ -492,7 +485,7 @@ async fn next_within(
 }
 
 /// `x-stream-offset` for a start position.
-fn offset_argument(start: &ReplayFrom) -> AMQPValue {
+pub(super) fn offset_argument(start: &ReplayFrom) -> AMQPValue {
     match start {
         ReplayFrom::First => long_string("first"),
         ReplayFrom::Last => long_string("last"),
@@ -504,8 +497,25 @@ fn offset_argument(start: &ReplayFrom) -> AMQPValue {
     }
 }
 
-/// `tourcast@<host>:<pid>`: unique per process, and readable in
-/// `rabbitmqctl list_connections name client_properties`.
+/// The broker URI of `args`, with our default heartbeat when the URL sets
+/// none: a broker that vanishes without closing the socket is noticed
+/// within two heartbeats.
+pub(super) fn broker_uri(args: &RabbitArgs) -> Result<AMQPUri, String> {
+    let mut uri = AMQPUri::from_str(&args.url)?;
+    if uri.query.heartbeat.is_none() {
+        uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_SECS);
+    }
+    Ok(uri)
+}
+
+/// `RABBITMQ_CONNECTION_NAME`, or `tourcast@<host>:<pid>`: unique per
+/// process, and shown by `rabbitmqctl list_connections client_properties`.
+pub(super) fn connection_name(args: &RabbitArgs) -> String {
+    args.connection_name
+        .clone()
+        .unwrap_or_else(default_connection_name)
+}
+
 fn default_connection_name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()

@@ -33,6 +33,7 @@
 
 mod catalog;
 mod consumer;
+mod log;
 pub mod publish;
 mod topology;
 
@@ -46,6 +47,7 @@ use lapin::uri::AMQPUri;
 use tokio_util::sync::CancellationToken;
 
 use super::SourceStatus;
+use super::publisher::PublisherDecoder;
 use crate::engine::Engine;
 
 pub use catalog::{CatalogError, CatalogTour, parse_catalog};
@@ -380,16 +382,38 @@ pub async fn run(
     status: SourceStatus,
     shutdown: CancellationToken,
 ) {
-    let consumer =
-        match consumer::StreamConsumer::new(args.clone(), Arc::clone(&engine), status.clone()) {
-            Ok(consumer) => consumer,
-            Err(error) => {
-                // Only a build bug (the generated schema) gets here.
-                tracing::error!(%error, "the RabbitMQ source cannot start");
-                status.set(super::SourceState::Stopped);
-                return;
-            }
-        };
+    let stop = |error: &dyn std::fmt::Display| {
+        tracing::error!(%error, "the RabbitMQ source cannot start");
+        status.set(super::SourceState::Stopped);
+    };
+    // The argument parser validated the URL; a caller that built the
+    // arguments by hand with a bad one is told so, not silently redirected.
+    let uri = match consumer::broker_uri(&args) {
+        Ok(uri) => uri,
+        Err(error) => return stop(&format!("invalid RABBITMQ_URL: {error}")),
+    };
+    let name = consumer::connection_name(&args);
+    // Only a build bug (the generated schema) makes the decoders fail.
+    let decoder = match PublisherDecoder::new(args.max_event_bytes) {
+        Ok(decoder) => decoder,
+        Err(error) => return stop(&error),
+    };
+    engine.attach_log(Arc::new(log::StreamLog::new(
+        uri.clone(),
+        args.stream.clone(),
+        name.clone(),
+        decoder,
+    )));
+    let consumer = match consumer::StreamConsumer::new(
+        args.clone(),
+        uri,
+        name,
+        Arc::clone(&engine),
+        status.clone(),
+    ) {
+        Ok(consumer) => consumer,
+        Err(error) => return stop(&error),
+    };
     let catalog = args.catalog_url.clone().map(|url| {
         tokio::spawn(catalog::bootstrap(
             catalog::CatalogConfig {
