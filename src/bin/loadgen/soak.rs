@@ -540,7 +540,29 @@ async fn run(plan: &Plan, target: Target) -> Result<Report> {
     let hard_stop = CancellationToken::new();
     let _hard_stop_on_exit = hard_stop.clone().drop_guard();
     let publish_started = Instant::now();
-    let publisher = tokio::spawn(publish(plan.clone(), publish_started, hard_stop.clone()));
+    // On a thread and runtime of its own, so that the clients' work (a
+    // thousand sockets) does not delay the schedule or the confirms.
+    let publisher = {
+        let (plan, hard_stop) = (plan.clone(), hard_stop.clone());
+        let (done, finished) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("soak-publisher".into())
+            .spawn(move || {
+                let stats = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(publish(plan, publish_started, hard_stop)),
+                    Err(error) => PublisherStats {
+                        aborted: Some(format!("no runtime: {error}")),
+                        ..Default::default()
+                    },
+                };
+                let _ = done.send(stats);
+            })
+            .context("starting the publisher thread")?;
+        finished
+    };
     eprintln!(
         "soak: publishing {} events at {}/s…",
         plan.events, plan.rate
@@ -615,7 +637,7 @@ async fn run(plan: &Plan, target: Target) -> Result<Report> {
     // The end: publishing over, deliveries settle.
     let publisher =
         match tokio::time::timeout(plan.duration + Duration::from_secs(120), publisher).await {
-            Ok(joined) => joined.context("the publisher task")?,
+            Ok(finished) => finished.context("the publisher thread ended early")?,
             Err(_) => {
                 hard_stop.cancel();
                 bail!("the publisher did not finish in time");
@@ -1964,7 +1986,7 @@ impl Report {
         }
         if let Some(restart) = &self.timeline.restart {
             println!(
-                "  restart        {}; gap ≈ {} events",
+                "  restart        {}; ≈ {} events published while clients were away",
                 restart.line(),
                 restart
                     .clients_back
