@@ -11,6 +11,11 @@
 //!   gateway's buffer sizes) to compare per-connection costs against; with
 //!   `--mode fanout`, the least a push server can do per delivery (forward
 //!   each RabbitMQ message to every socket), the floor for `latency` runs.
+//! - `loadgen soak` (in `loadgen/soak.rs`): starts the gateway itself and
+//!   runs N clients against it for a long time while events are published,
+//!   the broker connection is closed and the gateway restarted; then checks
+//!   every client's received events against the stream (missing,
+//!   duplicated, out of order) and reports the gateway's RSS along the way.
 //!
 //! Every target must be a loopback address, and every run is bounded in time.
 
@@ -34,6 +39,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
+// Its own file, next to this one: a bin's crate root resolves `mod` from
+// `src/bin/`, and moving this file to `loadgen/main.rs` would churn it.
+#[path = "loadgen/soak.rs"]
+mod soak;
+
 /// Load generator for tourcast (targets loopback addresses only).
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about)]
@@ -53,6 +63,9 @@ enum Command {
     Latency(LatencyArgs),
     /// Run a bare accept loop to compare per-connection costs against.
     Bare(BareArgs),
+    /// Long run with broker closes and a gateway restart; checks every
+    /// client's received set against the stream.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +233,7 @@ fn main() -> Result<()> {
             Command::Idle(args) => idle(args).await,
             Command::Latency(args) => latency(args).await,
             Command::Bare(args) => bare(args).await,
+            Command::Soak(args) => soak::soak(args).await,
         }
     })
 }
