@@ -532,11 +532,27 @@ struct InFlight {
     deadline: Instant,
 }
 
-/// How the oldest event in flight ended.
+/// How the oldest event in flight ended (a returned message's body is
+/// dropped here: the event is still in hand).
 enum Settled {
-    Confirmed(Confirmation),
+    Accepted,
+    Returned { code: u16, text: String },
+    Nacked,
     Lost(lapin::Error),
     NoConfirm,
+}
+
+impl From<Confirmation> for Settled {
+    fn from(confirmation: Confirmation) -> Self {
+        match confirmation {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Settled::Accepted,
+            Confirmation::Ack(Some(returned)) => Settled::Returned {
+                code: returned.reply_code,
+                text: returned.reply_text.to_string(),
+            },
+            Confirmation::Nack(_) => Settled::Nacked,
+        }
+    }
 }
 
 /// Why an event was not accepted this time.
@@ -710,15 +726,12 @@ impl<'a> Sender<'a> {
             return Ok(());
         };
         let failure = match settled {
-            Settled::Confirmed(Confirmation::Ack(None) | Confirmation::NotRequested) => {
+            Settled::Accepted => {
                 self.accept(&front.queued);
                 return Ok(());
             }
-            Settled::Confirmed(Confirmation::Ack(Some(returned))) => Failure::Returned {
-                code: returned.reply_code,
-                text: returned.reply_text.to_string(),
-            },
-            Settled::Confirmed(Confirmation::Nack(_)) => Failure::Nacked,
+            Settled::Returned { code, text } => Failure::Returned { code, text },
+            Settled::Nacked => Failure::Nacked,
             Settled::Lost(error) => {
                 self.requeue(front.queued);
                 return self.connection_lost(Failure::Lost(error)).await;
@@ -846,7 +859,7 @@ async fn settle(in_flight: &mut VecDeque<InFlight>) -> Settled {
         return std::future::pending().await;
     };
     match timeout_at(front.deadline, &mut front.confirm).await {
-        Ok(Ok(confirmation)) => Settled::Confirmed(confirmation),
+        Ok(Ok(confirmation)) => confirmation.into(),
         Ok(Err(error)) => Settled::Lost(error),
         Err(_) => Settled::NoConfirm,
     }
