@@ -22,7 +22,10 @@ const MAX_SUBSCRIPTIONS: usize = 256;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(&cli.gateway.log_format);
+    // `tourcast publish` prints on stdout exactly what it published, so its
+    // logs (lapin's, when the broker goes away) go to stderr.
+    let logs_to_stderr = matches!(cli.command, Some(Command::Publish(_)));
+    init_logging(&cli.gateway.log_format, logs_to_stderr);
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     match cli.command {
         None | Some(Command::Serve) => runtime.block_on(serve(cli.gateway)),
@@ -36,12 +39,20 @@ fn main() -> Result<()> {
     }
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: &str, to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // lapin logs whole message bodies at warn (unroutable publishes) and
         // broker-initiated closes at error; our own lines say what matters.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lapin=error"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            if to_stderr {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::stdout())
+            }
+        });
     if format == "json" {
         builder.json().init();
     } else {
