@@ -6,16 +6,21 @@
 //! 1. drives `prost-build` to emit the message types, adding the serde,
 //!    schemars and ts-rs attributes that give them the JSON view of the SPEC
 //!    (a `type` discriminator, camelCase, absent optionals omitted, enums as
-//!    strings) — the JSON Schemas and TypeScript types derive from those;
-//! 2. reads the `tourcast.v1.rules` custom options and writes a `Validate`
-//!    impl per message, so protobuf frames obey the same constraints that the
-//!    JSON Schema enforces on JSON frames.
+//!    strings). The schemars attributes carry each field's standard
+//!    `buf.validate` rules, so the JSON Schemas (and through them the JSON
+//!    validator and the TypeScript types) derive from the same rules;
+//! 2. generates a `Validate` impl per message from the same rules, so
+//!    protobuf frames obey them without reflection (see
+//!    `src/protocol/validate.rs` for why this is not `prost-protovalidate`);
+//!    a `buf.validate` rule it does not implement fails the build;
+//! 3. writes that and the rest of the support module (enum JSON names, the
+//!    TypeScript export list) with `quote`, formatted by `prettyplease`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use proc_macro2::TokenStream;
 use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor};
+use quote::{format_ident, quote};
 
 const PACKAGE: &str = "tourcast.v1";
 const PROTO_ROOT: &str = "proto";
@@ -28,17 +33,14 @@ const PROTO_FILES: &[&str] = &[
 ];
 /// Messages that are protobuf-only envelopes: their JSON view is their oneof.
 const ENVELOPES: &[&str] = &["ClientMessage", "ServerMessage"];
-/// Messages that only describe the custom options themselves.
-const OPTION_MESSAGES: &[&str] = &["FieldRules", "MessageRules"];
 
-/// The rules of one field, read from its `(tourcast.v1.rules)` option.
+/// The `buf.validate` rules of one field that the JSON Schema expresses.
 #[derive(Default, Debug)]
 struct Rules {
-    min_len: Option<u32>,
-    max_len: Option<u32>,
+    min_len: Option<u64>,
+    max_len: Option<u64>,
     pattern: Option<String>,
     required: bool,
-    json_type: Option<String>,
     min: Option<u64>,
     max: Option<u64>,
 }
@@ -55,24 +57,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = compiler.descriptor_pool();
 
     let mut config = prost_build::Config::new();
-    let mut support = String::new();
     let messages: Vec<MessageDescriptor> = pool
         .all_messages()
         .filter(|m| m.package_name() == PACKAGE)
         .collect();
 
+    let mut support = Vec::new();
     for message in &messages {
-        let name = message.name();
-        if OPTION_MESSAGES.contains(&name) {
-            continue;
-        }
         let path = format!(".{}", message.full_name());
-        if ENVELOPES.contains(&name) {
+        if ENVELOPES.contains(&message.name()) {
             annotate_envelope(&mut config, &pool, message);
         } else {
             annotate_message(&mut config, &pool, message, &path);
         }
-        support.push_str(&validator_for(&pool, message));
+        support.push(validator_for(&pool, message));
     }
 
     for enumeration in pool.all_enums().filter(|e| e.package_name() == PACKAGE) {
@@ -82,29 +80,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema, ts_rs::TS)]\n\
              #[serde(rename_all = \"snake_case\")]",
         );
-        // prost stores enum fields as i32; this module gives serde their JSON name.
-        let _ = writeln!(
-            support,
-            "pub(crate) mod {module}_json {{\n\
-             pub fn serialize<S: serde::Serializer>(value: &i32, serializer: S) -> Result<S::Ok, S::Error> {{\n\
-             crate::protocol::json_enum::serialize::<super::{name}, S>(value, serializer)\n}}\n\
-             pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {{\n\
-             crate::protocol::json_enum::deserialize::<super::{name}, D>(deserializer)\n}}\n}}",
-            module = snake(enumeration.name()),
-            name = enumeration.name()
-        );
+        support.push(enum_json_module(enumeration.name()));
         // The zero value exists only because proto3 needs one; it is never valid on the wire.
         if let Some(zero) = enumeration.values().find(|v| v.number() == 0) {
             config.field_attribute(format!("{path}.{}", zero.name()), "#[serde(skip)]");
         }
     }
-
-    support.push_str(&typescript_exports(&messages, &pool));
+    support.push(typescript_exports(&messages, &pool));
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // buf.validate's own messages are options, not wire types: generate
+    // nothing for them (nothing refers to this path).
+    config.extern_path(".buf.validate", "crate::protocol::buf_validate_unused");
     config.compile_fds(compiler.file_descriptor_set())?;
-    std::fs::write(out_dir.join("tourcast.v1.support.rs"), support)?;
+    let support = syn::parse2(quote! { #(#support)* })?;
+    std::fs::write(
+        out_dir.join("tourcast.v1.support.rs"),
+        prettyplease::unparse(&support),
+    )?;
     Ok(())
+}
+
+/// prost stores enum fields as i32; this module gives serde their JSON name.
+fn enum_json_module(name: &str) -> TokenStream {
+    let module = format_ident!("{}_json", snake(name));
+    let name = format_ident!("{name}");
+    quote! {
+        pub(crate) mod #module {
+            pub fn serialize<S: serde::Serializer>(value: &i32, serializer: S) -> Result<S::Ok, S::Error> {
+                crate::protocol::json_enum::serialize::<super::#name, S>(value, serializer)
+            }
+            pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+                crate::protocol::json_enum::deserialize::<super::#name, D>(deserializer)
+            }
+        }
+    }
 }
 
 /// A oneof envelope: no JSON view of its own; its `kind` enum is the JSON
@@ -126,8 +136,7 @@ fn annotate_envelope(
         ),
     );
     for field in message.fields() {
-        let rules = rules_of(pool, &field);
-        let json_type = rules.json_type.unwrap_or_else(|| field.name().to_string());
+        let json_type = json_type_of(pool, &field).unwrap_or_else(|| field.name().to_string());
         config.field_attribute(
             format!("{oneof_path}.{}", field.name()),
             format!("#[serde(rename = \"{json_type}\")]"),
@@ -223,203 +232,242 @@ fn schema_constraints(rules: &Rules) -> Vec<String> {
     attrs
 }
 
+/// The field's `(buf.validate.field)` rules, as far as the JSON view needs them.
 fn rules_of(pool: &DescriptorPool, field: &FieldDescriptor) -> Rules {
-    let Some(ext) = pool.get_extension_by_name(&format!("{PACKAGE}.rules")) else {
+    let Some(rules) = extension(pool, &field.options(), "buf.validate.field") else {
         return Rules::default();
     };
-    let options = field.options();
-    if !options.has_extension(&ext) {
-        return Rules::default();
+    let rules = rules.as_message().cloned().unwrap_or_else(|| {
+        panic!(
+            "(buf.validate.field) on {} is not a message",
+            field.full_name()
+        )
+    });
+    let mut parsed = Rules {
+        required: get(&rules, "required").and_then(|v| v.as_bool()) == Some(true),
+        ..Rules::default()
+    };
+    supported_only(field, &rules, &["required", "string", "uint32", "uint64"]);
+    if let Some(string) = get(&rules, "string") {
+        let string = string.as_message().cloned().expect("StringRules");
+        supported_only(field, &string, &["min_len", "max_len", "pattern"]);
+        parsed.min_len = get(&string, "min_len").and_then(|v| v.as_u64());
+        parsed.max_len = get(&string, "max_len").and_then(|v| v.as_u64());
+        parsed.pattern = get(&string, "pattern").and_then(|v| v.as_str().map(str::to_owned));
     }
-    let value = options.get_extension(&ext);
-    let Some(rules) = value.as_message() else {
-        return Rules::default();
-    };
-    let get = |name: &str| -> Option<prost_reflect::Value> {
-        rules
-            .has_field_by_name(name)
-            .then(|| rules.get_field_by_name(name).map(|v| v.into_owned()))
-            .flatten()
-    };
-    Rules {
-        min_len: get("min_len").and_then(|v| v.as_u32()),
-        max_len: get("max_len").and_then(|v| v.as_u32()),
-        pattern: get("pattern").and_then(|v| v.as_str().map(str::to_owned)),
-        required: get("required").and_then(|v| v.as_bool()).unwrap_or(false),
-        json_type: get("json_type").and_then(|v| v.as_str().map(str::to_owned)),
-        min: get("min").and_then(|v| v.as_u64()),
-        max: get("max").and_then(|v| v.as_u64()),
+    for (kind, widen) in [("uint32", true), ("uint64", false)] {
+        if let Some(numbers) = get(&rules, kind) {
+            let numbers = numbers.as_message().cloned().expect("UInt*Rules");
+            supported_only(field, &numbers, &["gte", "lte", "gt", "lt"]);
+            let value = |name: &str| {
+                get(&numbers, name).and_then(|v| {
+                    if widen {
+                        v.as_u32().map(u64::from)
+                    } else {
+                        v.as_u64()
+                    }
+                })
+            };
+            parsed.min = value("gte").or_else(|| value("gt").map(|gt| gt + 1));
+            parsed.max = value("lte").or_else(|| value("lt").and_then(|lt| lt.checked_sub(1)));
+        }
     }
+    parsed
+}
+
+/// Fails the build when `rules` sets anything but `supported`: a rule the
+/// generated validators would silently skip must not exist.
+fn supported_only(field: &FieldDescriptor, rules: &DynamicMessage, supported: &[&str]) {
+    for (descriptor, _) in rules.fields() {
+        assert!(
+            supported.contains(&descriptor.name()),
+            "{}: buf.validate rule `{}` is not implemented by build.rs's validators",
+            field.full_name(),
+            descriptor.full_name()
+        );
+    }
+}
+
+/// A set field of a dynamic message (unset ones are `None`).
+fn get(message: &DynamicMessage, name: &str) -> Option<prost_reflect::Value> {
+    message
+        .has_field_by_name(name)
+        .then(|| message.get_field_by_name(name).map(|v| v.into_owned()))
+        .flatten()
+}
+
+/// The value of the extension `name` in `options`, when set.
+fn extension(
+    pool: &DescriptorPool,
+    options: &DynamicMessage,
+    name: &str,
+) -> Option<prost_reflect::Value> {
+    let ext = pool.get_extension_by_name(name)?;
+    options
+        .has_extension(&ext)
+        .then(|| options.get_extension(&ext).into_owned())
+}
+
+fn json_type_of(pool: &DescriptorPool, field: &FieldDescriptor) -> Option<String> {
+    extension(pool, &field.options(), &format!("{PACKAGE}.json_type"))
+        .and_then(|v| v.as_str().map(str::to_owned))
 }
 
 fn message_allows_unknown_fields(pool: &DescriptorPool, message: &MessageDescriptor) -> bool {
-    let Some(ext) = pool.get_extension_by_name(&format!("{PACKAGE}.message_rules")) else {
-        return false;
-    };
-    let options: DynamicMessage = message.options();
-    if !options.has_extension(&ext) {
-        return false;
-    }
-    options
-        .get_extension(&ext)
-        .as_message()
-        .and_then(|m| {
-            m.get_field_by_name("allow_unknown_fields")
-                .map(|v| v.as_bool() == Some(true))
-        })
-        .unwrap_or(false)
+    extension(
+        pool,
+        &message.options(),
+        &format!("{PACKAGE}.json_allow_unknown_fields"),
+    )
+    .and_then(|v| v.as_bool())
+    .unwrap_or(false)
 }
 
-/// Writes `impl Validate for <Message>`: the protobuf-side twin of the JSON Schema.
-fn validator_for(pool: &DescriptorPool, message: &MessageDescriptor) -> String {
-    let rust_name = message.name();
-    let mut body = String::new();
-    let mut patterns: BTreeMap<String, String> = BTreeMap::new();
-
+/// `impl Validate for <Message>`: the protobuf-side twin of the JSON Schema.
+/// Pointers are only built when a check fails, so a valid message allocates
+/// nothing.
+fn validator_for(pool: &DescriptorPool, message: &MessageDescriptor) -> TokenStream {
+    let name = format_ident!("{}", message.name());
     if ENVELOPES.contains(&message.name()) {
-        let _ = writeln!(body, "match &self.kind {{");
-        for field in message.fields() {
-            let variant = upper_camel(field.name());
-            let module = snake(message.name());
-            let _ = writeln!(
-                body,
-                "    Some({module}::Kind::{variant}(inner)) => inner.validate(path),"
-            );
+        let module = format_ident!("{}", snake(message.name()));
+        let arms = message.fields().map(|field| {
+            let variant = format_ident!("{}", upper_camel(field.name()));
+            quote! { Some(#module::Kind::#variant(inner)) => inner.validate(path), }
+        });
+        return quote! {
+            impl Validate for #name {
+                fn validate(&self, path: &str) -> Result<(), Violation> {
+                    match &self.kind {
+                        #(#arms)*
+                        None => Ok(()),
+                    }
+                }
+            }
+        };
+    }
+    let mut statics = Vec::new();
+    let mut checks = Vec::new();
+    for field in message.fields() {
+        let rules = rules_of(pool, &field);
+        let json = field.json_name();
+        let ident = format_ident!("{}", field.name());
+        match field.kind() {
+            Kind::Message(_) if field.is_list() => checks.push(quote! {
+                for (i, item) in self.#ident.iter().enumerate() {
+                    item.validate("").map_err(|v| v.under(path, &format!("{}/{i}", #json)))?;
+                }
+            }),
+            Kind::Message(_) => {
+                let missing = if rules.required {
+                    quote! { return Err(Violation::missing(path, #json)) }
+                } else {
+                    quote! {}
+                };
+                checks.push(quote! {
+                    match &self.#ident {
+                        Some(inner) => inner.validate("").map_err(|v| v.under(path, #json))?,
+                        None => { #missing }
+                    }
+                });
+            }
+            Kind::String => {
+                let mut string_checks = Vec::new();
+                if let Some(min) = rules.min_len {
+                    let min = min as usize;
+                    string_checks.push(quote! { check_min_len(value, #min, path, #json)?; });
+                }
+                if let Some(max) = rules.max_len {
+                    let max = max as usize;
+                    string_checks.push(quote! { check_max_len(value, #max, path, #json)?; });
+                }
+                if let Some(pattern) = &rules.pattern {
+                    let regex = format_ident!(
+                        "{}_{}_PATTERN",
+                        snake(message.name()).to_ascii_uppercase(),
+                        field.name().to_ascii_uppercase()
+                    );
+                    statics.push(quote! {
+                        static #regex: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+                            regex::Regex::new(#pattern).expect("proto pattern compiles")
+                        });
+                    });
+                    string_checks
+                        .push(quote! { check_pattern(value, &#regex, #pattern, path, #json)?; });
+                }
+                if !string_checks.is_empty() {
+                    checks.push(if field.supports_presence() {
+                        quote! { if let Some(value) = &self.#ident { #(#string_checks)* } }
+                    } else {
+                        quote! { { let value = &self.#ident; #(#string_checks)* } }
+                    });
+                }
+            }
+            Kind::Uint32 | Kind::Uint64 => {
+                let mut number_checks = Vec::new();
+                if let Some(min) = rules.min {
+                    number_checks.push(quote! { check_min(u64::from(value), #min, path, #json)?; });
+                }
+                if let Some(max) = rules.max {
+                    number_checks.push(quote! { check_max(u64::from(value), #max, path, #json)?; });
+                }
+                if !number_checks.is_empty() {
+                    checks.push(if field.supports_presence() {
+                        quote! { if let Some(value) = self.#ident { #(#number_checks)* } }
+                    } else {
+                        quote! { { let value = self.#ident; #(#number_checks)* } }
+                    });
+                }
+            }
+            Kind::Enum(inner) => {
+                // The zero value means "unset", and proto3 keeps unknown numbers:
+                // neither is a value the protocol defines.
+                let enumeration = format_ident!("{}", inner.name());
+                checks.push(quote! { check_enum::<#enumeration>(self.#ident, path, #json)?; });
+            }
+            _ => {}
         }
-        let _ = writeln!(body, "    None => Ok(()),\n}}");
-    } else {
-        for field in message.fields() {
-            let rules = rules_of(pool, &field);
-            let json = field.json_name();
-            let ident = rust_field_ident(field.name());
-            // Pointers are only built when a check fails, so a valid message allocates nothing.
-            let child = format!("path, \"{json}\"");
-            match field.kind() {
-                Kind::Message(_) if field.is_list() => {
-                    let _ = writeln!(
-                        body,
-                        "for (i, item) in self.{ident}.iter().enumerate() {{ item.validate(\"\").map_err(|v| v.under(path, &format!(\"{json}/{{i}}\")))?; }}"
-                    );
-                }
-                Kind::Message(_) => {
-                    let _ = writeln!(body, "match &self.{ident} {{");
-                    let _ = writeln!(
-                        body,
-                        "    Some(inner) => inner.validate(\"\").map_err(|v| v.under(path, \"{json}\"))?,"
-                    );
-                    if rules.required {
-                        let _ =
-                            writeln!(body, "    None => return Err(Violation::missing({child})),");
-                    } else {
-                        let _ = writeln!(body, "    None => {{}}");
-                    }
-                    let _ = writeln!(body, "}}");
-                }
-                Kind::String => {
-                    let optional = field.supports_presence();
-                    let value = if optional {
-                        let _ = writeln!(body, "if let Some(value) = &self.{ident} {{");
-                        "value".to_string()
-                    } else {
-                        let _ = writeln!(body, "{{ let value = &self.{ident};");
-                        "value".to_string()
-                    };
-                    if let Some(min) = rules.min_len {
-                        let _ = writeln!(body, "    check_min_len({value}, {min}, {child})?;");
-                    }
-                    if let Some(max) = rules.max_len {
-                        let _ = writeln!(body, "    check_max_len({value}, {max}, {child})?;");
-                    }
-                    if let Some(pattern) = &rules.pattern {
-                        let id = format!("PATTERN_{}", patterns.len());
-                        patterns.insert(id.clone(), pattern.clone());
-                        let _ = writeln!(
-                            body,
-                            "    check_pattern({value}, &{id}, {pattern:?}, {child})?;"
-                        );
-                    }
-                    let _ = writeln!(body, "}}");
-                }
-                Kind::Uint32 | Kind::Uint64 => {
-                    let access = if field.supports_presence() {
-                        format!("if let Some(value) = self.{ident} {{")
-                    } else {
-                        format!("{{ let value = self.{ident};")
-                    };
-                    let mut checks = String::new();
-                    if let Some(min) = rules.min {
-                        let _ = write!(checks, " check_min(u64::from(value), {min}, {child})?;");
-                    }
-                    if let Some(max) = rules.max {
-                        let _ = write!(checks, " check_max(u64::from(value), {max}, {child})?;");
-                    }
-                    if !checks.is_empty() {
-                        let _ = writeln!(body, "{access}{checks} }}");
-                    }
-                }
-                Kind::Enum(inner) => {
-                    let name = inner.name();
-                    let _ = writeln!(body, "check_enum::<{name}>(self.{ident}, {child})?;");
-                }
-                _ => {}
+    }
+    quote! {
+        #(#statics)*
+        impl Validate for #name {
+            #[allow(unused_variables)]
+            fn validate(&self, path: &str) -> Result<(), Violation> {
+                #(#checks)*
+                Ok(())
             }
         }
-        let _ = writeln!(body, "Ok(())");
     }
-
-    let mut out = String::new();
-    for (id, pattern) in &patterns {
-        let _ = writeln!(
-            out,
-            "#[allow(non_upper_case_globals)]\nstatic {rust_name}_{id}: std::sync::LazyLock<regex::Regex> = \
-             std::sync::LazyLock::new(|| regex::Regex::new({pattern:?}).expect(\"proto pattern compiles\"));"
-        );
-    }
-    let body = patterns.keys().fold(body, |acc, id| {
-        acc.replace(&format!("&{id},"), &format!("&{rust_name}_{id},"))
-    });
-    let _ = writeln!(
-        out,
-        "impl Validate for {rust_name} {{\n#[allow(unused_variables)]\nfn validate(&self, path: &str) -> Result<(), Violation> {{\n{body}}}\n}}\n"
-    );
-    out
 }
 
-/// Writes `typescript_exports()`: every type of the JSON view, rendered by ts-rs.
+/// `typescript_exports()`: every type of the JSON view, rendered by ts-rs.
 /// Generated here so the list always matches `proto/`.
-fn typescript_exports(messages: &[MessageDescriptor], pool: &DescriptorPool) -> String {
-    let mut types: Vec<(String, String)> = Vec::new();
+fn typescript_exports(messages: &[MessageDescriptor], pool: &DescriptorPool) -> TokenStream {
+    let mut types: Vec<(String, TokenStream)> = Vec::new();
     for message in messages {
         let name = message.name();
-        if OPTION_MESSAGES.contains(&name) {
-            continue;
-        }
+        let ident = format_ident!("{name}");
         if ENVELOPES.contains(&name) {
-            types.push((name.to_string(), format!("{}::Kind", snake(name))));
+            let module = format_ident!("{}", snake(name));
+            types.push((name.to_string(), quote! { #module::Kind }));
         } else {
-            types.push((name.to_string(), name.to_string()));
+            types.push((name.to_string(), quote! { #ident }));
         }
     }
     for enumeration in pool.all_enums().filter(|e| e.package_name() == PACKAGE) {
-        types.push((
-            enumeration.name().to_string(),
-            enumeration.name().to_string(),
-        ));
+        let ident = format_ident!("{}", enumeration.name());
+        types.push((enumeration.name().to_string(), quote! { #ident }));
     }
-    types.sort();
-    let mut out = String::from(
-        "/// Every type of the JSON view, as (TypeScript name, rendered module).\n\
-         pub fn typescript_exports(cfg: &ts_rs::Config) -> Vec<(&'static str, Result<String, ts_rs::ExportError>)> {\n\
-         use ts_rs::TS as _;\nvec![\n",
-    );
-    for (ts_name, rust_path) in types {
-        let _ = writeln!(
-            out,
-            "    (\"{ts_name}\", {rust_path}::export_to_string(cfg)),"
-        );
+    types.sort_by(|a, b| a.0.cmp(&b.0));
+    let entries = types
+        .iter()
+        .map(|(ts_name, rust_path)| quote! { (#ts_name, #rust_path::export_to_string(cfg)) });
+    quote! {
+        /// Every type of the JSON view, as (TypeScript name, rendered module).
+        pub fn typescript_exports(cfg: &ts_rs::Config) -> Vec<(&'static str, Result<String, ts_rs::ExportError>)> {
+            use ts_rs::TS as _;
+            vec![#(#entries),*]
+        }
     }
-    out.push_str("]\n}\n");
-    out
 }
 
 fn upper_camel(snake: &str) -> String {
@@ -448,11 +496,4 @@ fn snake(camel: &str) -> String {
         }
     }
     out
-}
-
-fn rust_field_ident(name: &str) -> String {
-    match name {
-        "type" | "ref" | "match" | "in" => format!("r#{name}"),
-        other => other.to_string(),
-    }
 }

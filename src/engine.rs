@@ -23,7 +23,7 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::auth::Permissions;
-use crate::hub::{ClientHandle, Disconnect, Hub, Offer, Subscriptions, Target, encode_frame};
+use crate::hub::{ClientHandle, Disconnect, Hub, Offer, Subscriptions, Target};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
 use crate::protocol::v1::{Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed};
@@ -380,7 +380,7 @@ impl Engine {
             recovered: recovery.as_ref().map(Option::is_some),
             request_id: request_id.clone(),
         });
-        let mut offers = vec![client.offer(encode_frame(&ack, client.encoding()))];
+        let mut offers = vec![client.send(&ack)];
         match recovery {
             Some(Some(missed)) => {
                 offers.extend(missed.iter().map(|m| client.offer_encoded(m)));
@@ -393,7 +393,7 @@ impl Engine {
                     request_id,
                     timestamp: rfc3339(Utc::now()),
                 });
-                offers.push(client.offer(encode_frame(&snapshot, client.encoding())));
+                offers.push(client.send(&snapshot));
             }
         }
         if offers.contains(&Offer::Slow) {
@@ -419,7 +419,7 @@ impl Engine {
             tour_id: target.tour_id().unwrap_or("*").to_string(),
             request_id,
         });
-        if client.offer(encode_frame(&ack, client.encoding())) == Offer::Slow {
+        if client.send(&ack) == Offer::Slow {
             self.hub.count_slow();
         }
     }
@@ -442,7 +442,7 @@ impl Engine {
                 tour_id,
                 request_id: None,
             });
-            client.offer(encode_frame(&notice, client.encoding()));
+            client.send(&notice);
         }
     }
 

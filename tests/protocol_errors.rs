@@ -544,9 +544,10 @@ fn proto_only_cases() -> Vec<Case> {
         nested_deep_groups.extend(varint(15 << 3 | 3));
     }
     vec![
-        // There is no `type` to be missing or misspelt: an envelope with no
-        // variant (e.g. an empty frame) is a message this server cannot name.
-        proto_only("empty frame: no variant", Vec::new(), unknown_type()),
+        // An empty envelope is JSON's `{}`: the `type` is missing. An
+        // envelope whose only fields are unknown names a variant this server
+        // does not know: JSON's unknown `type`.
+        proto_only("empty frame: no variant", Vec::new(), invalid("/type")),
         proto_only(
             "only unknown envelope fields: no variant",
             [pb_field(20, b"x"), pb_field(21, b"y")].concat(),

@@ -24,7 +24,7 @@ use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
 use crate::protocol::ServerMessage;
-use crate::protocol::codec::{Encoded, Encoding, encode_json, encode_proto};
+use crate::protocol::codec::{Encoded, Encoding, encode_frame, frame};
 use crate::telemetry as metrics_names;
 
 pub use kick::Disconnect;
@@ -99,23 +99,13 @@ impl ClientHandle {
 
     /// Queues a shared event in this client's encoding.
     pub fn offer_encoded(&self, encoded: &Encoded) -> Offer {
-        self.offer(frame_of(encoded, self.encoding))
+        self.offer(frame(encoded, self.encoding))
     }
-}
 
-/// The WebSocket frame carrying `encoded` in `encoding` (no copy).
-pub fn frame_of(encoded: &Encoded, encoding: Encoding) -> Message {
-    match encoding {
-        Encoding::Proto => Message::Binary(encoded.proto.clone()),
-        _ => Message::Text(encoded.json.clone()),
-    }
-}
-
-/// Encodes a message for one client only (replies, acknowledgements).
-pub fn encode_frame(message: &ServerMessage, encoding: Encoding) -> Message {
-    match encoding {
-        Encoding::Proto => Message::Binary(encode_proto(message)),
-        _ => Message::Text(encode_json(message)),
+    /// Encodes `message` for this client alone (replies, acknowledgements)
+    /// and queues it.
+    pub fn send(&self, message: &ServerMessage) -> Offer {
+        self.offer(encode_frame(message, self.encoding))
     }
 }
 
@@ -236,8 +226,8 @@ impl Hub {
     pub fn publish(&self, tour_id: &str, encoded: &Encoded) -> usize {
         // Encoded once per encoding upstream; here each recipient costs a
         // reference-count bump and a `try_send`.
-        let json = frame_of(encoded, Encoding::Json);
-        let proto = frame_of(encoded, Encoding::Proto);
+        let json = frame(encoded, Encoding::Json);
+        let proto = frame(encoded, Encoding::Proto);
         let mut queued = 0usize;
         let mut slow = 0u64;
         let mut deliver = |client: &ClientHandle| {

@@ -1,36 +1,39 @@
-//! Frames in, messages out: the validating codec.
+//! Client frames in, server messages out.
 //!
 //! Every client frame passes through [`Codec::decode`] before anything routes
-//! it. Text frames are parsed as JSON and checked against the generated JSON
-//! Schema (validators compiled once, one per message `type`, so errors name
-//! the offending field). Binary frames are decoded as protobuf and checked by
-//! the generated [`Validate`] impls, which carry the same rules. Both give
-//! the same error codes and JSON pointers for the same mistakes.
+//! it, by way of the shared [`decode`](super::decode) pipeline. Text frames
+//! are JSON checked against the generated JSON Schema (compiled once per
+//! message `type`, so errors name the offending field); binary frames are a
+//! protobuf `ClientMessage` envelope whose variant is checked by the
+//! generated `buf.validate` impls. Both give the same error codes and JSON
+//! pointers for the same mistakes.
 //!
 //! Server messages are encoded once per encoding into [`Encoded`], whose
-//! payloads are reference-counted and shared by every recipient.
+//! payloads are reference-counted and shared by every recipient; a client
+//! handle sends one with [`frame`].
 
 use std::collections::HashMap;
 
-use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
-use jsonschema::Validator;
-use jsonschema::error::ValidationErrorKind;
 use prost::Message as _;
 use serde_json::Value;
 use thiserror::Error;
 
+use super::decode::{self, Refusal, Rules, truncate};
 use super::v1::{self, ErrorCode};
-use super::validate::{Validate, wording};
 use super::{ClientMessage, ServerMessage, schema};
 
+pub use super::decode::SchemaError;
 /// The wire encoding of a connection, chosen at the handshake.
 pub use super::v1::Encoding;
 
 /// Longest `requestId` echoed back in an error (the schema's own limit).
 const MAX_ECHOED_REQUEST_ID: usize = 64;
 
-/// Why a client frame was refused. Turned into an `error` reply.
+/// Why a client frame was refused: a code the protocol defines
+/// (`invalid_message` or `unknown_type`), the pointer, and the frame's
+/// `requestId` when it could be read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{code:?}: {message}")]
 pub struct DecodeError {
@@ -66,32 +69,53 @@ impl DecodeError {
 
     /// The `error` message that tells the client what was wrong.
     pub fn to_reply(&self) -> ServerMessage {
-        ServerMessage::Error(v1::ErrorReply {
-            code: self.code as i32,
-            message: self.message.clone(),
-            path: self.path.clone(),
-            request_id: self.request_id.clone(),
-        })
+        error_reply(
+            self.code,
+            self.message.clone(),
+            self.path.clone(),
+            self.request_id.clone(),
+        )
     }
 }
 
-/// The schema failed to compile: a bug in the generated schema, caught at start-up.
-#[derive(Debug, Error)]
-#[error("the generated schema for `{message_type}` does not compile: {reason}")]
-pub struct SchemaError {
-    message_type: String,
-    reason: String,
+/// An `error` server message.
+pub fn error_reply(
+    code: ErrorCode,
+    message: String,
+    path: Option<String>,
+    request_id: Option<String>,
+) -> ServerMessage {
+    ServerMessage::Error(v1::ErrorReply {
+        code: code as i32,
+        message,
+        path,
+        request_id,
+    })
+}
+
+impl From<Refusal> for DecodeError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(violation) => {
+                DecodeError::new(ErrorCode::InvalidMessage, violation.message).at(violation.path)
+            }
+            Refusal::NotAnObject => {
+                DecodeError::new(ErrorCode::InvalidMessage, refusal.to_string()).at("")
+            }
+            other => DecodeError::new(ErrorCode::InvalidMessage, other.to_string()),
+        }
+    }
 }
 
 /// Decodes and validates client frames. Build one at start-up and share it.
 pub struct Codec {
-    /// One validator per JSON `type`, compiled from that variant of the
+    /// One message's rules per JSON `type`, from that variant of the
     /// generated `ClientMessage` schema.
-    validators: HashMap<String, Validator>,
+    rules: HashMap<String, Rules>,
 }
 
 impl Codec {
-    /// Compiles the validators from the generated `ClientMessage` schema.
+    /// Compiles the rules from the generated `ClientMessage` schema.
     pub fn new() -> Result<Self, SchemaError> {
         let root = schema::client_message();
         let defs = root.get("$defs").cloned();
@@ -100,7 +124,7 @@ impl Codec {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let mut validators = HashMap::new();
+        let mut rules = HashMap::new();
         for mut variant in variants {
             let Some(message_type) = variant
                 .pointer("/properties/type/const")
@@ -112,43 +136,21 @@ impl Codec {
             if let (Value::Object(map), Some(defs)) = (&mut variant, &defs) {
                 map.insert("$defs".into(), defs.clone());
             }
-            // The `regex` engine: linear-time matching, and the same engine
-            // (so the same semantics) as the protobuf-side `Validate` impls.
-            let validator = jsonschema::draft202012::options()
-                .with_pattern_options(jsonschema::PatternOptions::regex())
-                .build(&variant)
-                .map_err(|e| SchemaError {
-                    message_type: message_type.clone(),
-                    reason: e.to_string(),
-                })?;
-            validators.insert(message_type, validator);
+            let compiled = Rules::compile(&message_type, variant)?;
+            rules.insert(message_type, compiled);
         }
-        Ok(Codec { validators })
-    }
-
-    /// The JSON `type`s this codec accepts.
-    pub fn message_types(&self) -> impl Iterator<Item = &str> {
-        self.validators.keys().map(String::as_str)
+        Ok(Codec { rules })
     }
 
     /// Decodes a text frame: JSON, schema-validated, then typed.
     pub fn decode_json(&self, text: &str) -> Result<ClientMessage, DecodeError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            DecodeError::new(ErrorCode::InvalidMessage, format!("malformed JSON: {e}"))
-        })?;
-        let Value::Object(object) = &value else {
-            return Err(DecodeError::new(
-                ErrorCode::InvalidMessage,
-                "a message must be a JSON object",
-            )
-            .at(""));
-        };
-        let request_id = object
+        let value = decode::parse_object(text.as_bytes())?;
+        let request_id = value
             .get("requestId")
             .and_then(Value::as_str)
             .filter(|id| id.len() <= MAX_ECHOED_REQUEST_ID)
             .map(str::to_owned);
-        let message_type = match object.get("type") {
+        let message_type = match value.get("type") {
             None => {
                 return Err(
                     DecodeError::new(ErrorCode::InvalidMessage, "type is required")
@@ -165,7 +167,7 @@ impl Codec {
                 );
             }
         };
-        let Some(validator) = self.validators.get(message_type) else {
+        let Some(rules) = self.rules.get(message_type) else {
             return Err(DecodeError::new(
                 ErrorCode::UnknownType,
                 format!("unknown message type {:?}", truncate(message_type, 64)),
@@ -173,11 +175,8 @@ impl Codec {
             .at("/type")
             .with_request_id(request_id));
         };
-        // `is_valid` short-circuits without building errors: the fast path.
-        if !validator.is_valid(&value)
-            && let Some(error) = validator.iter_errors(&value).next()
-        {
-            return Err(schema_violation(&error).with_request_id(request_id));
+        if let Err(violation) = rules.check_json(&value) {
+            return Err(DecodeError::from(Refusal::Invalid(violation)).with_request_id(request_id));
         }
         into_typed(value).map_err(|e| {
             // JSON Schema calls any integral number an integer (`41.0`, `1e19`,
@@ -208,29 +207,50 @@ impl Codec {
 
     /// Decodes a binary frame: protobuf, then the same rules as the schema.
     pub fn decode_proto(&self, bytes: &[u8]) -> Result<ClientMessage, DecodeError> {
-        let envelope = v1::ClientMessage::decode(bytes).map_err(|e| {
-            DecodeError::new(
-                ErrorCode::InvalidMessage,
-                format!("malformed protobuf: {e}"),
-            )
-        })?;
+        let envelope: v1::ClientMessage = decode::decode_proto(bytes)?;
         let Some(message) = envelope.kind else {
-            return Err(DecodeError::new(
-                ErrorCode::UnknownType,
-                "the message sets no variant this server knows",
-            )
+            // The variant is JSON's `type`. None at all is JSON's `{}`; only
+            // fields this server does not know is JSON's unknown `type`.
+            return Err(if bytes.is_empty() {
+                DecodeError::new(
+                    ErrorCode::InvalidMessage,
+                    "type is required (the envelope is empty)",
+                )
+            } else {
+                DecodeError::new(
+                    ErrorCode::UnknownType,
+                    "the message sets no variant this server knows",
+                )
+            }
             .at("/type"));
         };
-        validate_variant(&message).map_err(|violation| {
+        let checked = match &message {
+            ClientMessage::Ping(m) => self.check("ping", m),
+            ClientMessage::Subscribe(m) => self.check("subscribe", m),
+            ClientMessage::Unsubscribe(m) => self.check("unsubscribe", m),
+            ClientMessage::Refresh(m) => self.check("refresh", m),
+        };
+        checked.map_err(|error| {
             // Copied only on this error path: a valid message allocates nothing more.
             let request_id = request_id_of(&message)
                 .filter(|id| id.len() <= MAX_ECHOED_REQUEST_ID)
                 .map(str::to_owned);
-            DecodeError::new(ErrorCode::InvalidMessage, violation.message)
-                .at(violation.path)
-                .with_request_id(request_id)
+            error.with_request_id(request_id)
         })?;
         Ok(message)
+    }
+
+    fn check<M: super::validate::Validate>(
+        &self,
+        message_type: &str,
+        message: &M,
+    ) -> Result<(), DecodeError> {
+        match self.rules.get(message_type) {
+            Some(rules) => rules
+                .check_proto(message)
+                .map_err(|violation| Refusal::Invalid(violation).into()),
+            None => Ok(()),
+        }
     }
 
     /// Decodes a frame in the given encoding.
@@ -276,15 +296,6 @@ fn into_typed(value: Value) -> Result<ClientMessage, serde_json::Error> {
     }
 }
 
-fn validate_variant(message: &ClientMessage) -> Result<(), super::validate::Violation> {
-    match message {
-        ClientMessage::Ping(m) => m.validate(""),
-        ClientMessage::Subscribe(m) => m.validate(""),
-        ClientMessage::Unsubscribe(m) => m.validate(""),
-        ClientMessage::Refresh(m) => m.validate(""),
-    }
-}
-
 /// The `requestId` a client message carries, if any.
 pub fn request_id_of(message: &ClientMessage) -> Option<&str> {
     match message {
@@ -293,42 +304,6 @@ pub fn request_id_of(message: &ClientMessage) -> Option<&str> {
         ClientMessage::Unsubscribe(m) => m.request_id.as_deref(),
         ClientMessage::Refresh(m) => m.request_id.as_deref(),
     }
-}
-
-fn schema_violation(error: &jsonschema::ValidationError<'_>) -> DecodeError {
-    let (path, message) = describe_violation(error);
-    DecodeError::new(ErrorCode::InvalidMessage, truncate(&message, 200)).at(path)
-}
-
-/// The JSON pointer and wording of a schema error, worded like the
-/// protobuf-side checks (see [`wording`]) so both encodings read the same.
-/// Missing and unexpected properties point at the property, not its parent.
-pub fn describe_violation(error: &jsonschema::ValidationError<'_>) -> (String, String) {
-    let mut path = error.instance_path().as_str().to_string();
-    let field = path.rsplit('/').next().unwrap_or_default().to_string();
-    let message = match error.kind() {
-        ValidationErrorKind::Required { property } => {
-            let name = property.as_str().unwrap_or_default();
-            path = format!("{path}/{name}");
-            wording::required(name)
-        }
-        ValidationErrorKind::AdditionalProperties { unexpected } => {
-            if let Some(first) = unexpected.first() {
-                path = format!("{path}/{first}");
-            }
-            format!("unknown field {}", unexpected.join(", "))
-        }
-        ValidationErrorKind::MinLength { .. } if error.instance().as_str() == Some("") => {
-            wording::empty(&field)
-        }
-        ValidationErrorKind::MinLength { limit } => wording::too_short(&field, *limit),
-        ValidationErrorKind::MaxLength { limit } => wording::too_long(&field, *limit),
-        ValidationErrorKind::Pattern { pattern } => wording::mismatch(&field, pattern),
-        ValidationErrorKind::Minimum { limit } => wording::below(&field, limit),
-        ValidationErrorKind::Maximum { limit } => wording::above(&field, limit),
-        _ => error.to_string(),
-    };
-    (path, message)
 }
 
 /// JSON pointer to the first number that is not an exact integer in `i64` or
@@ -346,15 +321,6 @@ fn inexact_integer_path(value: &Value) -> Option<String> {
             .enumerate()
             .find_map(|(i, v)| inexact_integer_path(v).map(|rest| format!("/{i}{rest}"))),
         _ => None,
-    }
-}
-
-/// `text` cut to `max_chars` characters (with an ellipsis), for messages
-/// that quote untrusted input.
-pub fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
     }
 }
 
@@ -377,6 +343,22 @@ impl Encoded {
             json: encode_json(message),
             proto: encode_proto(message),
         }
+    }
+}
+
+/// The WebSocket frame carrying `encoded` in `encoding` (no copy).
+pub fn frame(encoded: &Encoded, encoding: Encoding) -> Message {
+    match encoding {
+        Encoding::Proto => Message::Binary(encoded.proto.clone()),
+        _ => Message::Text(encoded.json.clone()),
+    }
+}
+
+/// Encodes a message for one client only (replies, acknowledgements).
+pub fn encode_frame(message: &ServerMessage, encoding: Encoding) -> Message {
+    match encoding {
+        Encoding::Proto => Message::Binary(encode_proto(message)),
+        _ => Message::Text(encode_json(message)),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod codegen;
+pub mod decode;
 pub mod json_enum;
 pub mod schema;
 pub mod validate;

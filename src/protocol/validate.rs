@@ -1,10 +1,21 @@
-//! Constraint checks for decoded protobuf messages.
+//! Rule checks for decoded protobuf messages, worded once for both encodings.
 //!
-//! JSON frames are checked by the JSON Schema; protobuf frames never pass
+//! The rules are standard `buf.validate` options in `proto/`. JSON frames are
+//! checked by the JSON Schema generated from them; protobuf frames never pass
 //! through JSON, so `build.rs` generates a [`Validate`] impl per message from
-//! the same `(tourcast.v1.rules)` options. Paths are JSON pointers with the
-//! JSON field names, so both encodings report the same `path` for the same
-//! mistake.
+//! the same options, calling the `check_*` functions below. Paths are JSON
+//! pointers with the JSON field names, and [`wording`] words both sides, so a
+//! mistake gets the same `path` and message in either encoding.
+//!
+//! Why not `prost-protovalidate-build`, which generates such impls from the
+//! same options: its types crate runs `protoc` in its build script, so the
+//! gateway would no longer build on a machine without `protoc` (measured: a
+//! clean build fails with "Could not find `protoc`"), and its violations
+//! carry rule ids but, without reflection, not the limits the protocol's
+//! error messages quote. The generated code here covers the subset of
+//! `buf.validate` the protocol uses (string lengths and patterns, integer
+//! bounds, `required`, defined enum values); `build.rs` refuses any other
+//! rule rather than ignore it.
 
 use regex::Regex;
 

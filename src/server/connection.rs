@@ -30,12 +30,12 @@ use tokio::time::{MissedTickBehavior, interval_at};
 use uuid::Uuid;
 
 use super::AppState;
-use super::commands;
+use super::commands::{self, ErrorReply};
 use super::limits::ConnectionSlot;
 use crate::auth::Identity;
 use crate::hub::outbox::{self, Outbound};
-use crate::hub::{ClientHandle, Disconnect, Subscriptions, encode_frame};
-use crate::protocol::codec::{DecodeError, Encoding};
+use crate::hub::{ClientHandle, Disconnect, Subscriptions};
+use crate::protocol::codec::Encoding;
 use crate::protocol::v1::{Connection, ErrorCode};
 use crate::protocol::{PROTOCOL, ServerMessage};
 use crate::state::rfc3339;
@@ -172,7 +172,7 @@ impl Handler {
             epoch: self.state.engine.epoch().to_string(),
             timestamp: rfc3339(Utc::now()),
         });
-        self.client.offer(encode_frame(&greeting, self.encoding));
+        self.client.send(&greeting);
         self.state.engine.connect(&self.client, &self.subs);
         // Shutdown kicks every connection the hub lists; one that registered
         // just after that sweep sees the cancelled token here instead.
@@ -375,15 +375,13 @@ impl Handler {
             if self.flood_strikes >= self.state.settings.flood_limit {
                 return Some(Disconnect::PolicyViolation);
             }
-            self.reply_error(DecodeError {
-                code: ErrorCode::RateLimited,
-                message: format!(
+            self.reply_error(ErrorReply::new(
+                ErrorCode::RateLimited,
+                format!(
                     "more than {} messages per second; slow down or be disconnected",
                     self.state.settings.rate_limit
                 ),
-                path: None,
-                request_id: None,
-            });
+            ));
             return None;
         }
         self.flood_strikes = 0;
@@ -400,17 +398,14 @@ impl Handler {
             }
         };
         if payload.len() > self.state.settings.max_message_bytes {
-            let error = DecodeError {
-                code: ErrorCode::TooLarge,
-                message: format!(
+            self.reply_error(ErrorReply::new(
+                ErrorCode::TooLarge,
+                format!(
                     "message of {} bytes exceeds the limit of {} bytes",
                     payload.len(),
                     self.state.settings.max_message_bytes
                 ),
-                path: None,
-                request_id: None,
-            };
-            self.reply_error(error);
+            ));
             return None;
         }
         match self.state.codec.decode(self.encoding, payload) {
@@ -424,14 +419,14 @@ impl Handler {
                 };
                 self.waiting = commands::apply(message, &mut context).map(Box::new);
             }
-            Err(error) => self.reply_error(error),
+            Err(error) => self.reply_error(error.into()),
         }
         None
     }
 
-    fn reply_error(&self, error: DecodeError) {
+    fn reply_error(&self, error: ErrorReply) {
         tracing::debug!(conn = self.client.id(), code = ?error.code, message = %error.message, "refused client message");
-        commands::send_error(&self.client, &error);
+        error.send(&self.client);
     }
 }
 
@@ -445,13 +440,8 @@ async fn wait_for(
     }
 }
 
-fn unsupported(message: &str) -> DecodeError {
-    DecodeError {
-        code: ErrorCode::UnsupportedEncoding,
-        message: message.to_string(),
-        path: None,
-        request_id: None,
-    }
+fn unsupported(message: &str) -> ErrorReply {
+    ErrorReply::new(ErrorCode::UnsupportedEncoding, message)
 }
 
 /// The close reason for a read error that is the client's fault (an

@@ -3,8 +3,10 @@
 //! Booking and catalog services publish availability events as JSON (the
 //! SPEC's shapes, validated against the generated publisher-event schema) or
 //! as protobuf `tourcast.v1.AvailabilityEvent` (content type
-//! `application/x-protobuf`, checked by the generated [`Validate`] impl,
-//! which carries the same rules). Anything that does not decode or validate
+//! `application/x-protobuf`, checked by the generated `buf.validate` impl,
+//! which carries the same rules), through the same
+//! [decode pipeline](crate::protocol::decode) as client frames. Anything that
+//! does not decode or validate
 //! becomes a [`PoisonError`] naming why, with the `eventId` when it could be
 //! read, so that the consumer can log and count it and move on.
 //!
@@ -12,16 +14,15 @@
 //! over the size limit are refused before they are parsed.
 
 use chrono::{DateTime, Duration, Utc};
-use jsonschema::Validator;
-use prost::Message as _;
 use serde_json::Value;
 use thiserror::Error;
 
 use super::{EventKind, SourceEvent};
-use crate::protocol::codec::{describe_violation, truncate};
+use crate::protocol::decode::{self, Refusal, Rules, truncate};
 use crate::protocol::schema;
 use crate::protocol::v1::AvailabilityEvent;
-use crate::protocol::validate::Validate;
+
+pub use crate::protocol::decode::SchemaError;
 
 /// Content type of protobuf-encoded events.
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
@@ -31,14 +32,11 @@ pub const JSON_CONTENT_TYPE: &str = "application/json";
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024;
 
 /// How far in the future a publisher's timestamp may be before it is
-/// replaced by the receipt time. The engine drops events older than a tour's
-/// state, so one event stamped a day ahead (a publisher with a skewed clock)
-/// would otherwise freeze that tour for a day.
+/// replaced by the receipt time: clients show it, and a page should not say
+/// "updated tomorrow" because of one publisher's clock.
 const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 /// Longest `eventId` copied into a poison report (the schema's own limit).
 const MAX_REPORTED_ID: usize = 128;
-/// Longest explanation kept from a parser or validator message.
-const MAX_DETAIL: usize = 200;
 
 /// Why a payload was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -105,10 +103,19 @@ impl PoisonError {
     }
 }
 
-/// The generated publisher-event schema did not compile (a build bug).
-#[derive(Debug, Error)]
-#[error("the generated availability-event schema does not compile: {0}")]
-pub struct SchemaError(String);
+impl From<Refusal> for PoisonReason {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::MalformedJson(detail) => PoisonReason::MalformedJson(detail),
+            Refusal::MalformedProtobuf(detail) => PoisonReason::MalformedProtobuf(detail),
+            Refusal::NotAnObject => PoisonReason::NotAnObject,
+            Refusal::Invalid(violation) => PoisonReason::Invalid {
+                path: violation.path,
+                message: violation.message,
+            },
+        }
+    }
+}
 
 /// One received message, as the transport saw it.
 #[derive(Debug, Clone, Copy)]
@@ -127,7 +134,7 @@ pub struct Incoming<'a> {
 /// Decodes publisher payloads. Build one at start-up (it compiles the
 /// schema) and reuse it for every message.
 pub struct PublisherDecoder {
-    validator: Validator,
+    rules: Rules,
     max_bytes: usize,
 }
 
@@ -142,12 +149,8 @@ impl std::fmt::Debug for PublisherDecoder {
 impl PublisherDecoder {
     /// Compiles the publisher-event schema; payloads over `max_bytes` are refused unread.
     pub fn new(max_bytes: usize) -> Result<Self, SchemaError> {
-        let validator = jsonschema::draft202012::new(&schema::availability_event())
-            .map_err(|e| SchemaError(e.to_string()))?;
-        Ok(PublisherDecoder {
-            validator,
-            max_bytes,
-        })
+        let rules = Rules::compile("AvailabilityEvent", schema::availability_event())?;
+        Ok(PublisherDecoder { rules, max_bytes })
     }
 
     /// The size limit.
@@ -172,7 +175,7 @@ impl PublisherDecoder {
             ));
         }
         let event = if is_protobuf(message.content_type) {
-            decode_proto(message.payload)?
+            self.decode_proto(message.payload)?
         } else {
             self.decode_json(message.payload)?
         };
@@ -180,33 +183,31 @@ impl PublisherDecoder {
     }
 
     fn decode_json(&self, payload: &[u8]) -> Result<AvailabilityEvent, PoisonError> {
-        let value: Value = serde_json::from_slice(payload).map_err(|e| {
-            PoisonError::new(
-                None,
-                PoisonReason::MalformedJson(truncate(&e.to_string(), MAX_DETAIL)),
-            )
-        })?;
-        let Value::Object(object) = &value else {
-            return Err(PoisonError::new(None, PoisonReason::NotAnObject));
-        };
-        let event_id = object
+        let value = decode::parse_object(payload).map_err(|r| PoisonError::new(None, r.into()))?;
+        let event_id = value
             .get("eventId")
             .and_then(Value::as_str)
             .map(|id| truncate(id, MAX_REPORTED_ID));
-        if let Some(error) = self.validator.iter_errors(&value).next() {
-            return Err(PoisonError::new(event_id, schema_violation(&error)));
-        }
-        serde_json::from_value(value).map_err(|e| {
-            // The schema accepted what serde refused: they disagree, which is
-            // a bug, but still the publisher's message that cannot be used.
-            PoisonError::new(
+        let checked = self.rules.check_json(&value).map_err(Refusal::Invalid);
+        checked
+            .and_then(|()| decode::typed(value))
+            .map_err(|r| PoisonError::new(event_id, r.into()))
+    }
+
+    fn decode_proto(&self, payload: &[u8]) -> Result<AvailabilityEvent, PoisonError> {
+        let event: AvailabilityEvent =
+            decode::decode_proto(payload).map_err(|r| PoisonError::new(None, r.into()))?;
+        if let Err(violation) = self.rules.check_proto(&event) {
+            let event_id = event
+                .event_id
+                .as_deref()
+                .map(|id| truncate(id, MAX_REPORTED_ID));
+            return Err(PoisonError::new(
                 event_id,
-                PoisonReason::Invalid {
-                    path: String::new(),
-                    message: truncate(&e.to_string(), MAX_DETAIL),
-                },
-            )
-        })
+                Refusal::Invalid(violation).into(),
+            ));
+        }
+        Ok(event)
     }
 }
 
@@ -244,29 +245,6 @@ fn sniff_event_id(payload: &[u8]) -> Option<String> {
     let id = &value[..value.find('"')?];
     let plain = !id.is_empty() && id.chars().all(|c| c != '\\' && !c.is_control());
     plain.then(|| truncate(id, MAX_REPORTED_ID))
-}
-
-fn decode_proto(payload: &[u8]) -> Result<AvailabilityEvent, PoisonError> {
-    let event = AvailabilityEvent::decode(payload).map_err(|e| {
-        PoisonError::new(
-            None,
-            PoisonReason::MalformedProtobuf(truncate(&e.to_string(), MAX_DETAIL)),
-        )
-    })?;
-    if let Err(violation) = event.validate("") {
-        let event_id = event
-            .event_id
-            .as_deref()
-            .map(|id| truncate(id, MAX_REPORTED_ID));
-        return Err(PoisonError::new(
-            event_id,
-            PoisonReason::Invalid {
-                path: violation.path,
-                message: violation.message,
-            },
-        ));
-    }
-    Ok(event)
 }
 
 fn into_source_event(
@@ -328,17 +306,10 @@ fn into_source_event(
     })
 }
 
-fn schema_violation(error: &jsonschema::ValidationError<'_>) -> PoisonReason {
-    // Worded and pointed exactly as client errors are.
-    let (path, message) = describe_violation(error);
-    PoisonReason::Invalid {
-        path,
-        message: truncate(&message, MAX_DETAIL),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use prost::Message as _;
+
     use super::*;
 
     fn decoder() -> PublisherDecoder {

@@ -4,17 +4,18 @@
 
 mod ping;
 mod refresh;
+mod reply;
 mod subscribe;
 mod unsubscribe;
 
+pub use reply::ErrorReply;
 pub use subscribe::Recovering;
 
 use crate::auth::{Authenticator, Identity};
 use crate::engine::Engine;
-use crate::hub::{ClientHandle, Subscriptions, encode_frame};
+use crate::hub::{ClientHandle, Subscriptions};
 use crate::protocol::ClientMessage;
-use crate::protocol::codec::DecodeError;
-use crate::telemetry::{CLIENT_ERRORS, CLIENT_MESSAGES};
+use crate::telemetry::CLIENT_MESSAGES;
 
 /// What a command may touch: the engine, the verifier, and its own connection.
 pub struct Context<'a> {
@@ -47,15 +48,4 @@ pub fn apply(message: ClientMessage, context: &mut Context<'_>) -> Option<Recove
         ClientMessage::Refresh(m) => refresh::Refresh::parse(m).apply(context),
     }
     None
-}
-
-/// Sends an `error` reply and counts it by code.
-pub fn send_error(client: &ClientHandle, error: &DecodeError) {
-    let code = error
-        .code
-        .as_str_name()
-        .trim_start_matches("ERROR_CODE_")
-        .to_ascii_lowercase();
-    metrics::counter!(CLIENT_ERRORS, "code" => code).increment(1);
-    client.offer(encode_frame(&error.to_reply(), client.encoding()));
 }

@@ -3,7 +3,6 @@
 use chrono::Utc;
 
 use super::Context;
-use crate::hub::encode_frame;
 use crate::protocol::{ServerMessage, v1};
 use crate::state::rfc3339;
 
@@ -26,8 +25,6 @@ impl Ping {
             request_id: self.request_id,
             timestamp: rfc3339(Utc::now()),
         });
-        context
-            .client
-            .offer(encode_frame(&pong, context.client.encoding()));
+        context.client.send(&pong);
     }
 }

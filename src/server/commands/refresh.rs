@@ -1,9 +1,7 @@
 //! `refresh` → `refreshed`: swaps the connection's token before it expires.
 
-use super::{Context, send_error};
-use crate::hub::encode_frame;
+use super::{Context, ErrorReply};
 use crate::protocol::ServerMessage;
-use crate::protocol::codec::DecodeError;
 use crate::protocol::v1::{self, ErrorCode};
 use crate::state::rfc3339;
 
@@ -25,29 +23,28 @@ impl Refresh {
     /// Verifies the token; on success the connection runs on it (new expiry,
     /// new permissions). A bad token changes nothing: the old one stays.
     pub fn apply(self, context: &mut Context<'_>) {
-        let refusal = |code: ErrorCode, message: &str| DecodeError {
-            code,
-            message: message.to_string(),
-            path: Some("/token".into()),
-            request_id: self.request_id.clone(),
+        let refusal = |code: ErrorCode, message: &str| {
+            ErrorReply::new(code, message)
+                .at("/token")
+                .answering(self.request_id.clone())
         };
         if !context.auth.enabled() {
             let error = refusal(
                 ErrorCode::Forbidden,
                 "authentication is not enabled on this server",
             );
-            return send_error(context.client, &error);
+            return error.send(context.client);
         }
         let identity = match context.auth.authenticate(Some(&self.token)) {
             Ok(identity) if identity.subject == context.identity.subject => identity,
             Ok(_) => {
                 let error = refusal(ErrorCode::Unauthorized, "the token is for another subject");
-                return send_error(context.client, &error);
+                return error.send(context.client);
             }
             Err(reason) => {
                 tracing::debug!(conn = context.client.id(), %reason, "refresh refused");
                 let error = refusal(ErrorCode::Unauthorized, "invalid token");
-                return send_error(context.client, &error);
+                return error.send(context.client);
             }
         };
         if identity.permissions != context.identity.permissions {
@@ -63,8 +60,6 @@ impl Refresh {
             expires_at,
             request_id: self.request_id,
         });
-        context
-            .client
-            .offer(encode_frame(&reply, context.client.encoding()));
+        context.client.send(&reply);
     }
 }

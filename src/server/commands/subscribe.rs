@@ -6,10 +6,9 @@
 
 use futures_util::future::BoxFuture;
 
-use super::{Context, send_error};
+use super::{Context, ErrorReply};
 use crate::engine::{LogError, LogRange, Subscribing};
 use crate::hub::Target;
-use crate::protocol::codec::DecodeError;
 use crate::protocol::v1::{self, ErrorCode, StreamPosition};
 use crate::source::SourceEvent;
 
@@ -70,18 +69,17 @@ impl Subscribe {
     /// Registers the subscription and queues the acknowledgement and state,
     /// unless the log must be read first.
     pub fn apply(self, context: &mut Context<'_>) -> Option<Recovering> {
-        let refusal = |message: String| DecodeError {
-            code: ErrorCode::Forbidden,
-            message,
-            path: Some("/tourId".into()),
-            request_id: self.request_id.clone(),
+        let refusal = |message: String| {
+            ErrorReply::new(ErrorCode::Forbidden, message)
+                .at("/tourId")
+                .answering(self.request_id.clone())
         };
         // "*" is always allowed: for a restricted token it means "my tours".
         if let Target::Tour(tour_id) = &self.target
             && !context.subs.permissions().allows(tour_id)
         {
             let error = refusal(format!("not allowed to subscribe to {tour_id}"));
-            send_error(context.client, &error);
+            error.send(context.client);
             return None;
         }
         let result = context.engine.subscribe(
@@ -107,13 +105,10 @@ impl Subscribe {
                 subscribe: self,
             }),
             Err(error) => {
-                let error = DecodeError {
-                    code: ErrorCode::Forbidden,
-                    message: error.to_string(),
-                    path: Some("/tourId".into()),
-                    request_id: self.request_id.clone(),
-                };
-                send_error(context.client, &error);
+                ErrorReply::new(ErrorCode::Forbidden, error.to_string())
+                    .at("/tourId")
+                    .answering(self.request_id.clone())
+                    .send(context.client);
                 None
             }
         }

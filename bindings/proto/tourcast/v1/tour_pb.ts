@@ -6,14 +6,14 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import { file_tourcast_v1_options } from "./options_pb.js";
+import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file tourcast/v1/tour.proto.
  */
 export const file_tourcast_v1_tour: GenFile = /*@__PURE__*/
-  fileDesc("ChZ0b3VyY2FzdC92MS90b3VyLnByb3RvEgt0b3VyY2FzdC52MSK/AQoJVG91clN0YXRlEhkKB3RvdXJfaWQYASABKAlCCMrzGAQIARBAEh8KCXRvdXJfbmFtZRgCIAEoCUIHyvMYAxCAAkgAiAEBEhcKD2F2YWlsYWJsZV9zZWF0cxgDIAEoDRIbCg5tYXhfZ3JvdXBfc2l6ZRgEIAEoDUgBiAEBEgsKA3NlcRgFIAEoBBISCgp1cGRhdGVkX2F0GAYgASgJQgwKCl90b3VyX25hbWVCEQoPX21heF9ncm91cF9zaXplIkoKDlN0cmVhbVBvc2l0aW9uEisKBWVwb2NoGAEgASgJQhzK8xgYCAEQQBoSXltBLVphLXowLTlfLjotXSskEgsKA3NlcRgCIAEoBGIGcHJvdG8z", [file_tourcast_v1_options]);
+  fileDesc("ChZ0b3VyY2FzdC92MS90b3VyLnByb3RvEgt0b3VyY2FzdC52MSLBAQoJVG91clN0YXRlEhoKB3RvdXJfaWQYASABKAlCCbpIBnIEEAEYQBIgCgl0b3VyX25hbWUYAiABKAlCCLpIBXIDGIACSACIAQESFwoPYXZhaWxhYmxlX3NlYXRzGAMgASgNEhsKDm1heF9ncm91cF9zaXplGAQgASgNSAGIAQESCwoDc2VxGAUgASgEEhIKCnVwZGF0ZWRfYXQYBiABKAlCDAoKX3RvdXJfbmFtZUIRCg9fbWF4X2dyb3VwX3NpemUiSwoOU3RyZWFtUG9zaXRpb24SLAoFZXBvY2gYASABKAlCHbpIGnIYEAEYQDISXltBLVphLXowLTlfLjotXSskEgsKA3NlcRgCIAEoBGIGcHJvdG8z", [file_buf_validate_validate]);
 
 /**
  * The current availability of one tour, as held by the gateway.
