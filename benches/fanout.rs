@@ -23,10 +23,10 @@ use axum::extract::ws::Message;
 use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use tourcast::engine::{ApplyOutcome, Engine, EngineConfig};
+use tourcast::event::{EventKind, SourceEvent};
 use tourcast::hub::{ClientHandle, Hub, Subscriptions, Target, outbox};
 use tourcast::protocol::codec::{Encoded, Encoding};
 use tourcast::protocol::{ServerMessage, v1};
-use tourcast::source::{EventKind, SourceEvent};
 
 const RECIPIENTS: [usize; 2] = [1_000, 10_000];
 /// The gateway's default `--outbound-queue`.

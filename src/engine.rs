@@ -23,13 +23,14 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::auth::Permissions;
+use crate::event::SourceEvent;
 use crate::hub::{ClientHandle, Disconnect, Hub, Offer, Subscriptions, Target};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
 use crate::protocol::v1::{Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed};
-use crate::source::SourceEvent;
-use crate::state::{Applied, Recovery, Scope, TourBook, rfc3339};
-use crate::telemetry::{FANOUT_SECONDS, event_outcome};
+use crate::state::{Applied, Recovery, Scope, TourBook};
+use crate::telemetry::FANOUT_SECONDS;
+use crate::time::rfc3339;
 
 /// The result of [`Engine::apply`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +103,8 @@ pub struct LogRange {
 /// Log reads one recovery may take before settling for a snapshot.
 const MAX_LOG_ROUNDS: u32 = 3;
 
-/// Event counters, by outcome.
+/// Event counters, by outcome: the one count, which `/metrics` renders as
+/// `tourcast_events_total{outcome}` (sources add `poison` themselves).
 #[derive(Debug, Default)]
 pub struct EngineStats {
     /// Events applied and fanned out.
@@ -224,24 +226,54 @@ impl Engine {
     /// client: a source may acknowledge its input as soon as this returns.
     pub fn apply(&self, event: SourceEvent) -> ApplyOutcome {
         let started = Instant::now();
-        let tour_id = event.tour_id.clone();
+        let book = self.book.lock();
+        self.apply_locked(book, event, started)
+    }
+
+    /// Applies an event read from the durable log at `offset`: its `seq`
+    /// is the position `offset + 1`, checked against the book in the same
+    /// step. A position the book has passed (a stream deleted and
+    /// recreated, whose offsets restarted) cannot be a `seq`; the book
+    /// numbers that event itself rather than drop it.
+    pub fn apply_logged(&self, mut event: SourceEvent, offset: u64) -> ApplyOutcome {
+        let started = Instant::now();
+        let book = self.book.lock();
+        let position = offset + 1;
+        event.position = (position > book.last_seq()).then_some(position);
+        self.apply_locked(book, event, started)
+    }
+
+    /// Seeds tours the book does not know yet as base state (from a catalog
+    /// service, say), atomically: no event is numbered or sent, so every
+    /// `seq` stays a log position. Returns how many were new.
+    pub fn seed(&self, tours: impl IntoIterator<Item = TourState>) -> usize {
         let mut book = self.book.lock();
+        tours
+            .into_iter()
+            .filter(|tour| book.seed(tour.clone()))
+            .count()
+    }
+
+    fn apply_locked(
+        &self,
+        mut book: parking_lot::MutexGuard<'_, TourBook>,
+        event: SourceEvent,
+        started: Instant,
+    ) -> ApplyOutcome {
+        let tour_id = event.tour_id.clone();
         match book.apply(event) {
             Applied::Fresh { seq, message } => {
                 let recipients = self.hub.publish(&tour_id, &message);
                 drop(book);
                 metrics::histogram!(FANOUT_SECONDS).record(started.elapsed().as_secs_f64());
-                event_outcome("applied");
                 self.stats.applied.fetch_add(1, Ordering::Relaxed);
                 ApplyOutcome::Applied { seq, recipients }
             }
             Applied::Duplicate => {
-                event_outcome("duplicate");
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 ApplyOutcome::Duplicate
             }
             Applied::Stale => {
-                event_outcome("stale");
                 self.stats.stale.fetch_add(1, Ordering::Relaxed);
                 ApplyOutcome::Stale
             }

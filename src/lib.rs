@@ -2,7 +2,8 @@
 //! RabbitMQ events into typed WebSocket pushes.
 //!
 //! The parts, in the order data flows through them:
-//! - [`source`]: where events come from (the demo feed, RabbitMQ);
+//! - [`source`]: where events come from (the demo feed, RabbitMQ), each
+//!   turned into an [`event`];
 //! - [`engine`]: applies events to the [`state`] (tour book: current state,
 //!   history, duplicate filter) and fans them out through the [`hub`]
 //!   (who is subscribed to what, bounded per-connection queues);
@@ -11,14 +12,17 @@
 //!   that validates every client frame before it is routed;
 //! - [`auth`]: JWT verification and per-tour permissions;
 //! - [`telemetry`]: Prometheus metric names and the recorder;
-//! - [`config`]: every setting, from flags or the environment.
+//! - [`config`]: every setting, from flags or the environment;
+//! - [`time`]: timestamps as the protocol writes them.
 
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod event;
 pub mod hub;
 pub mod protocol;
 pub mod server;
 pub mod source;
 pub mod state;
 pub mod telemetry;
+pub mod time;

@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use common::{Client, Encoding, TestServer, event, http_get, updated};
 use tourcast::engine::ApplyOutcome;
-use tourcast::source::{EventKind, SourceState};
+use tourcast::event::EventKind;
+use tourcast::source::SourceState;
 
 #[tokio::test]
 async fn greets_with_the_connection_message_in_each_encoding() {

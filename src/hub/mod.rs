@@ -25,7 +25,6 @@ use tokio::sync::mpsc;
 
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::{Encoded, Encoding, encode_frame, frame};
-use crate::telemetry as metrics_names;
 
 pub use kick::Disconnect;
 pub use subscriptions::{Subscriptions, Target};
@@ -109,7 +108,8 @@ impl ClientHandle {
     }
 }
 
-/// Delivery counters, read by `/metrics` and tests.
+/// Delivery counters: the one count, which `/metrics` renders as
+/// `tourcast_deliveries_total` and `tourcast_slow_client_disconnects_total`.
 #[derive(Debug, Default)]
 pub struct HubStats {
     /// Frames queued to clients.
@@ -251,17 +251,12 @@ impl Hub {
         self.stats
             .slow_disconnects
             .fetch_add(slow, Ordering::Relaxed);
-        metrics::counter!(metrics_names::DELIVERIES).increment(queued as u64);
-        if slow > 0 {
-            metrics::counter!(metrics_names::SLOW_DISCONNECTS).increment(slow);
-        }
         queued
     }
 
     /// Counts a slow client found outside `publish` (e.g. while replaying).
     pub fn count_slow(&self) {
         self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(metrics_names::SLOW_DISCONNECTS).increment(1);
     }
 
     /// Delivery counters.

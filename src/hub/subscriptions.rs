@@ -87,11 +87,6 @@ impl Subscriptions {
         revoked
     }
 
-    /// Whether the connection still gets everything because it never subscribed.
-    pub fn is_implicit(&self) -> bool {
-        !self.explicit
-    }
-
     /// The hub registrations matching this state.
     pub fn effective(&self) -> Vec<Target> {
         let covers_all = !self.explicit || self.all;

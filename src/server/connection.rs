@@ -38,8 +38,8 @@ use crate::hub::{ClientHandle, Disconnect, Subscriptions};
 use crate::protocol::codec::Encoding;
 use crate::protocol::v1::{Connection, ErrorCode};
 use crate::protocol::{PROTOCOL, ServerMessage};
-use crate::state::rfc3339;
 use crate::telemetry::{CONNECTIONS_OPEN, CONNECTIONS_TOTAL, DISCONNECTS, RATE_LIMITED};
+use crate::time::rfc3339;
 
 /// Keep-alive pings that may go unanswered before the connection is closed.
 const MAX_MISSED_PONGS: u32 = 2;
@@ -89,7 +89,7 @@ enum Wake {
     Inbound(Option<Result<Message, axum::Error>>),
     KeepaliveTick,
     TokenExpired,
-    Recovered(Result<Vec<crate::source::SourceEvent>, crate::engine::LogError>),
+    Recovered(Result<Vec<crate::event::SourceEvent>, crate::engine::LogError>),
 }
 
 /// Runs one accepted connection.
@@ -433,7 +433,7 @@ impl Handler {
 /// The result of the waiting command's read; pending when none waits.
 async fn wait_for(
     waiting: &mut Option<Box<commands::Recovering>>,
-) -> Result<Vec<crate::source::SourceEvent>, crate::engine::LogError> {
+) -> Result<Vec<crate::event::SourceEvent>, crate::engine::LogError> {
     match waiting {
         Some(waiting) => waiting.read().await,
         None => std::future::pending().await,

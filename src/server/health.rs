@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::source::SourceState;
-use crate::state::rfc3339;
+use crate::telemetry::{DELIVERIES, EVENTS, SLOW_DISCONNECTS};
+use crate::time::rfc3339;
 
 /// Liveness: 200 while the process serves, whatever RabbitMQ does.
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
@@ -32,13 +33,36 @@ pub async fn metrics(
 ) -> (StatusCode, [(header::HeaderName, &'static str); 1], String) {
     let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
     match &state.metrics {
-        Some(handle) => (StatusCode::OK, content_type, handle.render()),
+        Some(handle) => {
+            publish_counts(&state);
+            (StatusCode::OK, content_type, handle.render())
+        }
         None => (
             StatusCode::NOT_FOUND,
             content_type,
             "metrics are not enabled\n".into(),
         ),
     }
+}
+
+/// Copies the engine's and the hub's own counters into the recorder, so
+/// that each count is kept once (the stats channel reads the same ones).
+fn publish_counts(state: &AppState) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let engine = state.engine.stats();
+    for (outcome, count) in [
+        ("applied", &engine.applied),
+        ("duplicate", &engine.duplicates),
+        ("stale", &engine.stale),
+    ] {
+        let count = count.load(Relaxed);
+        if count > 0 {
+            metrics::counter!(EVENTS, "outcome" => outcome).absolute(count);
+        }
+    }
+    let hub = state.engine.hub().stats();
+    metrics::counter!(DELIVERIES).absolute(hub.delivered.load(Relaxed));
+    metrics::counter!(SLOW_DISCONNECTS).absolute(hub.slow_disconnects.load(Relaxed));
 }
 
 /// Readiness: 200 when the event source is live, 503 otherwise.

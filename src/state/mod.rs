@@ -14,15 +14,14 @@ mod recent_ids;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
 use crate::auth::Permissions;
+use crate::event::{EventKind, SourceEvent};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
 use crate::protocol::v1::{
     AvailabilityLow, AvailabilityUpdated, LowAvailability, TourAvailability, TourState,
 };
-use crate::source::{EventKind, SourceEvent};
+use crate::time::rfc3339;
 
 use recent_ids::RecentIds;
 
@@ -220,6 +219,26 @@ impl TourBook {
         Applied::Fresh { seq, message }
     }
 
+    /// Adds `state` as a tour's base state if the book does not know the
+    /// tour; it carries no event, no history, and `seq` 0 ("before the
+    /// log"). Returns whether it was added.
+    pub fn seed(&mut self, state: TourState) -> bool {
+        if self.tours.contains_key(&state.tour_id) {
+            return false;
+        }
+        let state = TourState { seq: 0, ..state };
+        self.tours.insert(
+            state.tour_id.clone(),
+            TourEntry {
+                state,
+                version: None,
+                history: VecDeque::new(),
+                evicted_through: 0,
+            },
+        );
+        true
+    }
+
     /// Remembers a log position that was not applied.
     fn skip(&mut self, position: Option<u64>) {
         if let Some(position) = position {
@@ -337,15 +356,10 @@ fn event_message(event: &SourceEvent, state: &TourState) -> ServerMessage {
     }
 }
 
-/// RFC 3339 with milliseconds and `Z`, as the platform's services write it.
-pub fn rfc3339(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Duration;
+    use chrono::{DateTime, Duration, Utc};
 
     fn event(tour: &str, seats: u32, at: DateTime<Utc>) -> SourceEvent {
         SourceEvent {

@@ -25,11 +25,12 @@ use tokio_util::sync::CancellationToken;
 
 use tourcast::auth::{AuthConfig, Authenticator};
 use tourcast::engine::{Engine, EngineConfig};
+use tourcast::event::{EventKind, SourceEvent};
 use tourcast::protocol::codec::decode_server_proto;
 use tourcast::protocol::v1;
 use tourcast::server::limits::ConnectionLimit;
 use tourcast::server::{AppState, ServerSettings};
-use tourcast::source::{EventKind, SourceEvent, SourceState, SourceStatus};
+use tourcast::source::{SourceState, SourceStatus};
 
 /// How long a test waits for any single expected frame.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);

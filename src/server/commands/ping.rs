@@ -4,7 +4,7 @@ use chrono::Utc;
 
 use super::Context;
 use crate::protocol::{ServerMessage, v1};
-use crate::state::rfc3339;
+use crate::time::rfc3339;
 
 /// A liveness check.
 pub struct Ping {

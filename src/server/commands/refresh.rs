@@ -3,7 +3,7 @@
 use super::{Context, ErrorReply};
 use crate::protocol::ServerMessage;
 use crate::protocol::v1::{self, ErrorCode};
-use crate::state::rfc3339;
+use crate::time::rfc3339;
 
 /// A fresh access token for this connection.
 pub struct Refresh {

@@ -8,9 +8,9 @@ use futures_util::future::BoxFuture;
 
 use super::{Context, ErrorReply};
 use crate::engine::{LogError, LogRange, Subscribing};
+use crate::event::SourceEvent;
 use crate::hub::Target;
 use crate::protocol::v1::{self, ErrorCode, StreamPosition};
-use crate::source::SourceEvent;
 
 /// A subscribe waiting for its log read.
 pub struct Recovering {

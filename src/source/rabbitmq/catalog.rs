@@ -9,23 +9,21 @@
 //! that is down or returns garbage is logged and retried; it never stops the
 //! gateway.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::redact_url;
-use crate::engine::{ApplyOutcome, Engine};
-use crate::protocol::v1::AvailabilityEvent;
+use crate::engine::Engine;
+use crate::protocol::v1::{AvailabilityEvent, TourState};
 use crate::protocol::validate::Validate as _;
-use crate::source::{EventKind, SourceEvent};
 use crate::telemetry as metric;
+use crate::time::rfc3339;
 
 /// Largest catalog response read.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -178,7 +176,6 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<CatalogTour>, 
 pub(super) async fn bootstrap(
     config: CatalogConfig,
     engine: Arc<Engine>,
-    gate: Arc<Mutex<()>>,
     mut caught_up: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) {
@@ -212,34 +209,22 @@ pub(super) async fn bootstrap(
         _ = caught_up.wait_for(|caught_up| *caught_up) => {}
         _ = tokio::time::sleep(WAIT_FOR_STREAM) => {}
     }
-    let seeded = seed(&engine, &gate, tours, Utc::now());
+    let seeded = seed(&engine, tours, Utc::now());
     metrics::gauge!(metric::CATALOG_TOURS).set(seeded as f64);
     tracing::info!(%url, tours = seeded, "catalog loaded");
 }
 
-/// Applies the catalog's tours that the engine does not know yet.
-fn seed(engine: &Engine, gate: &Mutex<()>, tours: Vec<CatalogTour>, now: DateTime<Utc>) -> usize {
-    let _gate = gate.lock();
-    let known: HashSet<String> = engine.tours().into_iter().map(|t| t.tour_id).collect();
-    let mut seeded = 0;
-    for tour in tours.into_iter().filter(|t| !known.contains(&t.id)) {
-        let event = SourceEvent {
-            kind: EventKind::Updated,
-            event_id: None,
-            tour_id: tour.id,
-            tour_name: tour.name,
-            available_seats: tour.available_seats,
-            max_group_size: tour.max_group_size,
-            threshold: None,
-            timestamp: tour.updated_at.unwrap_or(now).min(now),
-            version: None,
-            position: None,
-        };
-        if matches!(engine.apply(event), ApplyOutcome::Applied { .. }) {
-            seeded += 1;
-        }
-    }
-    seeded
+/// Seeds the catalog's tours that the engine does not know yet, as base
+/// state (see [`Engine::seed`]).
+fn seed(engine: &Engine, tours: Vec<CatalogTour>, now: DateTime<Utc>) -> usize {
+    engine.seed(tours.into_iter().map(|tour| TourState {
+        tour_id: tour.id,
+        tour_name: tour.name,
+        available_seats: tour.available_seats,
+        max_group_size: tour.max_group_size,
+        seq: 0,
+        updated_at: rfc3339(tour.updated_at.unwrap_or(now).min(now)),
+    }))
 }
 
 #[cfg(test)]

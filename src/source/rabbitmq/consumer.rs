@@ -11,7 +11,6 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::uri::AMQPUri;
 use lapin::{Acker, Connection, ConnectionProperties};
-use parking_lot::Mutex;
 use rand::RngExt as _;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -62,8 +61,6 @@ pub(super) struct StreamConsumer {
     engine: Arc<Engine>,
     status: SourceStatus,
     decoder: PublisherDecoder,
-    /// Orders our offset check + `apply` against the catalog's seeding.
-    gate: Arc<Mutex<()>>,
     caught_up: watch::Sender<bool>,
     connection_name: String,
     /// The stream offset to resume from: one past the last delivery handled.
@@ -88,17 +85,12 @@ impl StreamConsumer {
             engine,
             status,
             decoder,
-            gate: Arc::new(Mutex::new(())),
             caught_up: watch::Sender::new(false),
             connection_name,
             next_offset: None,
             recreated: false,
             warned_no_offset: false,
         })
-    }
-
-    pub(super) fn apply_gate(&self) -> Arc<Mutex<()>> {
-        Arc::clone(&self.gate)
     }
 
     /// Becomes true once the first replay has reached the stream's end.
@@ -394,16 +386,12 @@ impl StreamConsumer {
 
     fn process(&self, delivery: &Delivery, offset: Option<u64>) {
         match self.decoder.decode(incoming(delivery), Utc::now()) {
-            Ok(mut event) => {
-                let _gate = self.gate.lock();
-                // Offsets start at 0 and `seq` at 1. A position the engine
-                // has passed (after catalog seeding, or a recreated stream)
-                // would be dropped as stale; the engine numbers it instead.
-                event.position = offset
-                    .map(|o| o + 1)
-                    .filter(|&position| position > self.engine.last_seq());
-                // The engine counts the outcome (applied, duplicate, stale).
-                let _outcome = self.engine.apply(event);
+            // The engine counts the outcome (applied, duplicate, stale).
+            Ok(event) => {
+                let _outcome = match offset {
+                    Some(offset) => self.engine.apply_logged(event, offset),
+                    None => self.engine.apply(event),
+                };
             }
             Err(poison) => {
                 crate::telemetry::event_outcome("poison");

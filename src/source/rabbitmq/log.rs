@@ -30,7 +30,7 @@ use super::ReplayFrom;
 use super::consumer::{AckBatch, incoming, offset_argument};
 use super::topology::stream_offset;
 use crate::engine::{EventLog, LogError};
-use crate::source::SourceEvent;
+use crate::event::SourceEvent;
 use crate::source::publisher::PublisherDecoder;
 
 /// Reads running at once; more wait their turn.

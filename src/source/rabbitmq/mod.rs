@@ -421,7 +421,6 @@ pub async fn run(
                 retry: args.catalog_retry,
             },
             engine,
-            consumer.apply_gate(),
             consumer.caught_up(),
             shutdown.clone(),
         ))

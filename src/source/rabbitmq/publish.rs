@@ -62,7 +62,9 @@ use std::collections::VecDeque;
 use std::io::BufRead as _;
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
+
+use crate::time::now_rfc3339;
 use clap::{Args, ValueEnum};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
@@ -264,10 +266,6 @@ pub struct Outgoing {
 pub fn new_event_id() -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("evt_{}_{}", Utc::now().timestamp_millis(), &random[..8])
-}
-
-fn now_rfc3339() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Builds the event that the flags describe.
