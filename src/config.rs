@@ -27,9 +27,9 @@ pub enum Command {
     /// Run the gateway (the default).
     Serve,
     /// Publish an availability event to RabbitMQ (flags, or JSON lines on stdin).
-    Publish(crate::source::rabbitmq::publish::PublishArgs),
+    Publish(crate::cli::publish::PublishArgs),
     /// Issue an access token for trying authentication (prints a JWT).
-    Token(crate::auth::TokenArgs),
+    Token(crate::cli::token::TokenArgs),
 }
 
 /// Settings of the gateway process.

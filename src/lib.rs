@@ -13,9 +13,11 @@
 //! - [`auth`]: JWT verification and per-tour permissions;
 //! - [`telemetry`]: Prometheus metric names and the recorder;
 //! - [`config`]: every setting, from flags or the environment;
+//! - [`cli`]: `tourcast publish` and `tourcast token`;
 //! - [`time`]: timestamps as the protocol writes them.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod event;

@@ -30,12 +30,10 @@ fn main() -> Result<()> {
     match cli.command {
         None | Some(Command::Serve) => runtime.block_on(serve(cli.gateway)),
         Some(Command::Token(args)) => {
-            println!("{}", tourcast::auth::issue(&args)?);
+            println!("{}", tourcast::cli::token::issue(&args)?);
             Ok(())
         }
-        Some(Command::Publish(args)) => {
-            Ok(runtime.block_on(tourcast::source::rabbitmq::publish::run(args))?)
-        }
+        Some(Command::Publish(args)) => Ok(runtime.block_on(tourcast::cli::publish::run(args))?),
     }
 }
 

@@ -101,8 +101,8 @@ impl StreamConsumer {
     /// Consumes until `shutdown`, reconnecting with backoff after every failure.
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
         tracing::info!(
-            url = %redact_url(&self.args.url),
-            exchange = %self.args.exchange,
+            url = %redact_url(&self.args.broker.url),
+            exchange = %self.args.broker.exchange,
             stream = %self.args.stream,
             connection = %self.connection_name,
             "starting the RabbitMQ source"
@@ -489,7 +489,7 @@ pub(super) fn offset_argument(start: &ReplayFrom) -> AMQPValue {
 /// none: a broker that vanishes without closing the socket is noticed
 /// within two heartbeats.
 pub(super) fn broker_uri(args: &RabbitArgs) -> Result<AMQPUri, String> {
-    let mut uri = AMQPUri::from_str(&args.url)?;
+    let mut uri = AMQPUri::from_str(&args.broker.url)?;
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_SECS);
     }

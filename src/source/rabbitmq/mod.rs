@@ -34,7 +34,6 @@
 mod catalog;
 mod consumer;
 mod log;
-pub mod publish;
 mod topology;
 
 use std::fmt;
@@ -51,10 +50,12 @@ use super::publisher::PublisherDecoder;
 use crate::engine::Engine;
 
 pub use catalog::{CatalogError, CatalogTour, parse_catalog};
+pub use topology::is_precondition_failed;
 
-/// RabbitMQ settings of the gateway.
+/// Where the broker is and which exchange the platform publishes to: the
+/// arguments the gateway and `tourcast publish` share.
 #[derive(Clone, Args)]
-pub struct RabbitArgs {
+pub struct BrokerArgs {
     /// AMQP URL of the broker (add `?heartbeat=N` to change the 10 s default).
     #[arg(
         long = "rabbitmq-url",
@@ -73,6 +74,24 @@ pub struct RabbitArgs {
         value_parser = parse_amqp_name
     )]
     pub exchange: String,
+}
+
+impl fmt::Debug for BrokerArgs {
+    // By hand, so that printing the configuration never prints a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerArgs")
+            .field("url", &redact_url(&self.url))
+            .field("exchange", &self.exchange)
+            .finish()
+    }
+}
+
+/// RabbitMQ settings of the gateway.
+#[derive(Clone, Debug, Args)]
+pub struct RabbitArgs {
+    /// The broker and the exchange.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
 
     /// Durable stream bound to the exchange, read by every gateway instance.
     #[arg(
@@ -185,30 +204,6 @@ pub struct RabbitArgs {
         value_parser = humantime::parse_duration
     )]
     pub catalog_retry: Duration,
-}
-
-impl fmt::Debug for RabbitArgs {
-    // By hand, so that printing the configuration never prints a password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RabbitArgs")
-            .field("url", &redact_url(&self.url))
-            .field("exchange", &self.exchange)
-            .field("stream", &self.stream)
-            .field("binding_keys", &self.binding_keys)
-            .field("prefetch", &self.prefetch)
-            .field("stream_max_age", &self.stream_max_age)
-            .field("stream_max_bytes", &self.stream_max_bytes)
-            .field("stream_segment_bytes", &self.stream_segment_bytes)
-            .field("replay_from", &self.replay_from)
-            .field("connection_name", &self.connection_name)
-            .field("epoch", &self.epoch)
-            .field("max_event_bytes", &self.max_event_bytes)
-            .field("reconnect_min", &self.reconnect_min)
-            .field("reconnect_max", &self.reconnect_max)
-            .field("catalog_url", &self.catalog_url.as_deref().map(redact_url))
-            .field("catalog_retry", &self.catalog_retry)
-            .finish()
-    }
 }
 
 /// A URL without its password, for logs.
@@ -340,7 +335,7 @@ pub fn epoch(args: &RabbitArgs) -> String {
     if let Some(epoch) = &args.epoch {
         return epoch.clone();
     }
-    let vhost = AMQPUri::from_str(&args.url)
+    let vhost = AMQPUri::from_str(&args.broker.url)
         .map(|uri| uri.vhost)
         .unwrap_or_default();
     let name = if vhost.is_empty() || vhost == "/" {
@@ -452,7 +447,7 @@ mod tests {
     #[test]
     fn defaults_match_the_platform() {
         let args = args(&[]);
-        assert_eq!(args.exchange, "tour_booking_events");
+        assert_eq!(args.broker.exchange, "tour_booking_events");
         assert_eq!(
             args.binding_keys,
             ["tour.availability.updated", "tour.availability.low"]

@@ -26,7 +26,7 @@ const PROBE_MAX: Duration = Duration::from_secs(2);
 
 /// Whether an error is the broker's PRECONDITION_FAILED (a redeclaration
 /// with other settings than the existing entity's).
-pub(super) fn is_precondition_failed(error: &lapin::Error) -> bool {
+pub fn is_precondition_failed(error: &lapin::Error) -> bool {
     matches!(
         error.kind(),
         ErrorKind::ProtocolError(amqp)
@@ -75,7 +75,7 @@ pub(super) async fn declare(
     };
     if let Err(error) = channel
         .exchange_declare(
-            args.exchange.as_str().into(),
+            args.broker.exchange.as_str().into(),
             ExchangeKind::Topic,
             durable,
             FieldTable::default(),
@@ -86,7 +86,7 @@ pub(super) async fn declare(
             return Err(error);
         }
         tracing::warn!(
-            exchange = %args.exchange,
+            exchange = %args.broker.exchange,
             %error,
             "the exchange exists, but not as a durable topic exchange; using it as it is"
         );
@@ -94,7 +94,7 @@ pub(super) async fn declare(
         channel = connection.create_channel().await?;
         channel
             .exchange_declare(
-                args.exchange.as_str().into(),
+                args.broker.exchange.as_str().into(),
                 ExchangeKind::Topic,
                 ExchangeDeclareOptions {
                     passive: true,
@@ -138,7 +138,7 @@ pub(super) async fn declare(
         channel
             .queue_bind(
                 args.stream.as_str().into(),
-                args.exchange.as_str().into(),
+                args.broker.exchange.as_str().into(),
                 key.as_str().into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),

@@ -79,14 +79,13 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::topology::is_precondition_failed;
-use super::{parse_amqp_name, parse_amqp_url};
 use crate::protocol::v1::AvailabilityEvent;
 use crate::source::EventKind;
 use crate::source::publisher::{
     DEFAULT_MAX_EVENT_BYTES, Incoming, JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, PoisonError,
     PublisherDecoder, SchemaError,
 };
+use crate::source::rabbitmq::{BrokerArgs, is_precondition_failed, parse_amqp_name};
 
 /// How long a confirm may take before the connection counts as lost.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
@@ -110,24 +109,9 @@ const READ_AHEAD: usize = 64;
 /// Arguments of `tourcast publish`.
 #[derive(Debug, Clone, Args)]
 pub struct PublishArgs {
-    /// AMQP URL of the broker.
-    #[arg(
-        long = "rabbitmq-url",
-        env = "RABBITMQ_URL",
-        default_value = "amqp://guest:guest@localhost:5672",
-        value_parser = parse_amqp_url,
-        hide_env_values = true
-    )]
-    pub url: String,
-
-    /// Topic exchange to publish to.
-    #[arg(
-        long = "rabbitmq-exchange",
-        env = "RABBITMQ_EXCHANGE",
-        default_value = "tour_booking_events",
-        value_parser = parse_amqp_name
-    )]
-    pub exchange: String,
+    /// The broker and the exchange to publish to.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
 
     /// Kind of event (its routing key is `tour.availability.<kind>`).
     #[arg(long, value_enum, default_value_t = Kind::Updated)]
@@ -687,7 +671,8 @@ impl<'a> Sender<'a> {
             let publisher = match &self.publisher {
                 Some(publisher) => publisher,
                 None => {
-                    let connecting = Publisher::connect(&self.args.url, &self.args.exchange);
+                    let connecting =
+                        Publisher::connect(&self.args.broker.url, &self.args.broker.exchange);
                     match timeout(CONNECT_TIMEOUT, connecting).await {
                         Ok(Ok(publisher)) => self.publisher.insert(publisher),
                         Ok(Err(error)) => {
@@ -748,7 +733,7 @@ impl<'a> Sender<'a> {
     fn accept(&mut self, queued: &Queued) {
         println!(
             "published {} to {}",
-            queued.message.summary, self.args.exchange
+            queued.message.summary, self.args.broker.exchange
         );
         self.accepted += 1;
         if let Some(since) = self.failing_since.take() {
@@ -786,7 +771,7 @@ impl<'a> Sender<'a> {
     ) -> Result<(), PublishError> {
         let now = Instant::now();
         let since = *self.failing_since.get_or_insert(now);
-        let cause = failure.describe(&self.args.exchange, routing_key);
+        let cause = failure.describe(&self.args.broker.exchange, routing_key);
         if failure.permanent() || now.duration_since(since) >= self.args.retry_for {
             return Err(self.give_up(cause).await);
         }

@@ -46,7 +46,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_util::sync::CancellationToken;
 
-use super::{Target, Ws, connect_ws, loopback_ip, median, raise_nofile, read_rss};
+use crate::shared::{Target, Ws, connect_ws, loopback_ip, median, raise_nofile, read_rss};
 
 /// The full run of the issue: 30 minutes at 50 events/s with 1,000 clients,
 /// a broker connection closed every 5 minutes, a restart in the middle.
