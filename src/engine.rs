@@ -313,9 +313,7 @@ impl Engine {
         since: Option<&StreamPosition>,
         request_id: Option<String>,
     ) -> Result<Subscribing, SubscribeError> {
-        if !subs.contains(&target) && subs.len() >= self.max_subscriptions {
-            return Err(SubscribeError::TooMany(self.max_subscriptions));
-        }
+        self.check_room(subs, &target)?;
         let book = self.book.lock();
         let scope = scope_of(&target, subs);
         let recovery = match since {
@@ -353,9 +351,7 @@ impl Engine {
         mut range: LogRange,
         read: Result<Vec<SourceEvent>, LogError>,
     ) -> Result<Subscribing, SubscribeError> {
-        if !subs.contains(&target) && subs.len() >= self.max_subscriptions {
-            return Err(SubscribeError::TooMany(self.max_subscriptions));
-        }
+        self.check_room(subs, &target)?;
         let book = self.book.lock();
         let scope = scope_of(&target, subs);
         let recovery = match read {
@@ -390,6 +386,14 @@ impl Engine {
         };
         self.answer(&book, client, subs, target, Some(recovery), request_id);
         Ok(Subscribing::Answered)
+    }
+
+    /// Refuses a new subscription beyond `max_subscriptions`.
+    fn check_room(&self, subs: &Subscriptions, target: &Target) -> Result<(), SubscribeError> {
+        if !subs.contains(target) && subs.len() >= self.max_subscriptions {
+            return Err(SubscribeError::TooMany(self.max_subscriptions));
+        }
+        Ok(())
     }
 
     /// Registers `target` and queues `subscribed`, then the missed events

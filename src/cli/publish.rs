@@ -66,12 +66,9 @@ use chrono::Utc;
 
 use crate::time::now_rfc3339;
 use clap::{Args, ValueEnum};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
-use lapin::types::FieldTable;
-use lapin::{
-    BasicProperties, Confirmation, Connection, ConnectionProperties, ErrorKind, ExchangeKind,
-};
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ErrorKind};
 use prost::Message as _;
 use rand::RngExt as _;
 use serde_json::Value;
@@ -85,7 +82,7 @@ use crate::source::publisher::{
     DEFAULT_MAX_EVENT_BYTES, Incoming, JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, PoisonError,
     PublisherDecoder, SchemaError,
 };
-use crate::source::rabbitmq::{BrokerArgs, is_precondition_failed, parse_amqp_name};
+use crate::source::rabbitmq::{BrokerArgs, declare_exchange, parse_amqp_name};
 
 /// How long a confirm may take before the connection counts as lost.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
@@ -406,26 +403,7 @@ impl Publisher {
         let properties =
             ConnectionProperties::default().with_connection_name("tourcast publish".into());
         let connection = Connection::connect(url, properties).await?;
-        let mut channel = connection.create_channel().await?;
-        let options = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        if let Err(error) = channel
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Topic,
-                options,
-                FieldTable::default(),
-            )
-            .await
-        {
-            if !is_precondition_failed(&error) {
-                return Err(error);
-            }
-            // It exists with other settings: publish to it as it is.
-            channel = connection.create_channel().await?;
-        }
+        let channel = declare_exchange(&connection, exchange).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;

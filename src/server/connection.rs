@@ -231,14 +231,7 @@ impl Handler {
             match wake {
                 Wake::Recovered(read) => {
                     if let Some(waiting) = self.waiting.take() {
-                        let mut context = commands::Context {
-                            engine: &self.state.engine,
-                            auth: &self.state.auth,
-                            client: &self.client,
-                            subs: &mut self.subs,
-                            identity: &mut self.identity,
-                        };
-                        self.waiting = waiting.resume(read, &mut context).map(Box::new);
+                        self.waiting = waiting.resume(read, &mut self.context()).map(Box::new);
                     }
                 }
                 Wake::Kicked(reason) => return Exit::Close(reason),
@@ -410,18 +403,22 @@ impl Handler {
         }
         match self.state.codec.decode(self.encoding, payload) {
             Ok(message) => {
-                let mut context = commands::Context {
-                    engine: &self.state.engine,
-                    auth: &self.state.auth,
-                    client: &self.client,
-                    subs: &mut self.subs,
-                    identity: &mut self.identity,
-                };
-                self.waiting = commands::apply(message, &mut context).map(Box::new);
+                self.waiting = commands::apply(message, &mut self.context()).map(Box::new);
             }
             Err(error) => self.reply_error(error.into()),
         }
         None
+    }
+
+    /// What a command may touch of this connection.
+    fn context(&mut self) -> commands::Context<'_> {
+        commands::Context {
+            engine: &self.state.engine,
+            auth: &self.state.auth,
+            client: &self.client,
+            subs: &mut self.subs,
+            identity: &mut self.identity,
+        }
     }
 
     fn reply_error(&self, error: ErrorReply) {

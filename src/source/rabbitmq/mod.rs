@@ -50,7 +50,7 @@ use super::publisher::PublisherDecoder;
 use crate::engine::Engine;
 
 pub use catalog::{CatalogError, CatalogTour, parse_catalog};
-pub use topology::is_precondition_failed;
+pub use topology::declare_exchange;
 
 /// Where the broker is and which exchange the platform publishes to: the
 /// arguments the gateway and `tourcast publish` share.

@@ -58,6 +58,53 @@ pub(super) fn long_string(text: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(text))
 }
 
+/// Declares `exchange` as a durable topic exchange, as the platform's
+/// publishers and every gateway do, and returns an open channel. One that
+/// exists with other settings is used as it is, with a warning.
+pub async fn declare_exchange(
+    connection: &Connection,
+    exchange: &str,
+) -> Result<lapin::Channel, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let declared = channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await;
+    match declared {
+        Ok(()) => Ok(channel),
+        Err(error) if is_precondition_failed(&error) => {
+            tracing::warn!(
+                exchange,
+                %error,
+                "the exchange exists, but not as a durable topic exchange; using it as it is"
+            );
+            // The failed declaration closed the channel; it must still exist.
+            let channel = connection.create_channel().await?;
+            channel
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        passive: true,
+                        ..durable
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok(channel)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Declares the durable topic exchange and the stream, and binds the
 /// stream to the exchange with every configured key.
 ///
@@ -68,42 +115,7 @@ pub(super) async fn declare(
     connection: &Connection,
     args: &RabbitArgs,
 ) -> Result<(), lapin::Error> {
-    let mut channel = connection.create_channel().await?;
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    if let Err(error) = channel
-        .exchange_declare(
-            args.broker.exchange.as_str().into(),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-    {
-        if !is_precondition_failed(&error) {
-            return Err(error);
-        }
-        tracing::warn!(
-            exchange = %args.broker.exchange,
-            %error,
-            "the exchange exists, but not as a durable topic exchange; using it as it is"
-        );
-        // The failed declaration closed the channel.
-        channel = connection.create_channel().await?;
-        channel
-            .exchange_declare(
-                args.broker.exchange.as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    passive: true,
-                    ..durable
-                },
-                FieldTable::default(),
-            )
-            .await?;
-    }
+    let mut channel = declare_exchange(connection, &args.broker.exchange).await?;
 
     let durable = QueueDeclareOptions {
         durable: true,
