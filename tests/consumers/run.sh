@@ -43,6 +43,9 @@ readme_block="$(awk '
   section && inside { print }
 ' "$repo/bindings/README.md")"
 [ -n "$readme_block" ] || { echo "no install block in bindings/README.md" >&2; exit 1; }
+# The top-level README shows the same block: it must not drift from it.
+python3 -c 'import sys; sys.exit(sys.argv[1] not in open(sys.argv[2]).read())' "$readme_block" "$repo/README.md" ||
+  { echo "README.md does not show bindings/README.md's install block verbatim" >&2; exit 1; }
 install_line="$(printf '%s\n' "$readme_block" | grep -E '^npm install \.\./tourcast/bindings/[^ ]+\.tgz' | sed 's/ *#.*//')"
 [ -n "$install_line" ] || { echo "the README's install block has no 'npm install ../tourcast/bindings/….tgz' line" >&2; exit 1; }
 
