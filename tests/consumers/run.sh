@@ -4,7 +4,8 @@
 #
 #   bundler-app   Vite, moduleResolution bundler, protobuf frames: the whole
 #                 README install block, run verbatim as `my-frontend`; built,
-#                 then opened in headless Chromium against the gateway.
+#                 then opened in headless Chromium against the gateway; then
+#                 without @bufbuild/protobuf, whose absence must fail the build.
 #   react18/19    the README's install line; the hook (../react-app) rendered
 #                 with renderToString, hydrated in jsdom, a live update seen;
 #                 tsc --strict with skipLibCheck off, against the app's React types.
@@ -93,6 +94,14 @@ single_copies() { # the package brings no dependency of its own: peers are the a
   npx tsc -p . --noEmit --skipLibCheck false
   npm run build --silent
   npm run e2e --silent
+  # Without the optional peer, the build that imports the proto entry fails, naming it.
+  npm uninstall --silent @bufbuild/protobuf
+  if npx vite build --outDir dist-without-peer >vite.log 2>&1; then
+    echo "vite built @tourcast/bindings/proto without @bufbuild/protobuf installed" >&2
+    exit 1
+  fi
+  grep -q '@bufbuild/protobuf' vite.log || { cat vite.log >&2; exit 1; }
+  echo "  without the peer, vite refuses to build: $(grep -m1 '@bufbuild/protobuf' vite.log | cut -c1-160)"
 )
 
 for major in 18 19; do
