@@ -14,6 +14,7 @@ import {
   useMemo,
   useState,
   useSyncExternalStore,
+  type ReactElement,
   type ReactNode,
 } from "react";
 import {
@@ -29,7 +30,7 @@ import {
 const ClientContext = createContext<TourcastClient | null>(null);
 
 /** Shares one client with every hook below it. The provider does not close it. */
-export function TourcastProvider(props: { client: TourcastClient; children?: ReactNode }) {
+export function TourcastProvider(props: { client: TourcastClient; children?: ReactNode }): ReactElement {
   return createElement(ClientContext.Provider, { value: props.client }, props.children);
 }
 
@@ -111,7 +112,9 @@ export function useTourAvailability(
   const ownKey = external === null ? JSON.stringify({ ...clientOptions, codec: clientOptions.codec?.encoding }) : null;
   useEffect(() => {
     if (ownKey === null) return;
-    const created = new TourcastClient({ url: sameOriginUrl(), ...clientOptions });
+    // The page's gateway only when no URL is given: outside a browser (SSR
+    // tests, React Native) there is no `location` to derive it from.
+    const created = new TourcastClient({ ...clientOptions, url: clientOptions.url ?? sameOriginUrl() });
     setOwn(created);
     return () => {
       created.close();

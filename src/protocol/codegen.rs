@@ -29,7 +29,12 @@ pub fn generated_files() -> Result<Vec<(String, String)>, CodegenError> {
         files.push((format!("schemas/{name}"), text));
     }
 
-    let cfg = ts_rs::Config::new().with_large_int("number");
+    // `.js` on relative imports: without it the declarations resolve under
+    // `moduleResolution: bundler` only; node16/nodenext need the extension
+    // (with `skipLibCheck` the types would silently become `any`).
+    let cfg = ts_rs::Config::new()
+        .with_large_int("number")
+        .with_import_extension(Some("js"));
     let mut index = String::from(INDEX_HEADER);
     for (name, rendered) in typescript_exports(&cfg) {
         let text = rendered.map_err(|e| CodegenError {
@@ -38,7 +43,7 @@ pub fn generated_files() -> Result<Vec<(String, String)>, CodegenError> {
         })?;
         files.push((format!("bindings/types/{name}.ts"), text));
         index.push_str(&format!(
-            "export type {{ {name} }} from \"./types/{name}\";\n"
+            "export type {{ {name} }} from \"./types/{name}.js\";\n"
         ));
     }
     files.push(("bindings/index.ts".to_string(), index));

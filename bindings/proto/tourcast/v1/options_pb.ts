@@ -17,7 +17,7 @@ import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
  * Describes the file tourcast/v1/options.proto.
  */
 export const file_tourcast_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("Chl0b3VyY2FzdC92MS9vcHRpb25zLnByb3RvEgt0b3VyY2FzdC52MTo/Cglqc29uX3R5cGUSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGLmOAyABKAlSCGpzb25UeXBliAEBOl8KGWpzb25fYWxsb3dfdW5rbm93bl9maWVsZHMSHy5nb29nbGUucHJvdG9idWYuTWVzc2FnZU9wdGlvbnMYuo4DIAEoCFIWanNvbkFsbG93VW5rbm93bkZpZWxkc4gBAWIGcHJvdG8z", [file_google_protobuf_descriptor]);
+  fileDesc("Chl0b3VyY2FzdC92MS9vcHRpb25zLnByb3RvEgt0b3VyY2FzdC52MTo/Cglqc29uX3R5cGUSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGLmOAyABKAlSCGpzb25UeXBliAEBOl8KGWpzb25fYWxsb3dfdW5rbm93bl9maWVsZHMSHy5nb29nbGUucHJvdG9idWYuTWVzc2FnZU9wdGlvbnMYuo4DIAEoCFIWanNvbkFsbG93VW5rbm93bkZpZWxkc4gBAUJ4Cg9kZXYudG91cmNhc3QudjFCDE9wdGlvbnNQcm90b1ABWip0b3VyY2FzdC5kZXYvZ2VuL2dvL3RvdXJjYXN0L3YxO3RvdXJjYXN0djGqAgtUb3VyY2FzdC5WMcoCC1RvdXJjYXN0XFYx6gIMVG91cmNhc3Q6OlYxYgZwcm90bzM", [file_google_protobuf_descriptor]);
 
 /**
  * For a oneof member: the JSON `type` discriminator of that variant, when it

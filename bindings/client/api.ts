@@ -1,0 +1,161 @@
+// The client's public vocabulary: options, state, errors and the WebSocket
+// shape it needs. Shared by the modules behind TourcastClient (connection,
+// requests, subscriptions) and re-exported by `@tourcast/bindings`.
+
+import type { ErrorCode, ServerMessage, StreamPosition, Encoding } from "../index.js";
+import type { BackoffOptions } from "./backoff.js";
+import type { Codec } from "./codec.js";
+import type { LowAlert, TourView } from "./store.js";
+
+/** Every server message `type`. */
+export type ServerMessageType = ServerMessage["type"];
+/** The server message whose `type` is `T`, e.g. `MessageOf<"snapshot">`. */
+export type MessageOf<T extends ServerMessageType> = Extract<ServerMessage, { type: T }>;
+
+// Method-style parameter checking, so that both the DOM `WebSocket` and the
+// `ws` package's class satisfy WebSocketLike without adapters.
+type Handler<E> = { bivarianceHack(event: E): void }["bivarianceHack"];
+
+/** The part of the WebSocket API the client uses (the DOM's, or `ws`'s in Node). */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly protocol: string;
+  onopen: Handler<unknown> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onclose: Handler<{ code: number; reason: string }> | null;
+  onerror: Handler<unknown> | null;
+  send(data: string | ArrayBufferView): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A WebSocket class: `globalThis.WebSocket` in browsers, `ws` in Node. */
+export type WebSocketFactory = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/**
+ * - `idle`: created with `autoConnect: false`, `connect()` not called yet;
+ * - `connecting`: the first connection is being opened;
+ * - `open`: connected;
+ * - `reconnecting`: the connection was lost; waiting for or making the next attempt;
+ * - `closed`: `close()` was called (or the connection was lost with `reconnect: false`).
+ */
+export type ConnectionStatus = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+
+/** Everything a UI needs, as one immutable value (replaced on every change). */
+export interface ClientState {
+  readonly status: ConnectionStatus;
+  /** The tours held, by id. */
+  readonly tours: ReadonlyMap<string, TourView>;
+  /** Recent `tour.availability.low` alerts, newest first. */
+  readonly alerts: readonly LowAlert[];
+  /** The encoding the client asks for. */
+  readonly encoding: Encoding;
+  /** The server's id for the current connection. */
+  readonly clientId?: string;
+  /** The server history the current connection counts `seq` in. */
+  readonly epoch?: string;
+  /** Reconnect attempts since the last stable connection. */
+  readonly attempt: number;
+  /** While reconnecting: when the next attempt starts (`Date.now()` clock). */
+  readonly nextRetryAt?: number;
+  /** Close code and reason of the last connection that ended. */
+  readonly lastClose?: { readonly code: number; readonly reason: string };
+}
+
+/** Counters, for tests and diagnostics. */
+export interface ClientStats {
+  /** Updates dropped because their `seq` was not newer than the state held. */
+  staleDropped: number;
+  /** Connections opened (the first one included). */
+  connections: number;
+  /** Connections declared dead by the keep-alive watchdog. */
+  deadConnections: number;
+  /** Frames that were not valid server messages. */
+  decodeErrors: number;
+}
+
+export interface TourcastClientOptions {
+  /** `ws://host:port/ws` (or `wss://`). */
+  url: string;
+  /** Wire encoding: `jsonCodec` (default) or `protoCodec` from `@tourcast/bindings/proto`. */
+  codec?: Codec;
+  /** The WebSocket class (default `globalThis.WebSocket`; pass `ws`'s in Node < 22). */
+  WebSocket?: WebSocketFactory;
+  /** Connect on construction (default true). */
+  autoConnect?: boolean;
+  /** How long `subscribe`/`unsubscribe`/`ping` wait for the server, in ms, from the call (default 10 000). */
+  requestTimeoutMs?: number;
+  /**
+   * The keep-alive interval, in ms (default 30 000, the server's default). The
+   * client pings at this interval and declares the connection dead when
+   * nothing at all arrives for three intervals.
+   */
+  keepAliveIntervalMs?: number;
+  /** Reconnect backoff, or `false` to never reconnect. */
+  reconnect?: BackoffOptions | false;
+  /**
+   * Access token (JWT) for a gateway with authentication on, sent as `?token=`.
+   * Pass a function to get a fresh one for every connection: the client then
+   * also renews the token `refreshMarginMs` before it expires (a `refresh`
+   * message), so the gateway does not close the connection (4001).
+   */
+  token?: string | (() => string | undefined | Promise<string | undefined>);
+  /** With a token function: renew this long before the token's `exp`, in ms (default 60 000). */
+  refreshMarginMs?: number;
+  /** With a token function: renew tokens before they expire (default true). */
+  autoRefresh?: boolean;
+  /** How long opening a connection may take before it is abandoned and retried, in ms (default 10 000). */
+  connectTimeoutMs?: number;
+  /** Requests that may wait for a connection (default 1 000); more are refused. */
+  maxQueuedRequests?: number;
+  /** Low-availability alerts kept in the state (default 20). */
+  maxAlerts?: number;
+  /** Random source for the jitter (tests). */
+  random?: () => number;
+}
+
+/** Why a request failed: the server's `error` code, or a client-side reason. */
+export type TourcastErrorCode = ErrorCode | "timeout" | "closed" | "cancelled" | "queue_full" | "no_token";
+
+/** Close codes the client reports for connections it gave up on itself. */
+export const CLIENT_CLOSE = {
+  /** Nothing arrived for three keep-alive intervals. */
+  keepAliveTimeout: 4900,
+  /** The handshake did not complete within `connectTimeoutMs`. */
+  connectTimeout: 4901,
+  /** The token function failed. */
+  tokenUnavailable: 4902,
+} as const;
+
+/** A request refused by the server or abandoned by the client. */
+export class TourcastError extends Error {
+  override readonly name = "TourcastError";
+  constructor(
+    readonly code: TourcastErrorCode,
+    message: string,
+    /** JSON pointer of the offending field, when the server named one. */
+    readonly path?: string,
+    readonly requestId?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface SubscribeOptions {
+  /**
+   * Where to resume from. By default the client sends what it holds (so the
+   * server replays what was missed); `null` asks for a fresh snapshot.
+   */
+  since?: StreamPosition | null;
+  /** Overrides `requestTimeoutMs` for this request. */
+  timeoutMs?: number;
+}
+
+/** The error of every request made on (or pending in) a closed client. */
+export function closedError(): TourcastError {
+  return new TourcastError("closed", "the client is closed");
+}
+
+/** `e` as an Error (a thrown non-Error becomes its string). */
+export function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}

@@ -1,0 +1,369 @@
+// The socket lifecycle behind TourcastClient: opening (with the token),
+// the handshake timeout, keep-alive pings and the dead-connection watchdog,
+// reconnecting with backoff, and the timer that renews the token before it
+// expires. It knows nothing of requests or tours: it reports what happens
+// through `ConnectionEvents` and sends what it is given.
+
+import type { ClientMessage, ServerMessage } from "../index.js";
+import {
+  asError,
+  CLIENT_CLOSE,
+  type ClientStats,
+  type ConnectionStatus,
+  type TourcastClientOptions,
+  type WebSocketFactory,
+  type WebSocketLike,
+} from "./api.js";
+import { backoffDelay, resolveBackoff, type ResolvedBackoff } from "./backoff.js";
+import { jsonCodec, type Codec, type Frame } from "./codec.js";
+
+/** What the connection tells the client. */
+export interface ConnectionEvents {
+  /** Status, attempt, retry time or last close changed. */
+  changed(): void;
+  /** The connection is open (status `open`): renew subscriptions, send the queue. */
+  opened(): void;
+  /** The connection ended; nothing sent on it will be answered. */
+  lost(): void;
+  /** It ended and reconnecting is off: the client closes for good. */
+  gaveUp(): void;
+  /** A decoded server message. */
+  message(message: ServerMessage): void;
+  /** An error that belongs to no request. */
+  error(error: Error): void;
+  /** With a token function: the token expires soon, renew it (`refresh`). */
+  refreshDue(): void;
+}
+
+const isArrayBuffer = (v: unknown): v is ArrayBuffer =>
+  v instanceof ArrayBuffer || Object.prototype.toString.call(v) === "[object ArrayBuffer]";
+
+export class Connection {
+  readonly #url: string;
+  readonly #codec: Codec;
+  readonly #WebSocket: WebSocketFactory;
+  readonly #keepAliveMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #token: TourcastClientOptions["token"];
+  readonly #refreshMarginMs: number;
+  readonly #autoRefresh: boolean;
+  readonly #backoff: ResolvedBackoff | false;
+  readonly #random: () => number;
+  readonly #stats: ClientStats;
+  readonly #events: ConnectionEvents;
+
+  #ws: WebSocketLike | null = null;
+  /** The codec outbound frames use on the current connection. */
+  #wire: Codec;
+  #status: ConnectionStatus = "idle";
+  /** The token the current connection runs on. */
+  #currentToken: string | undefined;
+  #attempt = 0;
+  #nextRetryAt: number | undefined;
+  #lastClose: { code: number; reason: string } | undefined;
+  #lastReceived = 0;
+  /** Incremented by every connection attempt, so a late token cannot open a stale one. */
+  #generation = 0;
+
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #stableTimer: ReturnType<typeof setTimeout> | undefined;
+  #pingTimer: ReturnType<typeof setInterval> | undefined;
+  #watchdog: ReturnType<typeof setTimeout> | undefined;
+  #refreshTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(options: TourcastClientOptions, stats: ClientStats, events: ConnectionEvents) {
+    this.#url = options.url;
+    this.#codec = options.codec ?? jsonCodec;
+    this.#wire = this.#codec;
+    const ws = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
+    if (ws === undefined) {
+      throw new TypeError("no WebSocket implementation: pass options.WebSocket (e.g. the `ws` package)");
+    }
+    this.#WebSocket = ws;
+    this.#keepAliveMs = Math.max(10, options.keepAliveIntervalMs ?? 30_000);
+    this.#connectTimeoutMs = Math.max(1, options.connectTimeoutMs ?? 10_000);
+    this.#token = options.token;
+    this.#refreshMarginMs = Math.max(0, options.refreshMarginMs ?? 60_000);
+    this.#autoRefresh = options.autoRefresh ?? true;
+    this.#backoff = options.reconnect === false ? false : resolveBackoff(options.reconnect);
+    this.#random = options.random ?? Math.random;
+    this.#stats = stats;
+    this.#events = events;
+  }
+
+  get status(): ConnectionStatus {
+    return this.#status;
+  }
+  get isOpen(): boolean {
+    return this.#status === "open";
+  }
+  get codec(): Codec {
+    return this.#codec;
+  }
+  get attempt(): number {
+    return this.#attempt;
+  }
+  get nextRetryAt(): number | undefined {
+    return this.#nextRetryAt;
+  }
+  get lastClose(): { readonly code: number; readonly reason: string } | undefined {
+    return this.#lastClose;
+  }
+
+  /** A token for `refresh`: the one given, or a fresh one from the token function. */
+  async token(): Promise<string | undefined> {
+    return typeof this.#token === "function" ? await this.#token() : this.#token;
+  }
+
+  /** The connection now runs on `token` (after a `refresh`); renews it again before it expires. */
+  renewed(token: string): void {
+    this.#currentToken = token;
+    this.#scheduleRefresh();
+  }
+
+  /** Opens the connection, from `idle` only. */
+  connect(): void {
+    if (this.#status !== "idle") return;
+    this.#open();
+  }
+
+  /** Sends now if connected; returns whether it was handed to the socket. */
+  send(message: ClientMessage): boolean {
+    const ws = this.#ws;
+    if (ws === null || this.#status !== "open") return false;
+    try {
+      ws.send(this.#wire.encode(message));
+      return true;
+    } catch (e) {
+      this.#events.error(asError(e));
+      return false;
+    }
+  }
+
+  /** Closes the socket for good and stops every timer; `markClosed` then sets the status. */
+  shutdown(): void {
+    this.#generation += 1;
+    this.#clearConnectionTimers();
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    const ws = this.#ws;
+    this.#ws = null;
+    if (ws !== null) {
+      detach(ws);
+      try {
+        ws.close(1000, "client closed");
+      } catch {
+        // already closing
+      }
+    }
+  }
+
+  markClosed(): void {
+    this.#nextRetryAt = undefined;
+    this.#setStatus("closed");
+  }
+
+  // --- lifecycle -------------------------------------------------------------
+
+  #open(): void {
+    this.#retryTimer = undefined;
+    this.#nextRetryAt = undefined;
+    this.#setStatus(this.#stats.connections === 0 && this.#status !== "reconnecting" ? "connecting" : "reconnecting");
+    const generation = ++this.#generation;
+    const source = this.#token;
+    if (typeof source !== "function") {
+      this.#connect(source);
+      return;
+    }
+    Promise.resolve()
+      .then(source)
+      .then(
+        (token) => {
+          if (generation === this.#generation && this.#status !== "closed") this.#connect(token);
+        },
+        (e: unknown) => {
+          if (generation !== this.#generation || this.#status === "closed") return;
+          this.#events.error(asError(e));
+          this.#lost(CLIENT_CLOSE.tokenUnavailable, "token unavailable");
+        },
+      );
+  }
+
+  #connect(token: string | undefined): void {
+    this.#currentToken = token;
+    let url = this.#url;
+    if (token !== undefined && token !== "") {
+      const withToken = new URL(url);
+      withToken.searchParams.set("token", token);
+      url = withToken.toString();
+    }
+    let ws: WebSocketLike;
+    try {
+      ws = new this.#WebSocket(url, [this.#codec.subprotocol]);
+    } catch (e) {
+      this.#events.error(asError(e));
+      this.#lost(1006, "could not open the WebSocket");
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    this.#ws = ws;
+    // A handshake that never completes (a black-holed network) is abandoned.
+    this.#watchdog = setTimeout(() => {
+      this.#watchdog = undefined;
+      if (this.#ws !== ws) return;
+      detach(ws);
+      try {
+        ws.close(CLIENT_CLOSE.connectTimeout, "connect timeout");
+      } catch {
+        // not open yet: some implementations throw
+      }
+      this.#lost(CLIENT_CLOSE.connectTimeout, "connect timeout");
+    }, this.#connectTimeoutMs);
+    ws.onopen = () => {
+      if (this.#ws === ws) this.#opened(ws);
+    };
+    ws.onmessage = (event) => {
+      if (this.#ws === ws) this.#received(event.data);
+    };
+    ws.onclose = (event) => {
+      if (this.#ws === ws) this.#lost(event.code, event.reason);
+    };
+    // An error is always followed by a close, which is where recovery starts.
+    ws.onerror = () => undefined;
+  }
+
+  #opened(ws: WebSocketLike): void {
+    clearTimeout(this.#watchdog);
+    this.#stats.connections += 1;
+    // Use the encoding the server picked, should it differ from the one asked for.
+    this.#wire = ws.protocol === jsonCodec.subprotocol ? jsonCodec : this.#codec;
+    this.#lastReceived = Date.now();
+    this.#setStatus("open");
+    const backoff = this.#backoff;
+    if (backoff !== false) {
+      this.#stableTimer = setTimeout(() => {
+        this.#stableTimer = undefined;
+        if (this.#attempt !== 0) {
+          this.#attempt = 0;
+          this.#events.changed();
+        }
+      }, backoff.stableAfterMs);
+    }
+    this.#pingTimer = setInterval(() => this.send({ type: "ping" }), this.#keepAliveMs);
+    this.#armWatchdog();
+    this.#scheduleRefresh();
+    this.#events.opened();
+  }
+
+  #lost(code: number, reason: string): void {
+    this.#ws = null;
+    this.#clearConnectionTimers();
+    this.#lastClose = { code, reason };
+    this.#events.lost();
+    if (this.#status === "closed") return;
+    const backoff = this.#backoff;
+    if (backoff === false) {
+      this.#events.gaveUp();
+      return;
+    }
+    const delay = backoffDelay(this.#attempt, backoff, this.#random);
+    this.#attempt += 1;
+    this.#nextRetryAt = Date.now() + delay;
+    this.#setStatus("reconnecting");
+    this.#retryTimer = setTimeout(() => this.#open(), delay);
+  }
+
+  #received(data: unknown): void {
+    this.#lastReceived = Date.now();
+    let frame: Frame;
+    if (typeof data === "string" || isArrayBuffer(data)) frame = data;
+    else if (ArrayBuffer.isView(data)) frame = data;
+    else {
+      this.#stats.decodeErrors += 1;
+      this.#events.error(new TypeError("unexpected frame type (set binaryType to 'arraybuffer')"));
+      return;
+    }
+    let message: ServerMessage;
+    try {
+      message = typeof frame === "string" ? jsonCodec.decode(frame) : this.#codec.decode(frame);
+    } catch (e) {
+      this.#stats.decodeErrors += 1;
+      this.#events.error(asError(e));
+      return;
+    }
+    this.#events.message(message);
+  }
+
+  /** Restarts the watchdog: the connection is dead after three silent keep-alive intervals. */
+  #armWatchdog(): void {
+    const deadline = this.#lastReceived + 3 * this.#keepAliveMs;
+    this.#watchdog = setTimeout(() => {
+      this.#watchdog = undefined;
+      if (Date.now() + 1 < this.#lastReceived + 3 * this.#keepAliveMs) {
+        this.#armWatchdog();
+        return;
+      }
+      const ws = this.#ws;
+      if (ws === null) return;
+      this.#stats.deadConnections += 1;
+      // Do not wait for a closing handshake that will never come.
+      detach(ws);
+      try {
+        ws.close(CLIENT_CLOSE.keepAliveTimeout, "keep-alive timeout");
+      } catch {
+        // already closing
+      }
+      this.#lost(CLIENT_CLOSE.keepAliveTimeout, "keep-alive timeout");
+    }, Math.max(0, deadline - Date.now()));
+  }
+
+  /** With a token function: renew the token `refreshMarginMs` before it expires. */
+  #scheduleRefresh(): void {
+    clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = undefined;
+    if (!this.#autoRefresh || typeof this.#token !== "function" || this.#status !== "open") return;
+    const expiresAt = tokenExpiry(this.#currentToken);
+    if (expiresAt === undefined) return;
+    const delay = Math.max(0, expiresAt - this.#refreshMarginMs - Date.now());
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = undefined;
+      this.#events.refreshDue();
+    }, delay);
+  }
+
+  #clearConnectionTimers(): void {
+    clearTimeout(this.#stableTimer);
+    clearInterval(this.#pingTimer);
+    clearTimeout(this.#watchdog);
+    clearTimeout(this.#refreshTimer);
+    this.#stableTimer = this.#pingTimer = this.#watchdog = this.#refreshTimer = undefined;
+  }
+
+  #setStatus(status: ConnectionStatus): void {
+    if (this.#status === status && status !== "reconnecting") return;
+    this.#status = status;
+    this.#events.changed();
+  }
+}
+
+/** Stops listening to a socket being abandoned (errors it may still report are swallowed). */
+function detach(ws: WebSocketLike): void {
+  ws.onopen = ws.onmessage = ws.onclose = null;
+  ws.onerror = () => undefined;
+}
+
+/** The `exp` of a JWT, in ms since the epoch (not verified: the gateway does that). */
+function tokenExpiry(token: string | undefined): number | undefined {
+  const payload = token?.split(".")[1];
+  if (payload === undefined) return undefined;
+  try {
+    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const claims: unknown = JSON.parse(json);
+    if (typeof claims === "object" && claims !== null && "exp" in claims && typeof claims.exp === "number") {
+      return claims.exp * 1000;
+    }
+  } catch {
+    // not a JWT we can read: no automatic refresh
+  }
+  return undefined;
+}
