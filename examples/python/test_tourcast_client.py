@@ -158,7 +158,9 @@ def test_the_proto_files_set_the_package_of_every_language(tmp_path):
     protoc, jar = shutil.which("protoc"), Path("/usr/share/java/protobuf.jar")
     assert protoc and jar.exists() and shutil.which("javac"), "needs protoc, protobuf-java and javac (apt: protobuf-compiler libprotobuf-java)"
     proto = Path(tc.__file__).resolve().parents[2] / "proto"
-    files = sorted(str(p) for p in (proto / "tourcast" / "v1").glob("*.proto"))
+    # buf/validate, which the tourcast files import, is generated and compiled with them.
+    files = [str(proto / "buf" / "validate" / "validate.proto")]
+    files += sorted(str(p) for p in (proto / "tourcast" / "v1").glob("*.proto"))
     out = {lang: tmp_path / lang for lang in ("java", "kotlin", "csharp")}
     for path in out.values():
         path.mkdir()
@@ -168,7 +170,8 @@ def test_the_proto_files_set_the_package_of_every_language(tmp_path):
         assert (java / name).is_file(), sorted(p.name for p in java.iterdir())
     assert "package dev.tourcast.v1;" in (java / "Subscribe.java").read_text()
     subprocess.run(
-        ["javac", "-nowarn", "-cp", str(jar), "-d", str(tmp_path / "classes")] + [str(p) for p in java.glob("*.java")],
+        ["javac", "-nowarn", "-cp", str(jar), "-d", str(tmp_path / "classes")]
+        + [str(p) for p in out["java"].rglob("*.java")],
         check=True,
         capture_output=True,
     )
