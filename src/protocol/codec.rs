@@ -144,7 +144,7 @@ impl Codec {
 
     /// Decodes a text frame: JSON, schema-validated, then typed.
     pub fn decode_json(&self, text: &str) -> Result<ClientMessage, DecodeError> {
-        let value = decode::parse_object(text.as_bytes())?;
+        let value = decode::parse_object_str(text)?;
         let request_id = value
             .get("requestId")
             .and_then(Value::as_str)

@@ -91,8 +91,18 @@ impl Rules {
 
 /// Parses JSON bytes that must hold an object.
 pub fn parse_object(bytes: &[u8]) -> Result<Value, Refusal> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Refusal::MalformedJson(truncate(&e.to_string(), MAX_DETAIL)))?;
+    object(serde_json::from_slice(bytes))
+}
+
+/// Parses JSON text that must hold an object. Text frames arrive as
+/// checked UTF-8 already; parsing them as `&str` skips a second check
+/// (measured: ~10% of a JSON subscribe's decode).
+pub fn parse_object_str(text: &str) -> Result<Value, Refusal> {
+    object(serde_json::from_str(text))
+}
+
+fn object(parsed: Result<Value, serde_json::Error>) -> Result<Value, Refusal> {
+    let value = parsed.map_err(|e| Refusal::MalformedJson(truncate(&e.to_string(), MAX_DETAIL)))?;
     if !value.is_object() {
         return Err(Refusal::NotAnObject);
     }
