@@ -248,6 +248,11 @@ fn rules_of(pool: &DescriptorPool, field: &FieldDescriptor) -> Rules {
         ..Rules::default()
     };
     supported_only(field, &rules, &["required", "string", "uint32", "uint64"]);
+    assert!(
+        !parsed.required || matches!(field.kind(), Kind::Message(_)),
+        "{}: `required` on a scalar field is not implemented by build.rs's validators",
+        field.full_name()
+    );
     if let Some(string) = get(&rules, "string") {
         let string = string.as_message().cloned().expect("StringRules");
         supported_only(field, &string, &["min_len", "max_len", "pattern"]);
@@ -327,6 +332,20 @@ fn message_allows_unknown_fields(pool: &DescriptorPool, message: &MessageDescrip
 /// Pointers are only built when a check fails, so a valid message allocates
 /// nothing.
 fn validator_for(pool: &DescriptorPool, message: &MessageDescriptor) -> TokenStream {
+    // Message- and oneof-level rules are not implemented: refuse them
+    // rather than let protobuf frames skip what JSON Schema would check.
+    assert!(
+        extension(pool, &message.options(), "buf.validate.message").is_none(),
+        "{}: (buf.validate.message) rules are not implemented by build.rs's validators",
+        message.full_name()
+    );
+    for oneof in message.oneofs() {
+        assert!(
+            extension(pool, &oneof.options(), "buf.validate.oneof").is_none(),
+            "{}: (buf.validate.oneof) rules are not implemented by build.rs's validators",
+            oneof.full_name()
+        );
+    }
     let name = format_ident!("{}", message.name());
     if ENVELOPES.contains(&message.name()) {
         let module = format_ident!("{}", snake(message.name()));

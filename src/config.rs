@@ -82,6 +82,12 @@ pub struct GatewayConfig {
     #[arg(long, env = "HISTORY_SIZE", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=100000))]
     pub history_size: u32,
 
+    /// Most missed events one recovery sends a client (from memory or the
+    /// stream); a larger gap gets a fresh snapshot. They are queued whole,
+    /// on top of OUTBOUND_QUEUE.
+    #[arg(long, env = "MAX_REPLAY", default_value_t = 2048, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub max_replay: usize,
+
     /// Most stream events one recovery may read back when a client's gap
     /// is older than HISTORY_SIZE (larger gaps get a fresh snapshot).
     #[arg(long, env = "RECOVERY_MAX_SCAN", default_value_t = 100_000)]

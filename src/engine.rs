@@ -321,6 +321,14 @@ impl Engine {
             Some(position) => match book.recover(scope, &position.epoch, position.seq) {
                 Recovery::Replay(missed) if missed.len() <= self.max_replay => Some(Some(missed)),
                 Recovery::FromLog { through } if self.log.get().is_some() => {
+                    // While the log is read, nothing of the target's scope
+                    // may reach the client live (it would come again, out
+                    // of order, in the recovery): stop the implicit
+                    // broadcast and any registration of the target now;
+                    // `answer` registers it when the recovery is complete.
+                    self.reregister(client, subs, |subs| {
+                        subs.unsubscribe(&target);
+                    });
                     return Ok(Subscribing::FromLog(LogRange {
                         after: position.seq,
                         through,
@@ -360,15 +368,25 @@ impl Engine {
                 None
             }
             Ok(events) => {
-                range.found.extend(
-                    events
-                        .iter()
-                        .filter(|event| scope.includes(&event.tour_id))
-                        .filter_map(|event| book.logged_message(event, event.position?)),
-                );
+                // Count before encoding: a recovery too large for one
+                // client is refused without doing the work under the lock.
+                let in_scope: Vec<&SourceEvent> = events
+                    .iter()
+                    .filter(|event| scope.includes(&event.tour_id))
+                    .collect();
                 range.rounds += 1;
+                if range.found.len() + in_scope.len() <= self.max_replay {
+                    range.found.extend(
+                        in_scope
+                            .into_iter()
+                            .filter_map(|event| book.logged_message(event, event.position?)),
+                    );
+                } else {
+                    range.found.clear();
+                    range.rounds = MAX_LOG_ROUNDS + 1;
+                }
                 match book.recover(scope, &since.epoch, range.through) {
-                    _ if range.found.len() > self.max_replay => None,
+                    _ if range.rounds > MAX_LOG_ROUNDS => None,
                     Recovery::Replay(newer)
                         if range.found.len() + newer.len() <= self.max_replay =>
                     {
@@ -419,7 +437,7 @@ impl Engine {
         let mut offers = vec![client.send(&ack)];
         match recovery {
             Some(Some(missed)) => {
-                offers.extend(missed.iter().map(|m| client.offer_encoded(m)));
+                offers.push(client.offer_replay(&missed));
             }
             recovery => {
                 let snapshot = ServerMessage::Snapshot(Snapshot {

@@ -87,8 +87,7 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         epoch,
         history_len: config.history_size as usize,
         dedupe_window: config.dedupe_window,
-        // A replay must fit in the client's queue next to live events.
-        max_replay: settings.outbound_queue / 2,
+        max_replay: config.max_replay,
         max_subscriptions: MAX_SUBSCRIPTIONS,
         max_log_scan: config.recovery_max_scan,
     }));
@@ -137,13 +136,16 @@ async fn serve(config: GatewayConfig) -> Result<()> {
             .await
             .with_context(|| format!("binding the metrics port {admin}"))?;
         let router = tourcast::server::admin_router(state.clone());
-        let stop = shutdown.clone();
         tracing::info!(address = %admin, "metrics served on the admin port");
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        });
+        // Through the same accept loop as the main port: its header-read
+        // timeout and pending cap keep silent sockets there from using up
+        // the files both ports share.
+        tokio::spawn(listener::run(
+            listener,
+            router,
+            state.settings.pending,
+            shutdown.clone(),
+        ));
     }
     let address = SocketAddr::new(config.bind, config.port);
     let listener = TcpListener::bind(address)

@@ -292,7 +292,13 @@ async fn permissions_limit_subscriptions_and_the_implicit_broadcast() {
 
 #[tokio::test]
 async fn an_expiring_token_closes_with_4001_unless_refreshed() {
-    let server = server_with(hs_config()).await;
+    // No leeway: the connection closes at `exp` itself (with a leeway it
+    // lives as long past `exp` as the handshake would have accepted it).
+    let server = server_with(AuthConfig {
+        leeway: Duration::ZERO,
+        ..hs_config()
+    })
+    .await;
     let short = |sub: &str, secs: i64| {
         hs256(
             json!({"sub": sub, "exp": now() + secs, "tours": "*"}),

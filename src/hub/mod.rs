@@ -101,6 +101,17 @@ impl ClientHandle {
         self.offer(frame(encoded, self.encoding))
     }
 
+    /// Queues a recovery replay (events of one shared encoding each) whole:
+    /// see [`outbox::Sender::send_replay`].
+    pub fn offer_replay(&self, events: &[std::sync::Arc<Encoded>]) -> Offer {
+        let frames = events.iter().map(|event| frame(event, self.encoding));
+        if self.tx.send_replay(frames) {
+            Offer::Queued
+        } else {
+            Offer::Closed
+        }
+    }
+
     /// Encodes `message` for this client alone (replies, acknowledgements)
     /// and queues it.
     pub fn send(&self, message: &ServerMessage) -> Offer {

@@ -36,6 +36,13 @@ struct Shared {
 struct Queue {
     frames: VecDeque<Message>,
     capacity: usize,
+    /// Frames ever pushed and popped, and the push numbers of the last
+    /// recovery replay: a replay is queued whole on top of the live
+    /// capacity, so that a recovery larger than the queue is not a slow
+    /// consumer, while live frames still count only against `capacity`.
+    pushed: u64,
+    popped: u64,
+    replay: std::ops::Range<u64>,
     /// The receiver is gone.
     closed: bool,
     /// Why the connection must close, once asked; the first reason wins.
@@ -45,6 +52,7 @@ struct Queue {
 impl Queue {
     fn pop(&mut self) -> Option<Message> {
         let frame = self.frames.pop_front()?;
+        self.popped += 1;
         if self.frames.is_empty() && self.frames.capacity() > IDLE_SLOTS {
             self.frames.shrink_to(IDLE_SLOTS);
         }
@@ -80,6 +88,9 @@ pub fn channel(capacity: usize) -> (Sender, Receiver) {
         queue: Mutex::new(Queue {
             frames: VecDeque::new(),
             capacity: capacity.max(1),
+            pushed: 0,
+            popped: 0,
+            replay: 0..0,
             closed: false,
             kicked: None,
         }),
@@ -107,13 +118,40 @@ impl Sender {
             if queue.closed {
                 return Err(TrySendError::Closed(frame));
             }
-            if queue.frames.len() >= queue.capacity {
+            let replay_queued = queue
+                .replay
+                .end
+                .saturating_sub(queue.replay.start.max(queue.popped));
+            if queue.frames.len() as u64 - replay_queued.min(queue.frames.len() as u64)
+                >= queue.capacity as u64
+            {
                 return Err(TrySendError::Full(frame));
             }
             queue.frames.push_back(frame);
+            queue.pushed += 1;
         }
         self.shared.waker.wake();
         Ok(())
+    }
+
+    /// Queues a recovery replay whole, on top of the live capacity (its
+    /// size is bounded by the engine's `max_replay`). Fails only when the
+    /// receiver is gone (returns false).
+    pub fn send_replay(&self, frames: impl IntoIterator<Item = Message>) -> bool {
+        {
+            let mut queue = self.shared.queue.lock();
+            if queue.closed {
+                return false;
+            }
+            let start = queue.pushed;
+            for frame in frames {
+                queue.frames.push_back(frame);
+                queue.pushed += 1;
+            }
+            queue.replay = start..queue.pushed;
+        }
+        self.shared.waker.wake();
+        true
     }
 
     /// Asks the connection to close; returns true if this was the first ask.
@@ -224,6 +262,26 @@ mod tests {
         assert!(matches!(
             tx.try_send(text("d")),
             Err(TrySendError::Closed(_))
+        ));
+    }
+
+    #[test]
+    fn a_replay_sits_on_top_of_the_live_capacity() {
+        let (tx, rx) = channel(2);
+        tx.try_send(text("live")).unwrap();
+        assert!(tx.send_replay((0..10).map(|_| text("replayed"))));
+        // Still room for one live frame: the replay does not count.
+        assert!(tx.try_send(text("live 2")).is_ok());
+        assert!(matches!(
+            tx.try_send(text("live 3")),
+            Err(TrySendError::Full(_))
+        ));
+        while rx.try_recv().is_ok() {}
+        assert!(tx.try_send(text("after")).is_ok());
+        assert!(tx.try_send(text("after 2")).is_ok());
+        assert!(matches!(
+            tx.try_send(text("after 3")),
+            Err(TrySendError::Full(_))
         ));
     }
 

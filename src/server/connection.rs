@@ -344,7 +344,13 @@ impl Handler {
     fn token_deadline(&self) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
         match self.identity.expires_at {
-            Some(at) => now + (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+            // The handshake accepted the token up to the leeway past `exp`;
+            // the connection lives as long (else it would close at once).
+            Some(at) => {
+                now + (at + self.state.auth.leeway() - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+            }
             None => now + Duration::from_secs(86_400 * 365),
         }
     }

@@ -117,6 +117,12 @@ pub struct TourBook {
     /// versions), newest last: a replay from the log must skip them too.
     skipped: VecDeque<u64>,
     skipped_len: usize,
+    /// The newest skipped position forgotten to keep `skipped` bounded: a
+    /// read-back of the log from before it could no longer tell.
+    skipped_forgotten: u64,
+    /// The first log position the book applied: memory knows nothing
+    /// before it (retention, or `replay-from` past the start).
+    first_position: Option<u64>,
 }
 
 impl TourBook {
@@ -132,6 +138,8 @@ impl TourBook {
             numbered_by_log: true,
             skipped: VecDeque::new(),
             skipped_len: dedupe_window.max(1),
+            skipped_forgotten: 0,
+            first_position: None,
         }
     }
 
@@ -160,7 +168,10 @@ impl TourBook {
         let seq = match event.position {
             // A log position is only meaningful if it moves forward.
             Some(position) if position <= self.last_seq => return Applied::Stale,
-            Some(position) => position,
+            Some(position) => {
+                self.first_position.get_or_insert(position);
+                position
+            }
             None => {
                 self.numbered_by_log = false;
                 self.last_seq + 1
@@ -242,8 +253,10 @@ impl TourBook {
     /// Remembers a log position that was not applied.
     fn skip(&mut self, position: Option<u64>) {
         if let Some(position) = position {
-            if self.skipped.len() == self.skipped_len {
-                self.skipped.pop_front();
+            if self.skipped.len() == self.skipped_len
+                && let Some(forgotten) = self.skipped.pop_front()
+            {
+                self.skipped_forgotten = forgotten;
             }
             self.skipped.push_back(position);
         }
@@ -255,7 +268,8 @@ impl TourBook {
     /// from the tour's current state, as close to what was sent as the
     /// book can tell without keeping every past state.
     pub fn logged_message(&self, event: &SourceEvent, position: u64) -> Option<Arc<Encoded>> {
-        if position > self.last_seq || self.skipped.contains(&position) {
+        // Positions are skipped in increasing order: `skipped` is sorted.
+        if position > self.last_seq || self.skipped.binary_search(&position).is_ok() {
             return None;
         }
         let current = self.tours.get(&event.tour_id).map(|e| &e.state);
@@ -296,18 +310,29 @@ impl TourBook {
         if epoch != self.epoch || since_seq > self.last_seq {
             return Recovery::Snapshot;
         }
+        let from_log = || {
+            if self.numbered_by_log && since_seq >= self.skipped_forgotten {
+                Recovery::FromLog {
+                    through: self.last_seq,
+                }
+            } else {
+                Recovery::Snapshot
+            }
+        };
+        // Older than anything memory saw: only the log can tell what came
+        // between (and says so when retention dropped it).
+        if self
+            .first_position
+            .is_some_and(|first| since_seq + 1 < first)
+        {
+            return from_log();
+        }
         let entries = scope.entries(&self.tours);
         let mut missed: Vec<(u64, Arc<Encoded>)> = Vec::new();
         for entry in entries {
             // Events after `since_seq` were evicted from memory.
             if entry.evicted_through > since_seq {
-                return if self.numbered_by_log {
-                    Recovery::FromLog {
-                        through: self.last_seq,
-                    }
-                } else {
-                    Recovery::Snapshot
-                };
+                return from_log();
             }
             missed.extend(
                 entry

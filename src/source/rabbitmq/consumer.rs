@@ -32,6 +32,9 @@ const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 /// While replaying, a pause this long means there is nothing left to replay
 /// (e.g. `replay-from` an interval that holds no message).
 const CATCH_UP_IDLE: Duration = Duration::from_millis(500);
+/// While replaying towards a known end, silence this long means the end
+/// will not come (the stream was truncated meanwhile): go live anyway.
+const CATCH_UP_STALL: Duration = Duration::from_secs(10);
 /// Events applied back to back before the consumer yields to the connection
 /// tasks they woke (a small share of the default outbound queue).
 const YIELD_EVERY: u32 = 16;
@@ -256,7 +259,15 @@ impl StreamConsumer {
                     let idle_limit = if verifying {
                         Some(RESUME_CHECK)
                     } else {
-                        (!live).then_some(CATCH_UP_IDLE)
+                        // With the stream's end known, a pause in
+                        // deliveries (a busy broker) is not the end: only a
+                        // much longer silence is. Going live early would
+                        // show clients partial state.
+                        (!live).then_some(if ready_at.is_some() {
+                            CATCH_UP_STALL
+                        } else {
+                            CATCH_UP_IDLE
+                        })
                     };
                     tokio::select! {
                         biased;

@@ -84,12 +84,19 @@ impl EventLog for StreamLog {
     ) -> BoxFuture<'static, Result<Vec<SourceEvent>, LogError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            let _turn = inner
-                .reads
-                .acquire()
-                .await
-                .map_err(|_| LogError::Unavailable("shutting down".into()))?;
-            timeout(READ_DEADLINE, inner.read(after, through))
+            // The wait for a turn counts against the deadline too: in a
+            // reconnect storm a client gets a snapshot after the deadline
+            // rather than queueing without end (its connection does not
+            // read meanwhile).
+            let read = async {
+                let _turn = inner
+                    .reads
+                    .acquire()
+                    .await
+                    .map_err(|_| LogError::Unavailable("shutting down".into()))?;
+                inner.read(after, through).await
+            };
+            timeout(READ_DEADLINE, read)
                 .await
                 .map_err(|_| LogError::Unavailable(format!("no answer in {READ_DEADLINE:?}")))?
         })
