@@ -189,11 +189,6 @@ impl Authenticator {
         })
     }
 
-    /// The clock skew tolerated on `exp` (and `nbf`, `iat`).
-    pub fn leeway(&self) -> chrono::Duration {
-        chrono::Duration::seconds(self.leeway_secs)
-    }
-
     /// Whether tokens are required.
     pub fn enabled(&self) -> bool {
         self.verifier.is_some()

@@ -292,13 +292,7 @@ async fn permissions_limit_subscriptions_and_the_implicit_broadcast() {
 
 #[tokio::test]
 async fn an_expiring_token_closes_with_4001_unless_refreshed() {
-    // No leeway: the connection closes at `exp` itself (with a leeway it
-    // lives as long past `exp` as the handshake would have accepted it).
-    let server = server_with(AuthConfig {
-        leeway: Duration::ZERO,
-        ..hs_config()
-    })
-    .await;
+    let server = server_with(hs_config()).await;
     let short = |sub: &str, secs: i64| {
         hs256(
             json!({"sub": sub, "exp": now() + secs, "tours": "*"}),

@@ -344,13 +344,11 @@ impl Handler {
     fn token_deadline(&self) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
         match self.identity.expires_at {
-            // The handshake accepted the token up to the leeway past `exp`;
-            // the connection lives as long (else it would close at once).
-            Some(at) => {
-                now + (at + self.state.auth.leeway() - Utc::now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-            }
+            // At `exp` itself: the leeway tolerates a signer's clock when
+            // a token is presented, not a longer life. A token presented
+            // within the leeway past `exp` is closed (4001) at once, and
+            // the client refreshes it.
+            Some(at) => now + (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
             None => now + Duration::from_secs(86_400 * 365),
         }
     }
