@@ -28,6 +28,8 @@ const PROTO_FILES: &[&str] = &[
     "tourcast/v1/options.proto",
     "tourcast/v1/tour.proto",
     "tourcast/v1/client.proto",
+    "tourcast/v1/notification.proto",
+    "tourcast/v1/stats.proto",
     "tourcast/v1/server.proto",
     "tourcast/v1/event.proto",
 ];
@@ -85,6 +87,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(zero) = enumeration.values().find(|v| v.number() == 0) {
             config.field_attribute(format!("{path}.{}", zero.name()), "#[serde(skip)]");
         }
+        for value in enumeration.values() {
+            let json_value = extension(&pool, &value.options(), &format!("{PACKAGE}.json_value"))
+                .and_then(|v| v.as_str().map(str::to_owned));
+            if let Some(json_value) = json_value {
+                config.field_attribute(
+                    format!("{path}.{}", value.name()),
+                    format!("#[serde(rename = \"{json_value}\")]"),
+                );
+            }
+        }
     }
     support.push(typescript_exports(&messages, &pool));
 
@@ -106,12 +118,23 @@ fn enum_json_module(name: &str) -> TokenStream {
     let module = format_ident!("{}_json", snake(name));
     let name = format_ident!("{name}");
     quote! {
+        // Not every enum is used both plain and `optional`.
+        #[allow(dead_code)]
         pub(crate) mod #module {
             pub fn serialize<S: serde::Serializer>(value: &i32, serializer: S) -> Result<S::Ok, S::Error> {
                 crate::protocol::json_enum::serialize::<super::#name, S>(value, serializer)
             }
             pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
                 crate::protocol::json_enum::deserialize::<super::#name, D>(deserializer)
+            }
+            /// The same for an `optional` enum field (`Option<i32>`).
+            pub mod option {
+                pub fn serialize<S: serde::Serializer>(value: &Option<i32>, serializer: S) -> Result<S::Ok, S::Error> {
+                    crate::protocol::json_enum::serialize_option::<super::super::#name, S>(value, serializer)
+                }
+                pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i32>, D::Error> {
+                    crate::protocol::json_enum::deserialize_option::<super::super::#name, D>(deserializer)
+                }
             }
         }
     }
@@ -159,6 +182,28 @@ fn annotate_message(
             if open { "" } else { ", deny_unknown_fields" }
         ),
     );
+    // A `(buf.validate.message).oneof` group: at most one of its fields
+    // (exactly one when required), in JSON Schema terms.
+    for group in oneof_rules(pool, message) {
+        let alternatives: Vec<String> = group
+            .fields
+            .iter()
+            .map(|f| format!("{{\"required\": [\"{}\"]}}", f.json_name()))
+            .collect();
+        // `anyOf` + `not` rather than `oneOf`: each failure then names its
+        // fields (the missing ones, or the pair set together), which the
+        // server words the same as the protobuf side.
+        let exclusive = format!(
+            "\"not\" = {{\"anyOf\": [{}]}}",
+            pairs_of(&group.fields).join(", ")
+        );
+        let keywords = if group.required {
+            format!("\"anyOf\" = [{}], {exclusive}", alternatives.join(", "))
+        } else {
+            exclusive
+        };
+        config.message_attribute(path, format!("#[schemars(extend({keywords}))]"));
+    }
 
     for field in message.fields() {
         let rules = rules_of(pool, &field);
@@ -183,9 +228,16 @@ fn annotate_message(
             Kind::Enum(inner) => {
                 // prost stores enums as i32; JSON carries the snake_case name.
                 let name = inner.name();
+                let (module, with) = if optional {
+                    (
+                        format!("{}_json::option", snake(name)),
+                        format!("Option<{name}>"),
+                    )
+                } else {
+                    (format!("{}_json", snake(name)), name.to_string())
+                };
                 attrs.push(format!(
-                    "#[serde(with = \"{}_json\")]\n#[schemars(with = \"{name}\")]\n#[ts(as = \"{name}\")]",
-                    snake(name)
+                    "#[serde(with = \"{module}\")]\n#[schemars(with = \"{with}\")]\n#[ts(as = \"{with}\")]"
                 ));
             }
             Kind::Uint64 | Kind::Int64 | Kind::Fixed64 | Kind::Sfixed64 | Kind::Sint64 => {
@@ -328,17 +380,88 @@ fn message_allows_unknown_fields(pool: &DescriptorPool, message: &MessageDescrip
     .unwrap_or(false)
 }
 
+/// A `(buf.validate.message).oneof` rule: at most one of `fields` is set;
+/// exactly one when `required`.
+struct OneofRule {
+    fields: Vec<FieldDescriptor>,
+    required: bool,
+}
+
+/// The message's `(buf.validate.message)` oneof rules; any other message
+/// rule fails the build, as an unimplemented field rule does.
+fn oneof_rules(pool: &DescriptorPool, message: &MessageDescriptor) -> Vec<OneofRule> {
+    let Some(rules) = extension(pool, &message.options(), "buf.validate.message") else {
+        return Vec::new();
+    };
+    let rules = rules.as_message().cloned().expect("MessageRules");
+    for (descriptor, _) in rules.fields() {
+        assert!(
+            descriptor.name() == "oneof",
+            "{}: (buf.validate.message) rule `{}` is not implemented by build.rs's validators",
+            message.full_name(),
+            descriptor.name()
+        );
+    }
+    let Some(groups) = get(&rules, "oneof") else {
+        return Vec::new();
+    };
+    let groups = groups.as_list().map(<[_]>::to_vec).unwrap_or_default();
+    groups
+        .iter()
+        .map(|group| {
+            let group = group.as_message().expect("MessageOneofRule");
+            let names = get(group, "fields")
+                .and_then(|v| v.as_list().map(<[_]>::to_vec))
+                .unwrap_or_default();
+            let fields: Vec<FieldDescriptor> = names
+                .iter()
+                .map(|name| {
+                    let name = name.as_str().expect("field name");
+                    let field = message.get_field_by_name(name).unwrap_or_else(|| {
+                        panic!("{}: oneof rule names no field {name}", message.full_name())
+                    });
+                    assert!(
+                        field.supports_presence() && !field.is_list(),
+                        "{}: oneof rules over fields without presence are not implemented",
+                        field.full_name()
+                    );
+                    field
+                })
+                .collect();
+            assert!(
+                fields.len() >= 2,
+                "{}: a oneof rule needs two fields",
+                message.full_name()
+            );
+            OneofRule {
+                fields,
+                required: get(group, "required").and_then(|v| v.as_bool()) == Some(true),
+            }
+        })
+        .collect()
+}
+
+/// JSON Schema alternatives "these two are both present", for every pair.
+fn pairs_of(fields: &[FieldDescriptor]) -> Vec<String> {
+    let mut pairs = Vec::new();
+    for (i, a) in fields.iter().enumerate() {
+        for b in &fields[i + 1..] {
+            pairs.push(format!(
+                "{{\"required\": [\"{}\", \"{}\"]}}",
+                a.json_name(),
+                b.json_name()
+            ));
+        }
+    }
+    pairs
+}
+
 /// `impl Validate for <Message>`: the protobuf-side twin of the JSON Schema.
 /// Pointers are only built when a check fails, so a valid message allocates
 /// nothing.
 fn validator_for(pool: &DescriptorPool, message: &MessageDescriptor) -> TokenStream {
-    // Message- and oneof-level rules are not implemented: refuse them
-    // rather than let protobuf frames skip what JSON Schema would check.
-    assert!(
-        extension(pool, &message.options(), "buf.validate.message").is_none(),
-        "{}: (buf.validate.message) rules are not implemented by build.rs's validators",
-        message.full_name()
-    );
+    // Oneof-level rules are not implemented: refuse them rather than let
+    // protobuf frames skip what JSON Schema would check.
     for oneof in message.oneofs() {
         assert!(
             extension(pool, &oneof.options(), "buf.validate.oneof").is_none(),
@@ -366,6 +489,34 @@ fn validator_for(pool: &DescriptorPool, message: &MessageDescriptor) -> TokenStr
     }
     let mut statics = Vec::new();
     let mut checks = Vec::new();
+    for group in oneof_rules(pool, message) {
+        let present = group.fields.iter().map(|f| {
+            let ident = format_ident!("{}", f.name());
+            quote! { self.#ident.is_some() }
+        });
+        let names: Vec<String> = group
+            .fields
+            .iter()
+            .map(|f| f.json_name().to_string())
+            .collect();
+        let missing = if group.required {
+            quote! { if set.is_empty() { return Err(Violation::one_of_missing(path, &[#(#names),*])); } }
+        } else {
+            quote! {}
+        };
+        checks.push(quote! {
+            {
+                let present = [#(#present),*];
+                let set: Vec<&str> = [#(#names),*]
+                    .into_iter()
+                    .zip(present)
+                    .filter_map(|(name, is_set)| is_set.then_some(name))
+                    .collect();
+                if set.len() > 1 { return Err(Violation::one_of_conflict(path, &[#(#names),*], set[1])); }
+                #missing
+            }
+        });
+    }
     for field in message.fields() {
         let rules = rules_of(pool, &field);
         let json = field.json_name();
@@ -441,7 +592,11 @@ fn validator_for(pool: &DescriptorPool, message: &MessageDescriptor) -> TokenStr
                 // The zero value means "unset", and proto3 keeps unknown numbers:
                 // neither is a value the protocol defines.
                 let enumeration = format_ident!("{}", inner.name());
-                checks.push(quote! { check_enum::<#enumeration>(self.#ident, path, #json)?; });
+                checks.push(if field.supports_presence() {
+                    quote! { if let Some(value) = self.#ident { check_enum::<#enumeration>(value, path, #json)?; } }
+                } else {
+                    quote! { check_enum::<#enumeration>(self.#ident, path, #json)?; }
+                });
             }
             _ => {}
         }

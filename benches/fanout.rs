@@ -23,7 +23,7 @@ use axum::extract::ws::Message;
 use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use tourcast::engine::{ApplyOutcome, Engine, EngineConfig};
-use tourcast::event::{EventKind, SourceEvent};
+use tourcast::event::{AvailabilityChange, EventKind};
 use tourcast::hub::{ClientHandle, Hub, Subscriptions, Target, outbox};
 use tourcast::protocol::codec::{Encoded, Encoding};
 use tourcast::protocol::{ServerMessage, v1};
@@ -141,12 +141,13 @@ fn hub_publish(c: &mut Criterion) {
             hub.add(&Target::All, client);
         }
         group.throughput(Throughput::Elements(n as u64));
+        let paris = Target::Tour("tour_paris".into());
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter_custom(|iters| {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {
                     let started = Clock::now();
-                    let queued = hub.publish("tour_paris", black_box(&encoded));
+                    let queued = hub.publish(&paris, black_box(&encoded));
                     spent += started.elapsed();
                     assert_eq!(queued, n);
                     drain(&mut receivers);
@@ -169,6 +170,7 @@ fn engine_apply(c: &mut Criterion) {
             max_replay: QUEUE / 2,
             max_subscriptions: 256,
             max_log_scan: 100_000,
+            notification_history: 10_000,
         });
         let (clients, mut receivers) = clients(n);
         let subs = Subscriptions::default();
@@ -182,7 +184,7 @@ fn engine_apply(c: &mut Criterion) {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {
                     next_id += 1;
-                    let event = SourceEvent {
+                    let event = AvailabilityChange {
                         kind: EventKind::Updated,
                         event_id: Some(format!("evt_{next_id}")),
                         tour_id: "tour_paris".into(),

@@ -65,6 +65,9 @@ pub struct Identity {
     pub permissions: Permissions,
     /// When its token expires; `None` without auth.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Whether it may see admin channels (`stats`): its token carries the
+    /// admin claim, or auth is off and the gateway runs with `--admin-open`.
+    pub admin: bool,
 }
 
 impl Identity {
@@ -74,6 +77,7 @@ impl Identity {
             subject: None,
             permissions: Permissions::All,
             expires_at: None,
+            admin: false,
         }
     }
 }
@@ -126,12 +130,19 @@ pub struct AuthConfig {
     pub tours_claim: String,
     /// Clock skew tolerated on `exp`, `nbf` and `iat` (`JWT_LEEWAY`).
     pub leeway: std::time::Duration,
+    /// The claim that marks an admin token when it is `true` (`"admin"` when empty).
+    pub admin_claim: String,
+    /// With auth off, treat every connection as an admin (`--admin-open`):
+    /// anyone who can reach the port then sees the `stats` channel.
+    pub admin_open: bool,
 }
 
 /// Verifies tokens; `None` inside means auth is off.
 pub struct Authenticator {
     verifier: Option<(DecodingKey, Validation)>,
     tours_claim: String,
+    admin_claim: String,
+    admin_open: bool,
     leeway_secs: i64,
 }
 
@@ -186,6 +197,12 @@ impl Authenticator {
             } else {
                 config.tours_claim.clone()
             },
+            admin_claim: if config.admin_claim.is_empty() {
+                "admin".into()
+            } else {
+                config.admin_claim.clone()
+            },
+            admin_open: config.admin_open,
         })
     }
 
@@ -197,7 +214,10 @@ impl Authenticator {
     /// The identity for a connection presenting `token`.
     pub fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         let Some((key, validation)) = &self.verifier else {
-            return Ok(Identity::anonymous());
+            return Ok(Identity {
+                admin: self.admin_open,
+                ..Identity::anonymous()
+            });
         };
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
         let claims = decode::<Claims>(token, key, validation)?.claims;
@@ -229,10 +249,14 @@ impl Authenticator {
                 )));
             }
         };
+        // Only a literal `true` makes an admin: "true", 1 or "yes" do not.
+        let admin = claims.rest.get(&self.admin_claim) == Some(&Value::Bool(true));
         Ok(Identity {
-            subject: claims.sub,
+            // An empty `sub` names nobody: such a token has no notifications.
+            subject: claims.sub.filter(|sub| !sub.is_empty()),
             permissions,
             expires_at: Some(expires_at),
+            admin,
         })
     }
 }

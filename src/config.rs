@@ -163,6 +163,31 @@ pub struct GatewayConfig {
     #[arg(long, env = "JWT_TOURS_CLAIM", default_value = "tours")]
     pub jwt_tours_claim: String,
 
+    /// Token claim that marks an admin (it must be `true`): admins may
+    /// subscribe to the `stats` channel.
+    #[arg(long, env = "JWT_ADMIN_CLAIM", default_value = "admin")]
+    pub jwt_admin_claim: String,
+
+    /// With JWT off, let every connection subscribe to the `stats` channel.
+    /// Anyone who can reach the port then sees connection counts, event
+    /// rates and the busiest tours of every instance: use it on a laptop or
+    /// behind an authenticating proxy, never on an open port.
+    #[arg(long, env = "ADMIN_OPEN")]
+    pub admin_open: bool,
+
+    /// Notifications kept in memory for recovery with `since`, over all
+    /// users; older ones are read back from the stream.
+    #[arg(long, env = "NOTIFICATION_HISTORY", default_value_t = 10_000)]
+    pub notification_history: usize,
+
+    /// How often each instance shares its figures and `stats` subscribers get a message.
+    #[arg(long, env = "STATS_INTERVAL", default_value = "5s", value_parser = parse_stats_interval)]
+    pub stats_interval: Duration,
+
+    /// This instance's name in `stats` (default: host name and process id).
+    #[arg(long, env = "INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
     /// Serve `/metrics` on this separate admin port instead of the main one.
     #[arg(long, env = "METRICS_PORT")]
     pub metrics_port: Option<u16>,
@@ -174,6 +199,15 @@ pub struct GatewayConfig {
     /// RabbitMQ settings.
     #[command(flatten)]
     pub rabbitmq: RabbitArgs,
+}
+
+/// A `STATS_INTERVAL`: between 100 ms and an hour.
+fn parse_stats_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < Duration::from_millis(100) || interval > Duration::from_secs(3600) {
+        return Err(format!("{text:?} is outside 100ms..1h"));
+    }
+    Ok(interval)
 }
 
 /// The origin (`scheme://host[:port]`) of a URL such as `PUBLIC_URL`.
@@ -199,6 +233,8 @@ impl GatewayConfig {
             issuer: self.jwt_issuer.clone(),
             tours_claim: self.jwt_tours_claim.clone(),
             leeway: self.jwt_leeway,
+            admin_claim: self.jwt_admin_claim.clone(),
+            admin_open: self.admin_open,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The engine: applies source events to the tour book and fans them out
-//! through the hub, and serves subscriptions with snapshots or replays.
+//! The engine: applies source events to the book and fans them out
+//! through the hub to their channel, and serves subscriptions with
+//! snapshots or replays.
 //!
 //! One lock (the book's) orders everything that must be ordered: an event is
 //! applied and queued to every recipient under it, and a subscription is
@@ -28,7 +29,7 @@ use crate::hub::{ClientHandle, Disconnect, Hub, Offer, Subscriptions, Target};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
 use crate::protocol::v1::{Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed};
-use crate::state::{Applied, Recovery, Scope, TourBook};
+use crate::state::{Applied, Book, Recovery, Scope};
 use crate::telemetry::FANOUT_SECONDS;
 use crate::time::rfc3339;
 
@@ -131,6 +132,9 @@ pub struct EngineConfig {
     pub max_subscriptions: usize,
     /// Most log events one recovery may read back (`RECOVERY_MAX_SCAN`).
     pub max_log_scan: u64,
+    /// Notifications kept in memory for recovery, over all users
+    /// (`NOTIFICATION_HISTORY`).
+    pub notification_history: usize,
 }
 
 /// Why a subscribe was refused.
@@ -144,7 +148,7 @@ pub enum SubscribeError {
 /// State, fan-out and subscriptions.
 pub struct Engine {
     epoch: String,
-    book: Mutex<TourBook>,
+    book: Mutex<Book>,
     hub: Hub,
     stats: EngineStats,
     max_replay: usize,
@@ -157,10 +161,11 @@ impl Engine {
     /// A fresh engine with an empty book.
     pub fn new(config: EngineConfig) -> Self {
         Engine {
-            book: Mutex::new(TourBook::new(
+            book: Mutex::new(Book::with_inbox(
                 config.epoch.clone(),
                 config.history_len,
                 config.dedupe_window,
+                config.notification_history,
             )),
             epoch: config.epoch,
             hub: Hub::new(),
@@ -224,10 +229,10 @@ impl Engine {
 
     /// Applies an event and queues it to every recipient. Never waits on a
     /// client: a source may acknowledge its input as soon as this returns.
-    pub fn apply(&self, event: SourceEvent) -> ApplyOutcome {
+    pub fn apply(&self, event: impl Into<SourceEvent>) -> ApplyOutcome {
         let started = Instant::now();
         let book = self.book.lock();
-        self.apply_locked(book, event, started)
+        self.apply_locked(book, event.into(), started)
     }
 
     /// Applies an event read from the durable log at `offset`: its `seq`
@@ -239,7 +244,7 @@ impl Engine {
         let started = Instant::now();
         let book = self.book.lock();
         let position = offset + 1;
-        event.position = (position > book.last_seq()).then_some(position);
+        event.set_position((position > book.last_seq()).then_some(position));
         self.apply_locked(book, event, started)
     }
 
@@ -256,14 +261,17 @@ impl Engine {
 
     fn apply_locked(
         &self,
-        mut book: parking_lot::MutexGuard<'_, TourBook>,
+        mut book: parking_lot::MutexGuard<'_, Book>,
         event: SourceEvent,
         started: Instant,
     ) -> ApplyOutcome {
-        let tour_id = event.tour_id.clone();
         match book.apply(event) {
-            Applied::Fresh { seq, message } => {
-                let recipients = self.hub.publish(&tour_id, &message);
+            Applied::Fresh {
+                seq,
+                channel,
+                message,
+            } => {
+                let recipients = self.hub.publish(&channel, &message);
                 drop(book);
                 metrics::histogram!(FANOUT_SECONDS).record(started.elapsed().as_secs_f64());
                 self.stats.applied.fetch_add(1, Ordering::Relaxed);
@@ -316,9 +324,10 @@ impl Engine {
         self.check_room(subs, &target)?;
         let book = self.book.lock();
         let scope = scope_of(&target, subs);
-        let recovery = match since {
+        // Channels without history (stats) have nothing to recover.
+        let recovery = match since.zip(scope) {
             None => None,
-            Some(position) => match book.recover(scope, &position.epoch, position.seq) {
+            Some((position, scope)) => match book.recover(scope, &position.epoch, position.seq) {
                 Recovery::Replay(missed) if missed.len() <= self.max_replay => Some(Some(missed)),
                 Recovery::FromLog { through } if self.log.get().is_some() => {
                     // While the log is read, nothing of the target's scope
@@ -362,24 +371,25 @@ impl Engine {
         self.check_room(subs, &target)?;
         let book = self.book.lock();
         let scope = scope_of(&target, subs);
-        let recovery = match read {
-            Err(error) => {
-                tracing::debug!(conn = client.id(), %error, "recovery from the log failed; sending a snapshot");
+        let recovery = match (read, scope) {
+            (_, None) => None,
+            (Err(error), _) => {
+                tracing::debug!(conn = client.id(), %error, "recovery from the log failed; answering unrecovered");
                 None
             }
-            Ok(events) => {
+            (Ok(events), Some(scope)) => {
                 // Count before encoding: a recovery too large for one
                 // client is refused without doing the work under the lock.
                 let in_scope: Vec<&SourceEvent> = events
                     .iter()
-                    .filter(|event| scope.includes(&event.tour_id))
+                    .filter(|event| scope.includes(event))
                     .collect();
                 range.rounds += 1;
                 if range.found.len() + in_scope.len() <= self.max_replay {
                     range.found.extend(
                         in_scope
                             .into_iter()
-                            .filter_map(|event| book.logged_message(event, event.position?)),
+                            .filter_map(|event| book.logged_message(event, event.position()?)),
                     );
                 } else {
                     range.found.clear();
@@ -415,11 +425,14 @@ impl Engine {
     }
 
     /// Registers `target` and queues `subscribed`, then the missed events
-    /// (`Some(Some(_))`) or a snapshot, marked unrecovered after a failed
-    /// recovery (`Some(None)`). Called under the book lock.
+    /// (`Some(Some(_))`) or, for a tour, a snapshot, marked unrecovered
+    /// after a failed recovery (`Some(None)`). A notification channel has
+    /// no snapshot: an unrecovered gap is said in `subscribed` alone. The
+    /// stats channel's first message comes from the stats task. Called
+    /// under the book lock.
     fn answer(
         &self,
-        book: &TourBook,
+        book: &Book,
         client: &ClientHandle,
         subs: &mut Subscriptions,
         target: Target,
@@ -427,19 +440,19 @@ impl Engine {
         request_id: Option<String>,
     ) {
         self.reregister(client, subs, |subs| subs.subscribe(&target));
-        let scope = scope_of(&target, subs);
-        let tour_id = target.tour_id().unwrap_or("*").to_string();
+        let (tour_id, channel) = target.reply_names();
         let ack = ServerMessage::Subscribed(Subscribed {
             tour_id,
+            channel,
             recovered: recovery.as_ref().map(Option::is_some),
             request_id: request_id.clone(),
         });
         let mut offers = vec![client.send(&ack)];
-        match recovery {
-            Some(Some(missed)) => {
+        match (recovery, scope_of(&target, subs)) {
+            (Some(Some(missed)), _) => {
                 offers.push(client.offer_replay(&missed));
             }
-            recovery => {
+            (recovery, Some(scope)) if target.is_tour() => {
                 let snapshot = ServerMessage::Snapshot(Snapshot {
                     tours: book.snapshot(scope),
                     epoch: self.epoch.clone(),
@@ -449,6 +462,7 @@ impl Engine {
                 });
                 offers.push(client.send(&snapshot));
             }
+            _ => {}
         }
         if offers.contains(&Offer::Slow) {
             self.hub.count_slow();
@@ -469,8 +483,10 @@ impl Engine {
         self.reregister(client, subs, |subs| {
             subs.unsubscribe(&target);
         });
+        let (tour_id, channel) = target.reply_names();
         let ack = ServerMessage::Unsubscribed(Unsubscribed {
-            tour_id: target.tour_id().unwrap_or("*").to_string(),
+            tour_id,
+            channel,
             request_id,
         });
         if client.send(&ack) == Offer::Slow {
@@ -493,7 +509,8 @@ impl Engine {
         });
         for tour_id in revoked {
             let notice = ServerMessage::Unsubscribed(Unsubscribed {
-                tour_id,
+                tour_id: Some(tour_id),
+                channel: None,
                 request_id: None,
             });
             client.send(&notice);
@@ -520,10 +537,13 @@ impl Engine {
     }
 }
 
-/// Which tours a subscription to `target` covers.
-fn scope_of<'a>(target: &'a Target, subs: &'a Subscriptions) -> Scope<'a> {
+/// Which events a subscription to `target` covers, for its snapshot and
+/// its recovery; `None` for a channel with no history (stats).
+fn scope_of<'a>(target: &'a Target, subs: &'a Subscriptions) -> Option<Scope<'a>> {
     match target {
-        Target::Tour(id) => Scope::Tour(id),
-        Target::All => Scope::Permitted(subs.permissions()),
+        Target::Tour(id) => Some(Scope::Tour(id)),
+        Target::All => Some(Scope::Permitted(subs.permissions())),
+        Target::User(user) => Some(Scope::User(user)),
+        Target::Stats => None,
     }
 }

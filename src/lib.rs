@@ -4,9 +4,12 @@
 //! The parts, in the order data flows through them:
 //! - [`source`]: where events come from (the demo feed, RabbitMQ), each
 //!   turned into an [`event`];
-//! - [`engine`]: applies events to the [`state`] (tour book: current state,
-//!   history, duplicate filter) and fans them out through the [`hub`]
-//!   (who is subscribed to what, bounded per-connection queues);
+//! - [`engine`]: applies events to the [`state`] (the book: current state,
+//!   every channel's history, duplicate filter) and fans them out through
+//!   the [`hub`] (who is subscribed to which [`channel`], bounded
+//!   per-connection queues);
+//! - [`stats`]: the admin `stats` channel, its figures shared between
+//!   instances over the broker;
 //! - [`server`]: HTTP and WebSocket: handshake, connections, health;
 //! - [`protocol`]: the wire contract generated from `proto/` and the codec
 //!   that validates every client frame before it is routed;
@@ -17,6 +20,7 @@
 //! - [`time`]: timestamps as the protocol writes them.
 
 pub mod auth;
+pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod engine;
@@ -26,5 +30,6 @@ pub mod protocol;
 pub mod server;
 pub mod source;
 pub mod state;
+pub mod stats;
 pub mod telemetry;
 pub mod time;

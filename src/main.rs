@@ -16,6 +16,7 @@ use tourcast::engine::{Engine, EngineConfig};
 use tourcast::server::limits::ConnectionLimit;
 use tourcast::server::{AppState, ServerSettings, listener};
 use tourcast::source::{self, SourceStatus, demo};
+use tourcast::stats::{self, StatsBoard};
 
 /// Connections may hold this many explicit subscriptions.
 const MAX_SUBSCRIPTIONS: usize = 256;
@@ -90,6 +91,7 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         max_replay: config.max_replay,
         max_subscriptions: MAX_SUBSCRIPTIONS,
         max_log_scan: config.recovery_max_scan,
+        notification_history: config.notification_history,
     }));
     let shutdown = CancellationToken::new();
     let status = SourceStatus::new(if config.demo { "demo" } else { "rabbitmq" });
@@ -130,6 +132,36 @@ async fn serve(config: GatewayConfig) -> Result<()> {
     .context("compiling the protocol schemas")?;
     tokio::spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
     state.metrics = Some(metrics);
+    if config.admin_open && !state.auth.enabled() {
+        tracing::warn!("--admin-open: every connection may subscribe to the stats channel");
+    }
+    state.stats = Arc::new(StatsBoard::new(
+        config
+            .instance_id
+            .clone()
+            .unwrap_or_else(stats::default_instance_id),
+        config.stats_interval,
+        Arc::clone(&state.engine),
+        state.source.clone(),
+    ));
+    // Instances share their figures over the broker; the demo has no peers.
+    let peers = (!config.demo).then(|| {
+        let link = source::rabbitmq::peers::spawn(
+            &config.rabbitmq,
+            stats::STATS_ROUTING_KEY,
+            shutdown.clone(),
+        );
+        stats::Peers {
+            outgoing: link.outgoing,
+            incoming: link.incoming,
+            task: link.task,
+        }
+    });
+    let stats_task = tokio::spawn(stats::run(
+        Arc::clone(&state.stats),
+        peers,
+        shutdown.clone(),
+    ));
     if let Some(port) = config.metrics_port {
         let admin = SocketAddr::new(config.bind, port);
         let listener = TcpListener::bind(admin)
@@ -160,6 +192,7 @@ async fn serve(config: GatewayConfig) -> Result<()> {
     tourcast::server::serve(listener, state, with_metrics, config.shutdown_grace).await?;
     shutdown.cancel();
     let _ = tokio::time::timeout(config.shutdown_grace, source_task).await;
+    let _ = tokio::time::timeout(config.shutdown_grace, stats_task).await;
     tracing::info!("tourcast stopped");
     Ok(())
 }

@@ -22,9 +22,14 @@ fn pb_ping(request_id: Option<&str>) -> Vec<u8> {
     }))
 }
 
-fn pb_subscribe(tour_id: &str, since: Option<(&str, u64)>, request_id: Option<&str>) -> Vec<u8> {
+fn pb_subscribe(
+    tour_id: Option<&str>,
+    since: Option<(&str, u64)>,
+    request_id: Option<&str>,
+) -> Vec<u8> {
     envelope(ClientMessage::Subscribe(v1::Subscribe {
-        tour_id: tour_id.to_owned(),
+        tour_id: tour_id.map(str::to_owned),
+        channel: None,
         since: since.map(|(epoch, seq)| v1::StreamPosition {
             epoch: epoch.to_owned(),
             seq,
@@ -33,9 +38,10 @@ fn pb_subscribe(tour_id: &str, since: Option<(&str, u64)>, request_id: Option<&s
     }))
 }
 
-fn pb_unsubscribe(tour_id: &str, request_id: Option<&str>) -> Vec<u8> {
+fn pb_unsubscribe(tour_id: Option<&str>, request_id: Option<&str>) -> Vec<u8> {
     envelope(ClientMessage::Unsubscribe(v1::Unsubscribe {
-        tour_id: tour_id.to_owned(),
+        tour_id: tour_id.map(str::to_owned),
+        channel: None,
         request_id: request_id.map(str::to_owned),
     }))
 }
@@ -163,85 +169,85 @@ fn parity_cases() -> Vec<Case> {
         both(
             "subscribe without tourId",
             r#"{"type":"subscribe"}"#,
-            pb_subscribe("", None, None),
+            pb_subscribe(None, None, None),
             invalid("/tourId"),
         ),
         both(
             "subscribe with empty tourId",
             r#"{"type":"subscribe","tourId":""}"#,
-            pb_subscribe("", None, None),
+            pb_subscribe(Some(""), None, None),
             invalid("/tourId"),
         ),
         both(
             "subscribe with a 65-character tourId",
             &format!(r#"{{"type":"subscribe","tourId":"{tour65}"}}"#),
-            pb_subscribe(&tour65, None, None),
+            pb_subscribe(Some(&tour65), None, None),
             invalid("/tourId"),
         ),
         both(
             "tourId with a space",
             r#"{"type":"subscribe","tourId":"tour paris"}"#,
-            pb_subscribe("tour paris", None, None),
+            pb_subscribe(Some("tour paris"), None, None),
             invalid("/tourId"),
         ),
         both(
             "tourId starting with an underscore",
             r#"{"type":"subscribe","tourId":"_tour"}"#,
-            pb_subscribe("_tour", None, None),
+            pb_subscribe(Some("_tour"), None, None),
             invalid("/tourId"),
         ),
         both(
             "tourId with a slash",
             r#"{"type":"subscribe","tourId":"tour/../paris"}"#,
-            pb_subscribe("tour/../paris", None, None),
+            pb_subscribe(Some("tour/../paris"), None, None),
             invalid("/tourId"),
         ),
         both(
             "tourId that is two wildcards",
             r#"{"type":"subscribe","tourId":"**"}"#,
-            pb_subscribe("**", None, None),
+            pb_subscribe(Some("**"), None, None),
             invalid("/tourId"),
         ),
         both(
             "tourId with a non-ASCII letter",
             r#"{"type":"subscribe","tourId":"tour_é"}"#,
-            pb_subscribe("tour_é", None, None),
+            pb_subscribe(Some("tour_é"), None, None),
             invalid("/tourId"),
         ),
         both(
             "tourId with a NUL",
             r#"{"type":"subscribe","tourId":"tour\u0000"}"#,
-            pb_subscribe("tour\0", None, None),
+            pb_subscribe(Some("tour\0"), None, None),
             invalid("/tourId"),
         ),
         both(
             "tourId with a trailing newline",
             r#"{"type":"subscribe","tourId":"tour_paris\n"}"#,
-            pb_subscribe("tour_paris\n", None, None),
+            pb_subscribe(Some("tour_paris\n"), None, None),
             invalid("/tourId"),
         ),
         both(
             "unsubscribe without tourId",
             r#"{"type":"unsubscribe"}"#,
-            pb_unsubscribe("", None),
+            pb_unsubscribe(None, None),
             invalid("/tourId"),
         ),
         both(
             "unsubscribe with a bad tourId",
             r#"{"type":"unsubscribe","tourId":"tour;drop"}"#,
-            pb_unsubscribe("tour;drop", None),
+            pb_unsubscribe(Some("tour;drop"), None),
             invalid("/tourId"),
         ),
         both(
             "a bad tourId echoes the requestId",
             r#"{"type":"subscribe","tourId":"","requestId":"sub-1"}"#,
-            pb_subscribe("", None, Some("sub-1")),
+            pb_subscribe(Some(""), None, Some("sub-1")),
             invalid_echo("/tourId", "sub-1"),
         ),
         both(
             "a bad unsubscribe echoes the requestId",
             r#"{"type":"unsubscribe","tourId":"a b","requestId":"u-1"}"#,
-            pb_unsubscribe("a b", Some("u-1")),
+            pb_unsubscribe(Some("a b"), Some("u-1")),
             invalid_echo("/tourId", "u-1"),
         ),
         // Too long to echo: the error does not repeat an oversized token.
@@ -254,7 +260,7 @@ fn parity_cases() -> Vec<Case> {
         both(
             "subscribe with a 65-character requestId",
             &format!(r#"{{"type":"subscribe","tourId":"tour_paris","requestId":"{id65}"}}"#),
-            pb_subscribe("tour_paris", None, Some(&id65)),
+            pb_subscribe(Some("tour_paris"), None, Some(&id65)),
             invalid("/requestId"),
         ),
         // Short enough to echo, so it is echoed even though it is refused.
@@ -273,19 +279,19 @@ fn parity_cases() -> Vec<Case> {
         both(
             "since with an empty epoch",
             r#"{"type":"subscribe","tourId":"tour_paris","since":{"epoch":"","seq":41}}"#,
-            pb_subscribe("tour_paris", Some(("", 41)), None),
+            pb_subscribe(Some("tour_paris"), Some(("", 41)), None),
             invalid("/since/epoch"),
         ),
         both(
             "since without an epoch",
             r#"{"type":"subscribe","tourId":"tour_paris","since":{"seq":41}}"#,
-            pb_subscribe("tour_paris", Some(("", 41)), None),
+            pb_subscribe(Some("tour_paris"), Some(("", 41)), None),
             invalid("/since/epoch"),
         ),
         both(
             "since.epoch with a space",
             r#"{"type":"subscribe","tourId":"tour_paris","since":{"epoch":"e 1","seq":41}}"#,
-            pb_subscribe("tour_paris", Some(("e 1", 41)), None),
+            pb_subscribe(Some("tour_paris"), Some(("e 1", 41)), None),
             invalid("/since/epoch"),
         ),
         both(
@@ -293,7 +299,7 @@ fn parity_cases() -> Vec<Case> {
             &format!(
                 r#"{{"type":"subscribe","tourId":"tour_paris","since":{{"epoch":"{epoch65}","seq":41}},"requestId":"r2"}}"#
             ),
-            pb_subscribe("tour_paris", Some((&epoch65, 41)), Some("r2")),
+            pb_subscribe(Some("tour_paris"), Some((&epoch65, 41)), Some("r2")),
             invalid_echo("/since/epoch", "r2"),
         ),
         both(
@@ -333,7 +339,7 @@ fn parity_cases() -> Vec<Case> {
         both(
             "truncated frame",
             r#"{"type":"subscribe","tourId":"tour_pa"#,
-            pb_subscribe("tour_paris", None, None)[..6].to_vec(),
+            pb_subscribe(Some("tour_paris"), None, None)[..6].to_vec(),
             unparsable(),
         ),
     ]
@@ -679,9 +685,10 @@ fn protobuf_only_mistakes_give_the_expected_error() {
 fn protobuf_unknown_fields_are_accepted() {
     let codec = Codec::new().unwrap();
     let expected = ClientMessage::Subscribe(v1::Subscribe {
-        tour_id: "tour_paris".into(),
+        tour_id: Some("tour_paris".into()),
         since: None,
         request_id: Some("r1".into()),
+        channel: None,
     });
 
     // An unknown field inside Subscribe.
@@ -699,7 +706,9 @@ fn protobuf_unknown_fields_are_accepted() {
     // An unknown field in the envelope next to a known variant.
     let frame = [pb_field(2, &pb_field(1, b"tour_paris")), pb_field(30, b"?")].concat();
     let message = codec.decode_proto(&frame).unwrap();
-    assert!(matches!(message, ClientMessage::Subscribe(s) if s.tour_id == "tour_paris"));
+    assert!(
+        matches!(message, ClientMessage::Subscribe(s) if s.tour_id.as_deref() == Some("tour_paris"))
+    );
 
     // The same frame's rules still apply to the known fields.
     let frame = pb_field(2, &[pb_field(1, b""), pb_field(15, b"x")].concat());
@@ -719,7 +728,7 @@ fn boundary_values_are_accepted_in_both_encodings() {
     let cases: Vec<(String, Vec<u8>)> = vec![
         (
             format!(r#"{{"type":"subscribe","tourId":"{tour64}"}}"#),
-            pb_subscribe(&tour64, None, None),
+            pb_subscribe(Some(&tour64), None, None),
         ),
         (
             format!(r#"{{"type":"ping","requestId":"{id64}"}}"#),
@@ -727,11 +736,11 @@ fn boundary_values_are_accepted_in_both_encodings() {
         ),
         (
             r#"{"type":"subscribe","tourId":"T"}"#.into(),
-            pb_subscribe("T", None, None),
+            pb_subscribe(Some("T"), None, None),
         ),
         (
             r#"{"type":"subscribe","tourId":"tour.paris:2025-01_a"}"#.into(),
-            pb_subscribe("tour.paris:2025-01_a", None, None),
+            pb_subscribe(Some("tour.paris:2025-01_a"), None, None),
         ),
         (
             r#"{"type":"ping","requestId":"~!{}"}"#.into(),
@@ -740,11 +749,11 @@ fn boundary_values_are_accepted_in_both_encodings() {
         (
             r#"{"type":"subscribe","tourId":"*","since":{"epoch":"e","seq":18446744073709551615}}"#
                 .into(),
-            pb_subscribe("*", Some(("e", u64::MAX)), None),
+            pb_subscribe(Some("*"), Some(("e", u64::MAX)), None),
         ),
         (
             r#"{"type":"subscribe","tourId":"*","since":{"epoch":"e","seq":0}}"#.into(),
-            pb_subscribe("*", Some(("e", 0)), None),
+            pb_subscribe(Some("*"), Some(("e", 0)), None),
         ),
     ];
     for (json, proto) in cases {
@@ -786,7 +795,7 @@ fn several_mistakes_report_one() {
     let json = format!(r#"{{"type":"subscribe","tourId":"","requestId":"{id65}"}}"#);
     let from_json = codec.decode_json(&json).unwrap_err();
     let from_proto = codec
-        .decode_proto(&pb_subscribe("", None, Some(&id65)))
+        .decode_proto(&pb_subscribe(Some(""), None, Some(&id65)))
         .unwrap_err();
     for error in [&from_json, &from_proto] {
         assert_eq!(error.code, InvalidMessage);
@@ -891,7 +900,7 @@ fn protobuf_ish() -> impl Strategy<Value = Vec<u8>> {
     )
         .prop_map(|(tour, since, id)| {
             pb_subscribe(
-                &tour,
+                Some(&tour),
                 since.as_ref().map(|(e, s)| (e.as_str(), *s)),
                 id.as_deref(),
             )

@@ -22,6 +22,7 @@ fn client_type(message: &ClientMessage) -> &'static str {
         ClientMessage::Subscribe(_) => "subscribe",
         ClientMessage::Unsubscribe(_) => "unsubscribe",
         ClientMessage::Refresh(_) => "refresh",
+        ClientMessage::RefreshStats(_) => "refreshStats",
     }
 }
 
@@ -37,10 +38,18 @@ fn server_type(message: &ServerMessage) -> &'static str {
         ServerMessage::Pong(_) => "pong",
         ServerMessage::Error(_) => "error",
         ServerMessage::Refreshed(_) => "refreshed",
+        ServerMessage::Notification(_) => "notification",
+        ServerMessage::Stats(_) => "stats",
     }
 }
 
-const ALL_CLIENT_TYPES: &[&str] = &["ping", "subscribe", "unsubscribe", "refresh"];
+const ALL_CLIENT_TYPES: &[&str] = &[
+    "ping",
+    "subscribe",
+    "unsubscribe",
+    "refresh",
+    "refreshStats",
+];
 const ALL_SERVER_TYPES: &[&str] = &[
     "connection",
     "subscribed",
@@ -51,6 +60,8 @@ const ALL_SERVER_TYPES: &[&str] = &[
     "pong",
     "error",
     "refreshed",
+    "notification",
+    "stats",
 ];
 
 /// Client fixtures: the SPEC's examples first, then every optional field set.
@@ -79,6 +90,13 @@ fn client_fixtures() -> Vec<Value> {
         // Token refresh (a JWT: header.payload.signature, base64url).
         json!({"type": "refresh", "token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyXzEifQ.c2lnbmF0dXJl"}),
         json!({"type": "refresh", "token": "eyJhbGciOiJub25lIn0.e30.", "requestId": "rf-1"}),
+        // SPEC "Channels": the user's own notifications, and admin stats.
+        json!({"type": "subscribe", "channel": "notifications"}),
+        json!({"type": "subscribe", "channel": "notifications", "since": {"epoch": "rmq:s", "seq": 12}, "requestId": "n-1"}),
+        json!({"type": "subscribe", "channel": "stats"}),
+        json!({"type": "unsubscribe", "channel": "stats", "requestId": "u-2"}),
+        json!({"type": "refreshStats"}),
+        json!({"type": "refreshStats", "requestId": "rs-1"}),
     ]
 }
 
@@ -109,6 +127,59 @@ fn server_fixtures() -> Vec<Value> {
         json!({"type": "subscribed", "tourId": "*", "recovered": false}),
         json!({"type": "unsubscribed", "tourId": "tour_paris"}),
         json!({"type": "unsubscribed", "tourId": "*", "requestId": "u-9"}),
+        json!({"type": "subscribed", "channel": "notifications", "recovered": true}),
+        json!({"type": "unsubscribed", "channel": "stats"}),
+        // SPEC "Channels": a notification, on every connection of its user.
+        json!({
+            "type": "notification",
+            "kind": "booking.confirmed",
+            "notificationId": "evt_b1",
+            "bookingId": "booking_456",
+            "tourId": "tour_paris",
+            "tourName": "Paris City Tour",
+            "seats": 2,
+            "message": "Your booking is confirmed!",
+            "seq": 42,
+            "timestamp": "2025-01-08T10:30:00.000Z"
+        }),
+        json!({
+            "type": "notification",
+            "kind": "booking.cancelled",
+            "notificationId": "seq-43",
+            "bookingId": "booking_456",
+            "tourId": "tour_paris",
+            "tourName": "Paris City Tour",
+            "seats": 2,
+            "message": "Your booking was cancelled.",
+            "seq": 43,
+            "timestamp": "2025-01-08T10:31:00.000Z"
+        }),
+        json!({
+            "type": "stats",
+            "connectedClients": 3,
+            "clientsByEncoding": {"json": 2, "proto": 1},
+            "eventsPerSecond": 12.5,
+            "deliveriesPerSecond": 30.25,
+            "slowClientDisconnects": 1,
+            "instances": [{
+                "instanceId": "gw-a:1",
+                "connectedClients": 3,
+                "clientsByEncoding": {"json": 2, "proto": 1},
+                "eventsPerSecond": 12.5,
+                "deliveriesPerSecond": 30.25,
+                "slowClientDisconnects": 1,
+                "sourceKind": "rabbitmq",
+                "sourceState": "connected",
+                "uptimeSeconds": 3600,
+                "topTours": [{"tourId": "tour_paris", "subscribers": 2}],
+                "reportedAt": "2025-01-08T10:30:00.000Z",
+                "leaving": false
+            }],
+            "topTours": [{"tourId": "tour_paris", "subscribers": 2}],
+            "intervalSeconds": 5,
+            "timestamp": "2025-01-08T10:30:00.000Z",
+            "requestId": "rs-1"
+        }),
         // SPEC: snapshot of the demo catalog.
         json!({
             "type": "snapshot",
@@ -269,7 +340,8 @@ fn spec_client_examples_decode_as_written() {
             .decode_json(r#"{"type":"subscribe","tourId":"tour_paris"}"#)
             .unwrap(),
         ClientMessage::Subscribe(v1::Subscribe {
-            tour_id: "tour_paris".into(),
+            tour_id: Some("tour_paris".into()),
+            channel: None,
             since: None,
             request_id: None,
         })
@@ -279,7 +351,8 @@ fn spec_client_examples_decode_as_written() {
             .decode_json(r#"{"type":"subscribe","tourId":"*"}"#)
             .unwrap(),
         ClientMessage::Subscribe(v1::Subscribe {
-            tour_id: "*".into(),
+            tour_id: Some("*".into()),
+            channel: None,
             since: None,
             request_id: None,
         })
@@ -291,7 +364,8 @@ fn spec_client_examples_decode_as_written() {
             )
             .unwrap(),
         ClientMessage::Subscribe(v1::Subscribe {
-            tour_id: "tour_paris".into(),
+            tour_id: Some("tour_paris".into()),
+            channel: None,
             since: Some(v1::StreamPosition {
                 epoch: "e1736330000".into(),
                 seq: 41,
@@ -304,7 +378,8 @@ fn spec_client_examples_decode_as_written() {
             .decode_json(r#"{"type":"unsubscribe","tourId":"tour_paris"}"#)
             .unwrap(),
         ClientMessage::Unsubscribe(v1::Unsubscribe {
-            tour_id: "tour_paris".into(),
+            tour_id: Some("tour_paris".into()),
+            channel: None,
             request_id: None,
         })
     );
@@ -314,7 +389,8 @@ fn spec_client_examples_decode_as_written() {
             .decode_json("{ \"tourId\" : \"tour_paris\",\n \"type\" : \"unsubscribe\" }")
             .unwrap(),
         ClientMessage::Unsubscribe(v1::Unsubscribe {
-            tour_id: "tour_paris".into(),
+            tour_id: Some("tour_paris".into()),
+            channel: None,
             request_id: None,
         })
     );

@@ -3,9 +3,11 @@ import type { AvailabilityLow } from "./AvailabilityLow.js";
 import type { AvailabilityUpdated } from "./AvailabilityUpdated.js";
 import type { Connection } from "./Connection.js";
 import type { ErrorReply } from "./ErrorReply.js";
+import type { Notification } from "./Notification.js";
 import type { Pong } from "./Pong.js";
 import type { Refreshed } from "./Refreshed.js";
 import type { Snapshot } from "./Snapshot.js";
+import type { Stats } from "./Stats.js";
 import type { Subscribed } from "./Subscribed.js";
 import type { Unsubscribed } from "./Unsubscribed.js";
 
@@ -13,4 +15,4 @@ import type { Unsubscribed } from "./Unsubscribed.js";
  * A server -> client message. In JSON, the chosen variant's fields sit next
  * to a `type` discriminator naming it, e.g. {"type":"pong","timestamp":"…"}.
  */
-export type ServerMessage = { "type": "connection" } & Connection | { "type": "subscribed" } & Subscribed | { "type": "unsubscribed" } & Unsubscribed | { "type": "snapshot" } & Snapshot | { "type": "tour.availability.updated" } & AvailabilityUpdated | { "type": "tour.availability.low" } & AvailabilityLow | { "type": "pong" } & Pong | { "type": "error" } & ErrorReply | { "type": "refreshed" } & Refreshed;
+export type ServerMessage = { "type": "connection" } & Connection | { "type": "subscribed" } & Subscribed | { "type": "unsubscribed" } & Unsubscribed | { "type": "snapshot" } & Snapshot | { "type": "tour.availability.updated" } & AvailabilityUpdated | { "type": "tour.availability.low" } & AvailabilityLow | { "type": "pong" } & Pong | { "type": "error" } & ErrorReply | { "type": "refreshed" } & Refreshed | { "type": "notification" } & Notification | { "type": "stats" } & Stats;

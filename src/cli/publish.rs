@@ -1,10 +1,12 @@
-//! `tourcast publish`: publishes availability events to the exchange, the
-//! way the booking and catalog services do. It is the tool for trying the
-//! system and scripting demos, and a model of how a publisher should behave:
+//! `tourcast publish`: publishes availability events and booking
+//! notifications to the exchange, the way the booking and catalog services
+//! do. It is the tool for trying the system and scripting demos, and a
+//! model of how a publisher should behave:
 //!
 //! ```text
 //! tourcast publish --tour-id tour_paris --seats 3
 //! tourcast publish --kind low --tour-id tour_rome --seats 2 --threshold 3 --format proto
+//! tourcast publish --kind booking-confirmed --user-id alice --tour-id tour_paris --seats 2
 //! producer | tourcast publish          # JSON lines, published as they arrive
 //! ```
 //!
@@ -76,7 +78,8 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use crate::protocol::v1::AvailabilityEvent;
+use crate::event::{BookingKind, SourceEvent};
+use crate::protocol::v1::{AvailabilityEvent, BookingEvent};
 use crate::source::EventKind;
 use crate::source::publisher::{
     DEFAULT_MAX_EVENT_BYTES, Incoming, JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, PoisonError,
@@ -110,15 +113,29 @@ pub struct PublishArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
 
-    /// Kind of event (its routing key is `tour.availability.<kind>`).
+    /// Kind of event: `updated` and `low` are `tour.availability.<kind>`,
+    /// `booking-confirmed` and `booking-cancelled` are
+    /// `notification.booking.<confirmed|cancelled>`.
     #[arg(long, value_enum, default_value_t = Kind::Updated)]
     pub kind: Kind,
+
+    /// The user a booking notification is for (their tokens' `sub`).
+    #[arg(long, requires = "tour_id")]
+    pub user_id: Option<String>,
+
+    /// Booking id of a notification (default: generated).
+    #[arg(long, requires = "tour_id")]
+    pub booking_id: Option<String>,
+
+    /// Text of a notification (default: a sentence for its kind).
+    #[arg(long, requires = "tour_id")]
+    pub message: Option<String>,
 
     /// Tour id. Without it, events are read from stdin, one JSON object per line.
     #[arg(long)]
     pub tour_id: Option<String>,
 
-    /// Seats still bookable (required with --tour-id).
+    /// Seats still bookable, or the seats a booking holds (required with --tour-id).
     #[arg(long, requires = "tour_id")]
     pub seats: Option<u32>,
 
@@ -164,17 +181,24 @@ pub struct PublishArgs {
 /// The event kinds, as `--kind` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
-    /// `tour.availability.updated`
+    /// `tour.availability.updated`.
     Updated,
-    /// `tour.availability.low`
+    /// `tour.availability.low`.
     Low,
+    /// `notification.booking.confirmed`.
+    BookingConfirmed,
+    /// `notification.booking.cancelled`.
+    BookingCancelled,
 }
 
-impl From<Kind> for EventKind {
-    fn from(kind: Kind) -> Self {
-        match kind {
-            Kind::Updated => EventKind::Updated,
-            Kind::Low => EventKind::Low,
+impl Kind {
+    /// The routing key (and `eventType`) of this kind.
+    pub fn routing_key(self) -> &'static str {
+        match self {
+            Kind::Updated => EventKind::Updated.as_str(),
+            Kind::Low => EventKind::Low.as_str(),
+            Kind::BookingConfirmed => BookingKind::Confirmed.routing_key(),
+            Kind::BookingCancelled => BookingKind::Cancelled.routing_key(),
         }
     }
 }
@@ -184,7 +208,7 @@ impl From<Kind> for EventKind {
 pub enum Format {
     /// JSON, `application/json`.
     Json,
-    /// Protobuf `tourcast.v1.AvailabilityEvent`, `application/x-protobuf`.
+    /// Protobuf `tourcast.v1.AvailabilityEvent` (or `BookingEvent`), `application/x-protobuf`.
     Proto,
 }
 
@@ -259,7 +283,47 @@ pub fn event_from_flags(args: &PublishArgs) -> Result<Outgoing, PublishError> {
             "--seats is required with --tour-id".into(),
         ));
     };
-    let kind = EventKind::from(args.kind);
+    let booking = match args.kind {
+        Kind::BookingConfirmed => Some(BookingKind::Confirmed),
+        Kind::BookingCancelled => Some(BookingKind::Cancelled),
+        Kind::Updated | Kind::Low => None,
+    };
+    if let Some(booking) = booking {
+        let Some(user_id) = args.user_id.clone() else {
+            return Err(PublishError::Usage(
+                "--user-id is required for a booking notification".into(),
+            ));
+        };
+        let text = match booking {
+            BookingKind::Confirmed => "Your booking is confirmed!",
+            BookingKind::Cancelled => "Your booking was cancelled.",
+        };
+        let event = BookingEvent {
+            event_id: Some(args.event_id.clone().unwrap_or_else(new_event_id)),
+            event_type: Some(booking.routing_key().into()),
+            user_id,
+            booking_id: args.booking_id.clone().unwrap_or_else(|| {
+                format!(
+                    "booking_{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..12]
+                )
+            }),
+            tour_name: args.tour_name.clone().unwrap_or_else(|| tour_id.clone()),
+            tour_id,
+            seats,
+            message: args.message.clone().unwrap_or_else(|| text.into()),
+            timestamp: Some(args.timestamp.clone().unwrap_or_else(now_rfc3339)),
+        };
+        let value = serde_json::to_value(&event)
+            .map_err(|e| PublishError::Usage(format!("cannot encode the event: {e}")))?;
+        let decoder = PublisherDecoder::new(DEFAULT_MAX_EVENT_BYTES)?;
+        return prepare(&decoder, value, args, 1);
+    }
+    let kind = if args.kind == Kind::Low {
+        EventKind::Low
+    } else {
+        EventKind::Updated
+    };
     let event = AvailabilityEvent {
         event_id: Some(args.event_id.clone().unwrap_or_else(new_event_id)),
         event_type: Some(kind.as_str().into()),
@@ -297,7 +361,7 @@ pub fn event_from_line(
         let routing_key = args
             .routing_key
             .clone()
-            .unwrap_or_else(|| EventKind::from(args.kind).as_str().to_string());
+            .unwrap_or_else(|| args.kind.routing_key().to_string());
         return Ok(Some(Outgoing {
             summary: format!("{routing_key} raw ({} bytes)", line.len()),
             routing_key,
@@ -336,7 +400,7 @@ fn prepare(
 ) -> Result<Outgoing, PublishError> {
     let json = serde_json::to_vec(&value)
         .map_err(|e| PublishError::Usage(format!("cannot encode the event: {e}")))?;
-    let default_key = EventKind::from(args.kind).as_str();
+    let default_key = args.kind.routing_key();
     let routing_key = args.routing_key.as_deref().unwrap_or(default_key);
     let event = decoder
         .decode(
@@ -353,38 +417,54 @@ fn prepare(
             error,
         })?;
     // The event's own kind routes it, unless a key was given.
+    let (own_key, summary) = match &event {
+        SourceEvent::Availability(e) => (
+            e.kind.as_str(),
+            format!("tour={} seats={}", e.tour_id, e.available_seats),
+        ),
+        SourceEvent::Booking(e) => (
+            e.kind.routing_key(),
+            format!("user={} tour={} seats={}", e.user_id, e.tour_id, e.seats),
+        ),
+    };
     let routing_key = args
         .routing_key
         .clone()
-        .unwrap_or_else(|| event.kind.as_str().to_string());
+        .unwrap_or_else(|| own_key.to_string());
+    let event_id = event.event_id().map(str::to_owned);
     let summary = format!(
-        "{routing_key} {} tour={} seats={}",
-        event.event_id.as_deref().unwrap_or("-"),
-        event.tour_id,
-        event.available_seats
+        "{routing_key} {} {summary}",
+        event_id.as_deref().unwrap_or("-")
     );
     let (content_type, payload) = match args.format {
         Format::Json => (JSON_CONTENT_TYPE, json),
         Format::Proto => {
-            let typed: AvailabilityEvent =
-                serde_json::from_value(value).map_err(|e| PublishError::Invalid {
-                    line: number,
-                    error: PoisonError {
-                        event_id: event.event_id.clone(),
-                        reason: crate::source::publisher::PoisonReason::Invalid {
-                            path: String::new(),
-                            message: e.to_string(),
-                        },
+            let invalid = |e: serde_json::Error| PublishError::Invalid {
+                line: number,
+                error: PoisonError {
+                    event_id: event_id.clone(),
+                    reason: crate::source::publisher::PoisonReason::Invalid {
+                        path: String::new(),
+                        message: e.to_string(),
                     },
-                })?;
-            (PROTOBUF_CONTENT_TYPE, typed.encode_to_vec())
+                },
+            };
+            let payload = match &event {
+                SourceEvent::Availability(_) => serde_json::from_value::<AvailabilityEvent>(value)
+                    .map_err(invalid)?
+                    .encode_to_vec(),
+                SourceEvent::Booking(_) => serde_json::from_value::<BookingEvent>(value)
+                    .map_err(invalid)?
+                    .encode_to_vec(),
+            };
+            (PROTOBUF_CONTENT_TYPE, payload)
         }
     };
     Ok(Outgoing {
         routing_key,
         content_type,
         payload,
-        event_id: event.event_id,
+        event_id,
         summary,
     })
 }

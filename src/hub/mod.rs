@@ -26,8 +26,9 @@ use tokio::sync::mpsc;
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::{Encoded, Encoding, encode_frame, frame};
 
+pub use crate::channel::Target;
 pub use kick::Disconnect;
-pub use subscriptions::{Subscriptions, Target};
+pub use subscriptions::Subscriptions;
 
 /// Identifies a connection within this process.
 pub type ConnId = u64;
@@ -133,7 +134,8 @@ type Members = HashMap<ConnId, ClientHandle>;
 
 /// Subscriptions and delivery.
 pub struct Hub {
-    shards: Box<[RwLock<HashMap<String, Members>>]>,
+    /// Members of each channel (a tour, a user, the stats), sharded by channel.
+    shards: Box<[RwLock<HashMap<Target, Members>>]>,
     /// Connections receiving every tour: `"*"` subscribers and connections
     /// that never subscribed (the old service broadcast to everyone).
     everyone: RwLock<Members>,
@@ -161,8 +163,8 @@ impl Hub {
         }
     }
 
-    fn shard(&self, tour_id: &str) -> &RwLock<HashMap<String, Members>> {
-        let index = self.hasher.hash_one(tour_id) as usize % SHARDS;
+    fn shard(&self, target: &Target) -> &RwLock<HashMap<Target, Members>> {
+        let index = self.hasher.hash_one(target) as usize % SHARDS;
         &self.shards[index]
     }
 
@@ -197,44 +199,45 @@ impl Hub {
             .sum()
     }
 
-    /// Starts delivering `target`'s events to `client`.
+    /// Starts delivering `target`'s messages to `client`.
     pub fn add(&self, target: &Target, client: &ClientHandle) {
         match target {
             Target::All => {
                 self.everyone.write().insert(client.id, client.clone());
             }
-            Target::Tour(tour_id) => {
-                self.shard(tour_id)
+            channel => {
+                self.shard(channel)
                     .write()
-                    .entry(tour_id.clone())
+                    .entry(channel.clone())
                     .or_default()
                     .insert(client.id, client.clone());
             }
         }
     }
 
-    /// Stops delivering `target`'s events to connection `id`.
+    /// Stops delivering `target`'s messages to connection `id`.
     pub fn remove(&self, target: &Target, id: ConnId) {
         match target {
             Target::All => {
                 self.everyone.write().remove(&id);
             }
-            Target::Tour(tour_id) => {
-                let mut shard = self.shard(tour_id).write();
-                if let Some(members) = shard.get_mut(tour_id) {
+            channel => {
+                let mut shard = self.shard(channel).write();
+                if let Some(members) = shard.get_mut(channel) {
                     members.remove(&id);
-                    // Drop empty entries so tours nobody watches cost nothing.
+                    // Drop empty entries so channels nobody watches cost nothing.
                     if members.is_empty() {
-                        shard.remove(tour_id);
+                        shard.remove(channel);
                     }
                 }
             }
         }
     }
 
-    /// Delivers an event of `tour_id` to everyone who should get it.
-    /// Returns how many clients it was queued for.
-    pub fn publish(&self, tour_id: &str, encoded: &Encoded) -> usize {
+    /// Delivers a message of `channel` to everyone who should get it: its
+    /// members, and for a tour also every `"*"` subscriber. Returns how
+    /// many clients it was queued for.
+    pub fn publish(&self, channel: &Target, encoded: &Encoded) -> usize {
         // Encoded once per encoding upstream; here each recipient costs a
         // reference-count bump and a `try_send`.
         let json = frame(encoded, Encoding::Json);
@@ -252,10 +255,12 @@ impl Hub {
                 Offer::Dropped | Offer::Closed => {}
             }
         };
-        if let Some(members) = self.shard(tour_id).read().get(tour_id) {
+        if let Some(members) = self.shard(channel).read().get(channel) {
             members.values().for_each(&mut deliver);
         }
-        self.everyone.read().values().for_each(&mut deliver);
+        if let Target::Tour(_) = channel {
+            self.everyone.read().values().for_each(&mut deliver);
+        }
         self.stats
             .delivered
             .fetch_add(queued as u64, Ordering::Relaxed);
@@ -263,6 +268,36 @@ impl Hub {
             .slow_disconnects
             .fetch_add(slow, Ordering::Relaxed);
         queued
+    }
+
+    /// Open connections, by encoding: `(json, proto)`.
+    pub fn connections_by_encoding(&self) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for shard in self.connections.iter() {
+            for client in shard.read().values() {
+                match client.encoding {
+                    Encoding::Proto => counts.1 += 1,
+                    _ => counts.0 += 1,
+                }
+            }
+        }
+        counts
+    }
+
+    /// The `limit` tours with the most connections subscribed to them by
+    /// name, busiest first (ties by id).
+    pub fn top_tours(&self, limit: usize) -> Vec<(String, usize)> {
+        let mut tours: Vec<(String, usize)> = Vec::new();
+        for shard in self.shards.iter() {
+            for (target, members) in shard.read().iter() {
+                if let Target::Tour(id) = target {
+                    tours.push((id.clone(), members.len()));
+                }
+            }
+        }
+        tours.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        tours.truncate(limit);
+        tours
     }
 
     /// Counts a slow client found outside `publish` (e.g. while replaying).
@@ -275,7 +310,7 @@ impl Hub {
         &self.stats
     }
 
-    /// Number of (connection, tour) registrations, `"*"` included.
+    /// Number of (connection, channel) registrations, `"*"` included.
     pub fn registrations(&self) -> usize {
         let tours: usize = self
             .shards
@@ -312,7 +347,7 @@ mod tests {
         hub.add(&Target::Tour("paris".into()), &a);
         hub.add(&Target::All, &b);
         hub.add(&Target::Tour("rome".into()), &c);
-        assert_eq!(hub.publish("paris", &event()), 2);
+        assert_eq!(hub.publish(&Target::Tour("paris".into()), &event()), 2);
         assert!(a_rx.try_recv().is_ok());
         assert!(b_rx.try_recv().is_ok());
         assert!(c_rx.try_recv().is_err());
@@ -326,13 +361,26 @@ mod tests {
         hub.add(&Target::All, &slow);
         hub.add(&Target::All, &fast);
         for _ in 0..3 {
-            hub.publish("paris", &event());
+            hub.publish(&Target::Tour("paris".into()), &event());
             assert!(fast_rx.try_recv().is_ok());
         }
         assert_eq!(slow.kicked(), Some(Disconnect::SlowConsumer));
         assert_eq!(fast.kicked(), None);
         // Counted once, however many events it then misses before it is gone.
         assert_eq!(hub.stats().slow_disconnects.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_user_channel_reaches_its_members_and_no_star_subscriber() {
+        let hub = Hub::new();
+        let (alice, alice_rx) = client(1, 4);
+        let (star, star_rx) = client(2, 4);
+        hub.add(&Target::User("alice".into()), &alice);
+        hub.add(&Target::All, &star);
+        assert_eq!(hub.publish(&Target::User("alice".into()), &event()), 1);
+        assert!(alice_rx.try_recv().is_ok());
+        assert!(star_rx.try_recv().is_err());
+        assert_eq!(hub.publish(&Target::User("bob".into()), &event()), 0);
     }
 
     #[test]

@@ -3,34 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::auth::Permissions;
-
-/// What a registration in the hub covers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Target {
-    /// Every tour.
-    All,
-    /// One tour.
-    Tour(String),
-}
-
-impl Target {
-    /// `"*"` means every tour.
-    pub fn parse(tour_id: &str) -> Self {
-        if tour_id == "*" {
-            Target::All
-        } else {
-            Target::Tour(tour_id.to_string())
-        }
-    }
-
-    /// The tour id, `None` for every tour.
-    pub fn tour_id(&self) -> Option<&str> {
-        match self {
-            Target::All => None,
-            Target::Tour(id) => Some(id),
-        }
-    }
-}
+use crate::channel::Target;
 
 /// A connection's subscription state.
 ///
@@ -41,11 +14,16 @@ impl Target {
 /// tours otherwise, so an event is never delivered twice. A connection whose
 /// token grants only some tours never covers more than those: for it, "every
 /// tour" means every tour it may see.
+///
+/// Channels other than tours (notifications, stats) are registered as
+/// they are; subscribing to one is a first subscribe like any other.
 #[derive(Debug, Clone)]
 pub struct Subscriptions {
     explicit: bool,
     all: bool,
     tours: BTreeSet<String>,
+    /// Subscribed non-tour channels.
+    channels: BTreeSet<Target>,
     permissions: Permissions,
 }
 
@@ -62,6 +40,7 @@ impl Subscriptions {
             explicit: false,
             all: false,
             tours: BTreeSet::new(),
+            channels: BTreeSet::new(),
             permissions,
         }
     }
@@ -89,6 +68,12 @@ impl Subscriptions {
 
     /// The hub registrations matching this state.
     pub fn effective(&self) -> Vec<Target> {
+        let mut targets = self.effective_tours();
+        targets.extend(self.channels.iter().cloned());
+        targets
+    }
+
+    fn effective_tours(&self) -> Vec<Target> {
         let covers_all = !self.explicit || self.all;
         match (&self.permissions, covers_all) {
             (Permissions::All, true) => vec![Target::All],
@@ -105,9 +90,9 @@ impl Subscriptions {
         }
     }
 
-    /// Number of explicitly subscribed tours (`"*"` counts as one).
+    /// Number of explicit subscriptions (`"*"` and each channel count as one).
     pub fn len(&self) -> usize {
-        self.tours.len() + usize::from(self.all)
+        self.tours.len() + usize::from(self.all) + self.channels.len()
     }
 
     /// Whether there are no explicit subscriptions.
@@ -120,6 +105,7 @@ impl Subscriptions {
         match target {
             Target::All => self.all,
             Target::Tour(id) => self.tours.contains(id),
+            channel => self.channels.contains(channel),
         }
     }
 
@@ -131,6 +117,9 @@ impl Subscriptions {
             Target::Tour(id) => {
                 self.tours.insert(id.clone());
             }
+            channel => {
+                self.channels.insert(channel.clone());
+            }
         }
     }
 
@@ -140,6 +129,7 @@ impl Subscriptions {
         match target {
             Target::All => std::mem::take(&mut self.all),
             Target::Tour(id) => self.tours.remove(id),
+            channel => self.channels.remove(channel),
         }
     }
 }
@@ -152,7 +142,7 @@ mod tests {
     fn implicit_until_the_first_subscribe() {
         let mut subs = Subscriptions::default();
         assert_eq!(subs.effective(), vec![Target::All]);
-        subs.subscribe(&Target::parse("paris"));
+        subs.subscribe(&Target::tour("paris"));
         assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
     }
 
@@ -169,9 +159,24 @@ mod tests {
     }
 
     #[test]
+    fn channels_are_registered_next_to_tours() {
+        let mut subs = Subscriptions::default();
+        subs.subscribe(&Target::User("alice".into()));
+        assert_eq!(subs.effective(), vec![Target::User("alice".into())]);
+        subs.subscribe(&Target::All);
+        assert_eq!(
+            subs.effective(),
+            vec![Target::All, Target::User("alice".into())]
+        );
+        assert_eq!(subs.len(), 2);
+        assert!(subs.unsubscribe(&Target::User("alice".into())));
+        assert_eq!(subs.effective(), vec![Target::All]);
+    }
+
+    #[test]
     fn star_covers_individual_tours_until_removed() {
         let mut subs = Subscriptions::default();
-        subs.subscribe(&Target::parse("paris"));
+        subs.subscribe(&Target::tour("paris"));
         subs.subscribe(&Target::All);
         assert_eq!(subs.effective(), vec![Target::All]);
         subs.unsubscribe(&Target::All);

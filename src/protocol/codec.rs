@@ -229,6 +229,7 @@ impl Codec {
             ClientMessage::Subscribe(m) => self.check("subscribe", m),
             ClientMessage::Unsubscribe(m) => self.check("unsubscribe", m),
             ClientMessage::Refresh(m) => self.check("refresh", m),
+            ClientMessage::RefreshStats(m) => self.check("refreshStats", m),
         };
         checked.map_err(|error| {
             // Copied only on this error path: a valid message allocates nothing more.
@@ -303,6 +304,7 @@ pub fn request_id_of(message: &ClientMessage) -> Option<&str> {
         ClientMessage::Subscribe(m) => m.request_id.as_deref(),
         ClientMessage::Unsubscribe(m) => m.request_id.as_deref(),
         ClientMessage::Refresh(m) => m.request_id.as_deref(),
+        ClientMessage::RefreshStats(m) => m.request_id.as_deref(),
     }
 }
 

@@ -152,6 +152,48 @@ fn describe(error: &jsonschema::ValidationError<'_>) -> Violation {
         ValidationErrorKind::Pattern { pattern } => wording::mismatch(&field, pattern),
         ValidationErrorKind::Minimum { limit } => wording::below(&field, limit),
         ValidationErrorKind::Maximum { limit } => wording::above(&field, limit),
+        // A `(buf.validate.message).oneof` group, as build.rs renders it:
+        // `anyOf` of "one is present" (none was) and `not` of "two are".
+        ValidationErrorKind::AnyOf { context } => {
+            let names: Vec<&str> = context
+                .iter()
+                .flatten()
+                .filter_map(|e| match e.kind() {
+                    ValidationErrorKind::Required { property } => property.as_str(),
+                    _ => None,
+                })
+                .collect();
+            match names.first() {
+                Some(first) => {
+                    path = format!("{path}/{first}");
+                    wording::one_of_missing(&names)
+                }
+                None => error.to_string(),
+            }
+        }
+        ValidationErrorKind::Not { schema } => {
+            let mut names: Vec<&str> = Vec::new();
+            let pairs = schema.get("anyOf").and_then(Value::as_array);
+            for pair in pairs.into_iter().flatten() {
+                let required = pair.get("required").and_then(Value::as_array);
+                for name in required.into_iter().flatten().filter_map(Value::as_str) {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+            let set = names
+                .iter()
+                .filter(|name| error.instance().get(**name).is_some())
+                .nth(1);
+            match set {
+                Some(extra) => {
+                    path = format!("{path}/{extra}");
+                    wording::one_of_conflict(&names)
+                }
+                None => error.to_string(),
+            }
+        }
         _ => error.to_string(),
     };
     Violation {

@@ -28,3 +28,25 @@ where
         .map(Into::into)
         .map_err(|e| D::Error::custom(e.to_string()))
 }
+
+/// Serializes an `optional` enum field (`Option<i32>`) by its enum's JSON
+/// name; `None` is skipped by the field's `skip_serializing_if`.
+pub fn serialize_option<E, S>(value: &Option<i32>, serializer: S) -> Result<S::Ok, S::Error>
+where
+    E: TryFrom<i32> + Serialize,
+    S: Serializer,
+{
+    match value {
+        Some(value) => serialize::<E, S>(value, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Deserializes an `optional` enum field's JSON name.
+pub fn deserialize_option<'de, E, D>(deserializer: D) -> Result<Option<i32>, D::Error>
+where
+    E: Deserialize<'de> + Into<i32>,
+    D: Deserializer<'de>,
+{
+    deserialize::<E, D>(deserializer).map(Some)
+}

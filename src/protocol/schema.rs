@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use schemars::{JsonSchema, Schema, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
 
-use super::v1::AvailabilityEvent;
+use super::v1::{AvailabilityEvent, BookingEvent};
 use super::{ClientMessage, ServerMessage};
 
 /// The `$id` base of the published schemas.
@@ -45,6 +45,10 @@ pub fn all() -> Vec<(&'static str, Value)> {
             "availability_event.schema.json",
             publish(availability_event(), &BTreeMap::new()),
         ),
+        (
+            "booking_event.schema.json",
+            publish(booking_event(), &BTreeMap::new()),
+        ),
     ]
 }
 
@@ -61,6 +65,11 @@ pub fn server_message() -> Value {
 /// Schema of the availability event that publishers put on RabbitMQ.
 pub fn availability_event() -> Value {
     schema_of::<AvailabilityEvent>("availability_event.schema.json")
+}
+
+/// Schema of the booking notification that publishers put on RabbitMQ.
+pub fn booking_event() -> Value {
+    schema_of::<BookingEvent>("booking_event.schema.json")
 }
 
 fn schema_of<T: JsonSchema>(file: &str) -> Value {

@@ -48,12 +48,34 @@ impl Violation {
     pub fn missing(parent: &str, field: &str) -> Self {
         Violation::new(parent, field, wording::required(field))
     }
+
+    /// None of a group of which exactly one is required is set; the
+    /// pointer names the group's first field.
+    pub fn one_of_missing(parent: &str, fields: &[&str]) -> Self {
+        Violation::new(parent, fields[0], wording::one_of_missing(fields))
+    }
+
+    /// More than one of a group of which at most one may be set; the
+    /// pointer names `extra`, the second one set.
+    pub fn one_of_conflict(parent: &str, fields: &[&str], extra: &str) -> Self {
+        Violation::new(parent, extra, wording::one_of_conflict(fields))
+    }
 }
 
 /// How a broken rule is worded. Shared with the JSON path (the codec words
 /// JSON Schema errors the same way), so a mistake reads the same in both
 /// encodings.
 pub mod wording {
+    /// None of a oneof group is set.
+    pub fn one_of_missing(fields: &[&str]) -> String {
+        format!("{} is required", fields.join(" or "))
+    }
+
+    /// More than one of a oneof group is set.
+    pub fn one_of_conflict(fields: &[&str]) -> String {
+        format!("only one of {} may be set", fields.join(", "))
+    }
+
     /// An empty value where one is required.
     pub fn empty(field: &str) -> String {
         format!("{field} is required and must not be empty")

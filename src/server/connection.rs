@@ -419,6 +419,7 @@ impl Handler {
         commands::Context {
             engine: &self.state.engine,
             auth: &self.state.auth,
+            stats: &self.state.stats,
             client: &self.client,
             subs: &mut self.subs,
             identity: &mut self.identity,

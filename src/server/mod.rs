@@ -32,6 +32,7 @@ use crate::engine::Engine;
 use crate::hub::Disconnect;
 use crate::protocol::codec::{Codec, SchemaError};
 use crate::source::SourceStatus;
+use crate::stats::StatsBoard;
 
 use limits::ConnectionLimit;
 
@@ -101,7 +102,13 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Source of connection ids.
     pub next_id: Arc<AtomicU64>,
+    /// The `stats` channel's figures.
+    pub stats: Arc<StatsBoard>,
 }
+
+/// The stats interval of an [`AppState`] built with [`AppState::new`]
+/// (the binary replaces the board with one for its `STATS_INTERVAL`).
+const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 impl AppState {
     /// Shared state for a server in front of `engine`.
@@ -113,7 +120,14 @@ impl AppState {
         auth: Authenticator,
         shutdown: CancellationToken,
     ) -> Result<Self, SchemaError> {
+        let stats = Arc::new(StatsBoard::new(
+            crate::stats::default_instance_id(),
+            DEFAULT_STATS_INTERVAL,
+            Arc::clone(&engine),
+            source.clone(),
+        ));
         Ok(AppState {
+            stats,
             engine,
             codec: Arc::new(Codec::new()?),
             settings: Arc::new(settings),

@@ -5,6 +5,10 @@
 //! (never below 0) and a `tour.availability.updated` is published. A tour
 //! that falls to the low threshold also gets a `tour.availability.low`.
 //! When every tour is sold out, all are refilled.
+//!
+//! Every third booking is also a `booking.confirmed` notification for the
+//! demo user [`DEMO_USER`], so that a client holding a token with that
+//! `sub` (`tourcast token --sub demo-user`) sees personal pushes too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +19,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{EventKind, SourceEvent, SourceState, SourceStatus};
 use crate::engine::Engine;
+use crate::event::{AvailabilityChange, BookingKind, BookingNotice};
+
+/// The user the demo feed's booking notifications are for.
+pub const DEMO_USER: &str = "demo-user";
+
+/// One booking in this many is the demo user's (and notified).
+const DEMO_USER_EVERY: u64 = 3;
 
 /// One tour of the demo catalog.
 #[derive(Debug, Clone)]
@@ -77,14 +88,23 @@ pub async fn run(
 
     let mut ticker = tokio::time::interval(config.interval);
     ticker.tick().await; // the first tick is immediate; the catalog was just published
+    let mut bookings = 0u64;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
+        let before = seats.clone();
         for (kind, index, left) in next_bookings(&mut seats, config.low_threshold) {
             let threshold = (kind == EventKind::Low).then_some(config.low_threshold);
             engine.apply(event(kind, &CATALOG[index], left, threshold));
+            let booked = before[index].saturating_sub(left);
+            if kind == EventKind::Updated && booked > 0 {
+                bookings += 1;
+                if bookings % DEMO_USER_EVERY == 0 {
+                    engine.apply(notification(&CATALOG[index], booked, bookings));
+                }
+            }
         }
     }
     status.set(SourceState::Stopped);
@@ -116,8 +136,27 @@ fn next_bookings(seats: &mut [u32], low_threshold: u32) -> Vec<(EventKind, usize
     events
 }
 
+fn notification(tour: &DemoTour, seats: u32, number: u64) -> SourceEvent {
+    let plural = if seats == 1 { "" } else { "s" };
+    SourceEvent::Booking(BookingNotice {
+        kind: BookingKind::Confirmed,
+        event_id: None,
+        user_id: DEMO_USER.to_string(),
+        booking_id: format!("demo_booking_{number}"),
+        tour_id: tour.id.to_string(),
+        tour_name: tour.name.to_string(),
+        seats,
+        message: format!(
+            "Your booking of {seats} seat{plural} on {} is confirmed!",
+            tour.name
+        ),
+        timestamp: Utc::now(),
+        position: None,
+    })
+}
+
 fn event(kind: EventKind, tour: &DemoTour, seats: u32, threshold: Option<u32>) -> SourceEvent {
-    SourceEvent {
+    SourceEvent::Availability(AvailabilityChange {
         kind,
         event_id: None,
         tour_id: tour.id.to_string(),
@@ -128,7 +167,7 @@ fn event(kind: EventKind, tour: &DemoTour, seats: u32, threshold: Option<u32>) -
         timestamp: Utc::now(),
         version: None,
         position: None,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! Publisher payloads → [`SourceEvent`]s.
 //!
-//! Booking and catalog services publish availability events as JSON (the
-//! SPEC's shapes, validated against the generated publisher-event schema) or
-//! as protobuf `tourcast.v1.AvailabilityEvent` (content type
-//! `application/x-protobuf`, checked by the generated `buf.validate` impl,
-//! which carries the same rules), through the same
+//! Booking and catalog services publish availability events and booking
+//! notifications as JSON (the SPEC's shapes, validated against the
+//! generated publisher-event schemas) or as protobuf
+//! `tourcast.v1.AvailabilityEvent` / `tourcast.v1.BookingEvent` (content
+//! type `application/x-protobuf`, checked by the generated `buf.validate`
+//! impls, which carry the same rules), through the same
 //! [decode pipeline](crate::protocol::decode) as client frames. Anything that
 //! does not decode or validate
 //! becomes a [`PoisonError`] naming why, with the `eventId` when it could be
@@ -18,9 +19,10 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::{EventKind, SourceEvent};
+use crate::event::{AvailabilityChange, BookingKind, BookingNotice};
 use crate::protocol::decode::{self, Refusal, Rules, truncate};
 use crate::protocol::schema;
-use crate::protocol::v1::AvailabilityEvent;
+use crate::protocol::v1::{AvailabilityEvent, BookingEvent};
 
 pub use crate::protocol::decode::SchemaError;
 
@@ -135,6 +137,7 @@ pub struct Incoming<'a> {
 /// schema) and reuse it for every message.
 pub struct PublisherDecoder {
     rules: Rules,
+    booking_rules: Rules,
     max_bytes: usize,
 }
 
@@ -150,7 +153,12 @@ impl PublisherDecoder {
     /// Compiles the publisher-event schema; payloads over `max_bytes` are refused unread.
     pub fn new(max_bytes: usize) -> Result<Self, SchemaError> {
         let rules = Rules::compile("AvailabilityEvent", schema::availability_event())?;
-        Ok(PublisherDecoder { rules, max_bytes })
+        let booking_rules = Rules::compile("BookingEvent", schema::booking_event())?;
+        Ok(PublisherDecoder {
+            rules,
+            booking_rules,
+            max_bytes,
+        })
     }
 
     /// The size limit.
@@ -174,41 +182,73 @@ impl PublisherDecoder {
                 },
             ));
         }
-        let event = if is_protobuf(message.content_type) {
-            self.decode_proto(message.payload)?
-        } else {
-            self.decode_json(message.payload)?
-        };
-        into_source_event(event, message, received_at)
-    }
-
-    fn decode_json(&self, payload: &[u8]) -> Result<AvailabilityEvent, PoisonError> {
-        let value = decode::parse_object(payload).map_err(|r| PoisonError::new(None, r.into()))?;
-        let event_id = value
-            .get("eventId")
-            .and_then(Value::as_str)
-            .map(|id| truncate(id, MAX_REPORTED_ID));
-        let checked = self.rules.check_json(&value).map_err(Refusal::Invalid);
-        checked
-            .and_then(|()| decode::typed(value))
-            .map_err(|r| PoisonError::new(event_id, r.into()))
-    }
-
-    fn decode_proto(&self, payload: &[u8]) -> Result<AvailabilityEvent, PoisonError> {
-        let event: AvailabilityEvent =
-            decode::decode_proto(payload).map_err(|r| PoisonError::new(None, r.into()))?;
-        if let Err(violation) = self.rules.check_proto(&event) {
-            let event_id = event
-                .event_id
-                .as_deref()
-                .map(|id| truncate(id, MAX_REPORTED_ID));
-            return Err(PoisonError::new(
-                event_id,
-                Refusal::Invalid(violation).into(),
-            ));
+        if is_protobuf(message.content_type) {
+            // Protobuf carries no `eventType` to look at before decoding:
+            // the routing key says which message it is.
+            if is_notification(message.routing_key) {
+                let event =
+                    decode_proto(&self.booking_rules, message.payload, |e: &BookingEvent| {
+                        e.event_id.as_deref()
+                    })?;
+                return into_booking(event, message, received_at);
+            }
+            let event = decode_proto(&self.rules, message.payload, |e: &AvailabilityEvent| {
+                e.event_id.as_deref()
+            })?;
+            return into_availability(event, message, received_at);
         }
-        Ok(event)
+        let value =
+            decode::parse_object(message.payload).map_err(|r| PoisonError::new(None, r.into()))?;
+        // The payload's `eventType` is the more specific statement; the
+        // routing key decides when it is absent.
+        let named = value.get("eventType").and_then(Value::as_str);
+        if is_notification(named.unwrap_or(message.routing_key)) {
+            let event = decode_json(&self.booking_rules, value)?;
+            into_booking(event, message, received_at)
+        } else {
+            let event = decode_json(&self.rules, value)?;
+            into_availability(event, message, received_at)
+        }
     }
+}
+
+/// Whether a routing key or `eventType` names a notification
+/// (`notification.booking.confirmed`, …), not an availability event.
+fn is_notification(name: &str) -> bool {
+    name.starts_with("notification.")
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(
+    rules: &Rules,
+    value: Value,
+) -> Result<T, PoisonError> {
+    let event_id = value
+        .get("eventId")
+        .and_then(Value::as_str)
+        .map(|id| truncate(id, MAX_REPORTED_ID));
+    let checked = rules.check_json(&value).map_err(Refusal::Invalid);
+    checked
+        .and_then(|()| decode::typed(value))
+        .map_err(|r| PoisonError::new(event_id, r.into()))
+}
+
+fn decode_proto<T>(
+    rules: &Rules,
+    payload: &[u8],
+    event_id: impl Fn(&T) -> Option<&str>,
+) -> Result<T, PoisonError>
+where
+    T: prost::Message + Default + crate::protocol::validate::Validate,
+{
+    let event: T = decode::decode_proto(payload).map_err(|r| PoisonError::new(None, r.into()))?;
+    if let Err(violation) = rules.check_proto(&event) {
+        let event_id = event_id(&event).map(|id| truncate(id, MAX_REPORTED_ID));
+        return Err(PoisonError::new(
+            event_id,
+            Refusal::Invalid(violation).into(),
+        ));
+    }
+    Ok(event)
 }
 
 /// Whether a content type names protobuf (parameters and case ignored).
@@ -247,7 +287,73 @@ fn sniff_event_id(payload: &[u8]) -> Option<String> {
     plain.then(|| truncate(id, MAX_REPORTED_ID))
 }
 
-fn into_source_event(
+/// The event's time: its `timestamp` (RFC 3339), else the AMQP timestamp,
+/// else the receipt time; never later than the receipt time allows.
+fn event_time(
+    timestamp: Option<&str>,
+    event_id: Option<&str>,
+    message: Incoming<'_>,
+    received_at: DateTime<Utc>,
+) -> Result<DateTime<Utc>, PoisonReason> {
+    let timestamp = match timestamp {
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| PoisonReason::BadTimestamp(truncate(text, 64)))?,
+        None => message.sent_at.unwrap_or(received_at),
+    };
+    if timestamp > received_at + MAX_CLOCK_SKEW {
+        tracing::debug!(
+            event_id = event_id.unwrap_or(""),
+            %timestamp,
+            "event timestamp is in the future; using the receipt time"
+        );
+        return Ok(received_at);
+    }
+    Ok(timestamp)
+}
+
+fn into_booking(
+    event: BookingEvent,
+    message: Incoming<'_>,
+    received_at: DateTime<Utc>,
+) -> Result<SourceEvent, PoisonError> {
+    let BookingEvent {
+        event_id,
+        event_type,
+        user_id,
+        booking_id,
+        tour_id,
+        tour_name,
+        seats,
+        message: text,
+        timestamp,
+    } = event;
+    let poison = |reason| PoisonError::new(event_id.clone(), reason);
+    let name = event_type.as_deref().unwrap_or(message.routing_key);
+    let kind = BookingKind::from_name(name)
+        .ok_or_else(|| poison(PoisonReason::UnknownKind(truncate(name, 64))))?;
+    let timestamp = event_time(
+        timestamp.as_deref(),
+        event_id.as_deref(),
+        message,
+        received_at,
+    )
+    .map_err(poison)?;
+    Ok(SourceEvent::Booking(BookingNotice {
+        kind,
+        event_id,
+        user_id,
+        booking_id,
+        tour_id,
+        tour_name,
+        seats,
+        message: text,
+        timestamp,
+        position: None,
+    }))
+}
+
+fn into_availability(
     event: AvailabilityEvent,
     message: Incoming<'_>,
     received_at: DateTime<Utc>,
@@ -275,23 +381,14 @@ fn into_source_event(
         None => EventKind::from_name(message.routing_key)
             .ok_or_else(|| poison(PoisonReason::UnknownKind(truncate(message.routing_key, 64))))?,
     };
-    let timestamp = match timestamp.as_deref() {
-        Some(text) => DateTime::parse_from_rfc3339(text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| poison(PoisonReason::BadTimestamp(truncate(text, 64))))?,
-        None => message.sent_at.unwrap_or(received_at),
-    };
-    let timestamp = if timestamp > received_at + MAX_CLOCK_SKEW {
-        tracing::debug!(
-            event_id = event_id.as_deref().unwrap_or(""),
-            %timestamp,
-            "event timestamp is in the future; using the receipt time"
-        );
-        received_at
-    } else {
-        timestamp
-    };
-    Ok(SourceEvent {
+    let timestamp = event_time(
+        timestamp.as_deref(),
+        event_id.as_deref(),
+        message,
+        received_at,
+    )
+    .map_err(poison)?;
+    Ok(SourceEvent::Availability(AvailabilityChange {
         kind,
         event_id,
         tour_id,
@@ -303,7 +400,7 @@ fn into_source_event(
         timestamp,
         version,
         position: None,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -311,6 +408,81 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
+
+    fn availability(event: SourceEvent) -> AvailabilityChange {
+        match event {
+            SourceEvent::Availability(change) => change,
+            other => panic!("expected an availability event, got {other:?}"),
+        }
+    }
+
+    fn booking(event: SourceEvent) -> BookingNotice {
+        match event {
+            SourceEvent::Booking(notice) => notice,
+            other => panic!("expected a booking notification, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn booking_notifications_decode_by_routing_key_or_event_type() {
+        let payload = r#"{"eventId":"evt_b1","userId":"alice","bookingId":"booking_456","tourId":"tour_paris","tourName":"Paris City Tour","seats":2,"message":"Your booking is confirmed!","timestamp":"2025-01-08T10:30:00Z"}"#;
+        let notice = decoder()
+            .decode(json("notification.booking.confirmed", payload), now())
+            .map(booking)
+            .expect("valid notification");
+        assert_eq!(notice.kind, BookingKind::Confirmed);
+        assert_eq!(notice.user_id, "alice");
+        assert_eq!(notice.seats, 2);
+        let typed = r#"{"eventType":"notification.booking.cancelled","userId":"bob","bookingId":"b","tourId":"t","tourName":"T","seats":1,"message":"m"}"#;
+        let notice = decoder()
+            .decode(json("anything", typed), now())
+            .map(booking)
+            .expect("valid notification");
+        assert_eq!(notice.kind, BookingKind::Cancelled);
+        assert_eq!(notice.timestamp, now(), "receipt time stands in");
+    }
+
+    #[test]
+    fn a_booking_notification_without_a_user_is_poison_and_names_its_event() {
+        let payload = r#"{"eventId":"evt_b2","bookingId":"b","tourId":"t","tourName":"T","seats":1,"message":"m"}"#;
+        let error = poison("notification.booking.confirmed", payload);
+        assert_eq!(error.event_id.as_deref(), Some("evt_b2"));
+        assert_eq!(
+            error.reason,
+            PoisonReason::Invalid {
+                path: "/userId".into(),
+                message: "userId is required".into()
+            }
+        );
+        let unknown =
+            r#"{"userId":"a","bookingId":"b","tourId":"t","tourName":"T","seats":1,"message":"m"}"#;
+        assert_eq!(
+            poison("notification.booking.refunded", unknown).label(),
+            "unknown_type"
+        );
+    }
+
+    #[test]
+    fn a_protobuf_booking_notification_is_decoded_by_its_routing_key() {
+        let event = BookingEvent {
+            user_id: "alice".into(),
+            booking_id: "b1".into(),
+            tour_id: "tour_rome".into(),
+            tour_name: "Rome".into(),
+            seats: 3,
+            message: "ok".into(),
+            ..BookingEvent::default()
+        };
+        let payload = event.encode_to_vec();
+        let notice = decoder()
+            .decode(
+                proto_message("notification.booking.confirmed", &payload),
+                now(),
+            )
+            .map(booking)
+            .expect("valid notification");
+        assert_eq!((notice.user_id.as_str(), notice.seats), ("alice", 3));
+    }
 
     fn decoder() -> PublisherDecoder {
         PublisherDecoder::new(DEFAULT_MAX_EVENT_BYTES).expect("schema compiles")
@@ -336,6 +508,7 @@ mod tests {
         let payload = r#"{"eventId":"evt_1736330000000","eventType":"tour.availability.updated","tourId":"tour_123","availableSeats":8,"timestamp":"2025-01-08T10:30:00.000Z"}"#;
         let event = decoder()
             .decode(json("tour.availability.updated", payload), now())
+            .map(availability)
             .expect("valid event");
         assert_eq!(event.kind, EventKind::Updated);
         assert_eq!(event.event_id.as_deref(), Some("evt_1736330000000"));
@@ -351,6 +524,7 @@ mod tests {
         let payload = r#"{"tourId":"tour_alps","tourTitle":"Randonnée Montagne","availableSeats":3,"maxGroupSize":15,"threshold":3}"#;
         let event = decoder()
             .decode(json("tour.availability.low", payload), now())
+            .map(availability)
             .expect("valid event");
         assert_eq!(event.kind, EventKind::Low);
         assert_eq!(event.event_id, None);
@@ -365,6 +539,7 @@ mod tests {
         let payload = r#"{"tourId":"tour_paris","tourName":"Paris City Tour","maxGroupSize":20,"availableSeats":5,"publisher":"booking-v2"}"#;
         let event = decoder()
             .decode(json("tour.availability.updated", payload), now())
+            .map(availability)
             .expect("valid event");
         assert_eq!(event.tour_name.as_deref(), Some("Paris City Tour"));
         assert_eq!(event.max_group_size, Some(20));
@@ -378,7 +553,10 @@ mod tests {
             r#"{"tourId":"a","availableSeats":1}"#,
         );
         message.sent_at = Some(sent);
-        let event = decoder().decode(message, now()).expect("valid event");
+        let event = decoder()
+            .decode(message, now())
+            .map(availability)
+            .expect("valid event");
         assert_eq!(event.timestamp, sent);
     }
 
@@ -387,6 +565,7 @@ mod tests {
         let payload = r#"{"tourId":"a","availableSeats":1,"timestamp":"2030-01-01T00:00:00Z"}"#;
         let event = decoder()
             .decode(json("tour.availability.updated", payload), now())
+            .map(availability)
             .expect("valid event");
         assert_eq!(event.timestamp, now());
     }
@@ -396,6 +575,7 @@ mod tests {
         let payload = r#"{"eventType":"tour.availability.low","tourId":"a","availableSeats":1,"threshold":2}"#;
         let event = decoder()
             .decode(json("tour.availability.updated", payload), now())
+            .map(availability)
             .expect("valid event");
         assert_eq!(event.kind, EventKind::Low);
     }
@@ -551,6 +731,7 @@ mod tests {
         });
         let event = decoder()
             .decode(proto_message("tour.availability.updated", &payload), now())
+            .map(availability)
             .expect("valid event");
         assert_eq!(event.kind, EventKind::Updated);
         assert_eq!(event.event_id.as_deref(), Some("evt_p1"));

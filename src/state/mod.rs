@@ -1,37 +1,47 @@
-//! The tour book: the current availability of every tour, the bounded event
-//! history that serves recovery, and the memory of applied event ids.
+//! The book: the stream folded into state. It holds the current
+//! availability of every tour, the bounded history of every channel that
+//! serves recovery (each tour's events, and the [`inbox`] of users'
+//! notifications), and the memory of applied event ids.
 //!
 //! It is plain synchronous data; the [`Engine`](crate::engine::Engine) owns
-//! it behind a lock and decides when to fan events out.
+//! it behind a lock and decides when to fan events out. Every event it
+//! applies comes back with the channel it belongs to.
 //!
 //! `seq` numbers are global within an epoch: every applied event gets a
 //! number larger than every earlier one, so a tour's `seq` grows with each of
 //! its events, and a `"*"` subscriber can resume from the single highest
 //! `seq` it holds.
 
+mod inbox;
 mod recent_ids;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::auth::Permissions;
-use crate::event::{EventKind, SourceEvent};
+use crate::channel::Target;
+use crate::event::{AvailabilityChange, BookingKind, BookingNotice, EventKind, SourceEvent};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
 use crate::protocol::v1::{
-    AvailabilityLow, AvailabilityUpdated, LowAvailability, TourAvailability, TourState,
+    AvailabilityLow, AvailabilityUpdated, LowAvailability, Notification, NotificationKind,
+    TourAvailability, TourState,
 };
 use crate::time::rfc3339;
 
+use inbox::Inbox;
 use recent_ids::RecentIds;
 
 /// What became of an event offered to the book.
 #[derive(Debug, Clone)]
 pub enum Applied {
-    /// Applied to the state; `message` is the encoded event to fan out.
+    /// Applied to the state; `message` is the encoded event to fan out
+    /// to `channel`.
     Fresh {
         /// The event's sequence number.
         seq: u64,
+        /// The channel it belongs to (a tour, a user).
+        channel: Target,
         /// The event, encoded once per encoding.
         message: Arc<Encoded>,
     },
@@ -43,26 +53,33 @@ pub enum Applied {
     Stale,
 }
 
-/// Which tours a snapshot or a recovery covers.
+/// Which events a snapshot or a recovery covers: a channel's.
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
     /// One tour.
     Tour(&'a str),
     /// Every tour these permissions allow.
     Permitted(&'a Permissions),
+    /// One user's notifications.
+    User(&'a str),
 }
 
 impl Scope<'_> {
-    /// Whether the scope covers `tour_id`.
-    pub fn includes(&self, tour_id: &str) -> bool {
-        match self {
-            Scope::Tour(id) => *id == tour_id,
-            Scope::Permitted(permissions) => permissions.allows(tour_id),
+    /// Whether the scope covers `event`.
+    pub fn includes(&self, event: &SourceEvent) -> bool {
+        match (self, event) {
+            (Scope::Tour(id), SourceEvent::Availability(e)) => *id == e.tour_id,
+            (Scope::Permitted(permissions), SourceEvent::Availability(e)) => {
+                permissions.allows(&e.tour_id)
+            }
+            (Scope::User(user), SourceEvent::Booking(e)) => *user == e.user_id,
+            _ => false,
         }
     }
 
     fn entries<'b>(&self, tours: &'b HashMap<String, TourEntry>) -> Vec<&'b TourEntry> {
         match self {
+            Scope::User(_) => Vec::new(),
             Scope::Tour(id) => tours.get(*id).into_iter().collect(),
             Scope::Permitted(permissions) => tours
                 .iter()
@@ -102,10 +119,12 @@ struct TourEntry {
     evicted_through: u64,
 }
 
-/// The current state of every tour, with history for recovery.
-pub struct TourBook {
+/// The stream folded: every tour's state, every channel's history.
+pub struct Book {
     epoch: String,
     tours: HashMap<String, TourEntry>,
+    /// Users' recent notifications.
+    inbox: Inbox,
     applied_ids: RecentIds,
     history_len: usize,
     last_seq: u64,
@@ -125,13 +144,29 @@ pub struct TourBook {
     first_position: Option<u64>,
 }
 
-impl TourBook {
+impl Book {
     /// An empty book for `epoch`, keeping `history_len` events per tour and
     /// remembering `dedupe_window` event ids.
     pub fn new(epoch: impl Into<String>, history_len: usize, dedupe_window: usize) -> Self {
-        TourBook {
+        Book::with_inbox(
+            epoch,
+            history_len,
+            dedupe_window,
+            DEFAULT_NOTIFICATION_HISTORY,
+        )
+    }
+
+    /// [`Book::new`], keeping the last `notification_history` notifications.
+    pub fn with_inbox(
+        epoch: impl Into<String>,
+        history_len: usize,
+        dedupe_window: usize,
+        notification_history: usize,
+    ) -> Self {
+        Book {
             epoch: epoch.into(),
             tours: HashMap::new(),
+            inbox: Inbox::new(notification_history),
             applied_ids: RecentIds::new(dedupe_window),
             history_len: history_len.max(1),
             last_seq: 0,
@@ -163,9 +198,11 @@ impl TourBook {
         self.tours.is_empty()
     }
 
-    /// Applies an event: updates the tour, numbers and encodes the event.
-    pub fn apply(&mut self, event: SourceEvent) -> Applied {
-        let seq = match event.position {
+    /// Applies an event: numbers it, folds it into its channel's state and
+    /// history, and encodes it once.
+    pub fn apply(&mut self, event: impl Into<SourceEvent>) -> Applied {
+        let event = event.into();
+        let seq = match event.position() {
             // A log position is only meaningful if it moves forward.
             Some(position) if position <= self.last_seq => return Applied::Stale,
             Some(position) => {
@@ -177,23 +214,38 @@ impl TourBook {
                 self.last_seq + 1
             }
         };
-        if let Some(id) = &event.event_id
+        if let Some(id) = event.event_id()
             && self.applied_ids.contains(id)
         {
-            self.skip(event.position);
+            self.skip(event.position());
             return Applied::Duplicate;
         }
-        if let (Some(entry), Some(version)) = (self.tours.get(&event.tour_id), event.version)
+        if let SourceEvent::Availability(change) = &event
+            && let (Some(entry), Some(version)) = (self.tours.get(&change.tour_id), change.version)
             && entry.version.is_some_and(|applied| version <= applied)
         {
-            self.skip(event.position);
+            self.skip(event.position());
             return Applied::Stale;
         }
-        if let Some(id) = &event.event_id {
-            self.applied_ids.insert(id.clone());
+        if let Some(id) = event.event_id() {
+            self.applied_ids.insert(id.to_owned());
         }
         self.last_seq = seq;
+        match event {
+            SourceEvent::Availability(change) => self.apply_availability(seq, change),
+            SourceEvent::Booking(notice) => {
+                let message = Arc::new(Encoded::new(&notification_message(&notice, seq)));
+                self.inbox.push(seq, &notice.user_id, Arc::clone(&message));
+                Applied::Fresh {
+                    seq,
+                    channel: Target::User(notice.user_id),
+                    message,
+                }
+            }
+        }
+    }
 
+    fn apply_availability(&mut self, seq: u64, event: AvailabilityChange) -> Applied {
         let entry = self
             .tours
             .entry(event.tour_id.clone())
@@ -227,7 +279,11 @@ impl TourBook {
         {
             entry.evicted_through = evicted;
         }
-        Applied::Fresh { seq, message }
+        Applied::Fresh {
+            seq,
+            channel: Target::Tour(event.tour_id),
+            message,
+        }
     }
 
     /// Adds `state` as a tour's base state if the book does not know the
@@ -272,6 +328,13 @@ impl TourBook {
         if position > self.last_seq || self.skipped.binary_search(&position).is_ok() {
             return None;
         }
+        let event = match event {
+            SourceEvent::Availability(change) => change,
+            SourceEvent::Booking(notice) => {
+                let message = notification_message(notice, position);
+                return Some(Arc::new(Encoded::new(&message)));
+            }
+        };
         let current = self.tours.get(&event.tour_id).map(|e| &e.state);
         let state = TourState {
             tour_id: event.tour_id.clone(),
@@ -327,6 +390,12 @@ impl TourBook {
         {
             return from_log();
         }
+        if let Scope::User(user) = scope {
+            return match self.inbox.since(user, since_seq) {
+                Some(missed) => Recovery::Replay(missed),
+                None => from_log(),
+            };
+        }
         let entries = scope.entries(&self.tours);
         let mut missed: Vec<(u64, Arc<Encoded>)> = Vec::new();
         for entry in entries {
@@ -347,8 +416,35 @@ impl TourBook {
     }
 }
 
-/// The server message announcing an applied event.
-fn event_message(event: &SourceEvent, state: &TourState) -> ServerMessage {
+/// Notifications kept for recovery when the configuration does not say.
+pub const DEFAULT_NOTIFICATION_HISTORY: usize = 10_000;
+
+/// The message a user's connections receive for a booking notice.
+fn notification_message(notice: &BookingNotice, seq: u64) -> ServerMessage {
+    let kind = match notice.kind {
+        BookingKind::Confirmed => NotificationKind::BookingConfirmed,
+        BookingKind::Cancelled => NotificationKind::BookingCancelled,
+    };
+    ServerMessage::Notification(Notification {
+        kind: kind.into(),
+        // Every instance numbers the event alike, so this id is the same
+        // on every connection of the user, wherever it landed.
+        notification_id: notice
+            .event_id
+            .clone()
+            .unwrap_or_else(|| format!("seq-{seq}")),
+        booking_id: notice.booking_id.clone(),
+        tour_id: notice.tour_id.clone(),
+        tour_name: notice.tour_name.clone(),
+        seats: notice.seats,
+        message: notice.message.clone(),
+        seq,
+        timestamp: rfc3339(notice.timestamp),
+    })
+}
+
+/// The server message announcing an applied availability event.
+fn event_message(event: &AvailabilityChange, state: &TourState) -> ServerMessage {
     let timestamp = rfc3339(event.timestamp);
     match event.kind {
         EventKind::Updated => ServerMessage::AvailabilityUpdated(AvailabilityUpdated {
@@ -386,8 +482,8 @@ mod tests {
     use super::*;
     use chrono::{DateTime, Duration, Utc};
 
-    fn event(tour: &str, seats: u32, at: DateTime<Utc>) -> SourceEvent {
-        SourceEvent {
+    fn event(tour: &str, seats: u32, at: DateTime<Utc>) -> AvailabilityChange {
+        AvailabilityChange {
             kind: EventKind::Updated,
             event_id: None,
             tour_id: tour.into(),
@@ -410,7 +506,7 @@ mod tests {
 
     #[test]
     fn seq_grows_across_tours_and_state_follows() {
-        let mut book = TourBook::new("e1", 8, 100);
+        let mut book = Book::new("e1", 8, 100);
         let now = Utc::now();
         assert_eq!(seq_of(book.apply(event("a", 10, now))), 1);
         assert_eq!(seq_of(book.apply(event("b", 5, now))), 2);
@@ -424,7 +520,7 @@ mod tests {
     fn timestamps_never_make_an_event_stale() {
         // updated (8) → low (3, receipt time) → updated (7) from a publisher
         // whose clock runs ten minutes behind: all three apply, in order.
-        let mut book = TourBook::new("e1", 8, 100);
+        let mut book = Book::new("e1", 8, 100);
         let now = Utc::now();
         book.apply(event("a", 8, now - Duration::seconds(1)));
         let mut low = event("a", 3, now);
@@ -439,9 +535,9 @@ mod tests {
 
     #[test]
     fn a_version_not_above_the_tours_is_stale_and_only_versions_are_compared() {
-        let mut book = TourBook::new("e1", 8, 100);
+        let mut book = Book::new("e1", 8, 100);
         let now = Utc::now();
-        let versioned = |seats, version| SourceEvent {
+        let versioned = |seats, version| AvailabilityChange {
             version: Some(version),
             ..event("a", seats, now)
         };
@@ -458,7 +554,7 @@ mod tests {
 
     #[test]
     fn a_repeated_event_id_is_a_duplicate() {
-        let mut book = TourBook::new("e1", 8, 100);
+        let mut book = Book::new("e1", 8, 100);
         let mut e = event("a", 10, Utc::now());
         e.event_id = Some("evt_1".into());
         book.apply(e.clone());
@@ -468,7 +564,7 @@ mod tests {
 
     #[test]
     fn log_positions_become_seq_and_must_move_forward() {
-        let mut book = TourBook::new("stream", 8, 100);
+        let mut book = Book::new("stream", 8, 100);
         let now = Utc::now();
         let mut e = event("a", 10, now);
         e.position = Some(40);
@@ -479,7 +575,7 @@ mod tests {
 
     #[test]
     fn past_the_history_a_log_numbered_book_sends_recovery_to_the_log() {
-        let mut book = TourBook::new("stream", 2, 100);
+        let mut book = Book::new("stream", 2, 100);
         let now = Utc::now();
         for position in 1..=5 {
             let mut e = event("a", 10 - position as u32, now);
@@ -496,10 +592,12 @@ mod tests {
             Recovery::FromLog { through: 5 }
         ));
         // Read back, the duplicate at position 6 is skipped as it was live.
-        assert!(book.logged_message(&duplicate, 6).is_none());
+        assert!(book.logged_message(&duplicate.into(), 6).is_none());
         let mut second = event("a", 8, now);
         second.tour_name = None;
-        let message = book.logged_message(&second, 2).expect("applied then");
+        let message = book
+            .logged_message(&second.into(), 2)
+            .expect("applied then");
         assert!(
             message.json.as_str().contains("\"seq\":2"),
             "{}",
@@ -514,7 +612,7 @@ mod tests {
 
     #[test]
     fn recovery_replays_within_history_and_refuses_beyond_it() {
-        let mut book = TourBook::new("e1", 3, 100);
+        let mut book = Book::new("e1", 3, 100);
         let now = Utc::now();
         for seats in (1..=6).rev() {
             book.apply(event("a", seats, now));

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use tourcast::auth::{AuthConfig, Authenticator};
 use tourcast::engine::{Engine, EngineConfig};
-use tourcast::event::{EventKind, SourceEvent};
+pub use tourcast::event::{AvailabilityChange, EventKind};
 use tourcast::protocol::codec::decode_server_proto;
 use tourcast::protocol::v1;
 use tourcast::server::limits::ConnectionLimit;
@@ -62,6 +62,7 @@ pub fn test_engine_config() -> EngineConfig {
         max_replay: 32,
         max_subscriptions: 8,
         max_log_scan: 100_000,
+        notification_history: 1000,
     }
 }
 
@@ -160,13 +161,13 @@ impl TestServer {
 }
 
 /// An `updated` event for `tour` with `seats` left, timestamped now.
-pub fn updated(tour: &str, seats: u32) -> SourceEvent {
+pub fn updated(tour: &str, seats: u32) -> AvailabilityChange {
     event(EventKind::Updated, tour, seats, Utc::now())
 }
 
 /// An event of any kind and time.
-pub fn event(kind: EventKind, tour: &str, seats: u32, at: DateTime<Utc>) -> SourceEvent {
-    SourceEvent {
+pub fn event(kind: EventKind, tour: &str, seats: u32, at: DateTime<Utc>) -> AvailabilityChange {
+    AvailabilityChange {
         kind,
         event_id: None,
         tour_id: tour.to_string(),

@@ -4,6 +4,7 @@
 
 mod ping;
 mod refresh;
+mod refresh_stats;
 mod reply;
 mod subscribe;
 mod unsubscribe;
@@ -15,6 +16,7 @@ use crate::auth::{Authenticator, Identity};
 use crate::engine::Engine;
 use crate::hub::{ClientHandle, Subscriptions};
 use crate::protocol::ClientMessage;
+use crate::stats::StatsBoard;
 use crate::telemetry::CLIENT_MESSAGES;
 
 /// What a command may touch: the engine, the verifier, and its own connection.
@@ -23,6 +25,8 @@ pub struct Context<'a> {
     pub engine: &'a Engine,
     /// Token verification, for `refresh`.
     pub auth: &'a Authenticator,
+    /// The stats channel's figures, for its first message and `refreshStats`.
+    pub stats: &'a StatsBoard,
     /// The connection's sending side.
     pub client: &'a ClientHandle,
     /// The connection's subscriptions.
@@ -39,6 +43,7 @@ pub fn apply(message: ClientMessage, context: &mut Context<'_>) -> Option<Recove
         ClientMessage::Subscribe(_) => "subscribe",
         ClientMessage::Unsubscribe(_) => "unsubscribe",
         ClientMessage::Refresh(_) => "refresh",
+        ClientMessage::RefreshStats(_) => "refreshStats",
     };
     metrics::counter!(CLIENT_MESSAGES, "type" => kind).increment(1);
     match message {
@@ -46,6 +51,7 @@ pub fn apply(message: ClientMessage, context: &mut Context<'_>) -> Option<Recove
         ClientMessage::Subscribe(m) => return subscribe::Subscribe::parse(m).apply(context),
         ClientMessage::Unsubscribe(m) => unsubscribe::Unsubscribe::parse(m).apply(context),
         ClientMessage::Refresh(m) => refresh::Refresh::parse(m).apply(context),
+        ClientMessage::RefreshStats(m) => refresh_stats::RefreshStats::parse(m).apply(context),
     }
     None
 }

@@ -7,6 +7,7 @@
 use futures_util::future::BoxFuture;
 
 use super::{Context, ErrorReply};
+use crate::channel::Request;
 use crate::engine::{LogError, LogRange, Subscribing};
 use crate::event::SourceEvent;
 use crate::hub::Target;
@@ -49,8 +50,10 @@ impl Recovering {
     }
 }
 
-/// Start receiving a tour's (or every tour's) events.
+/// Start receiving a tour's (or every tour's), or a channel's, messages.
 pub struct Subscribe {
+    request: Request,
+    /// What `request` resolved to for this connection (set by `apply`).
     target: Target,
     since: Option<StreamPosition>,
     request_id: Option<String>,
@@ -60,7 +63,8 @@ impl Subscribe {
     /// From the validated protocol message.
     pub fn parse(message: v1::Subscribe) -> Self {
         Subscribe {
-            target: Target::parse(&message.tour_id),
+            request: Request::from_fields(message.tour_id, message.channel),
+            target: Target::All,
             since: message.since,
             request_id: message.request_id,
         }
@@ -68,20 +72,17 @@ impl Subscribe {
 
     /// Registers the subscription and queues the acknowledgement and state,
     /// unless the log must be read first.
-    pub fn apply(self, context: &mut Context<'_>) -> Option<Recovering> {
-        let refusal = |message: String| {
-            ErrorReply::new(ErrorCode::Forbidden, message)
-                .at("/tourId")
-                .answering(self.request_id.clone())
+    pub fn apply(mut self, context: &mut Context<'_>) -> Option<Recovering> {
+        self.target = match self.request.resolve(context.identity) {
+            Ok(target) => target,
+            Err(refused) => {
+                ErrorReply::new(ErrorCode::Forbidden, refused.to_string())
+                    .at(refused.path())
+                    .answering(self.request_id.clone())
+                    .send(context.client);
+                return None;
+            }
         };
-        // "*" is always allowed: for a restricted token it means "my tours".
-        if let Target::Tour(tour_id) = &self.target
-            && !context.subs.permissions().allows(tour_id)
-        {
-            let error = refusal(format!("not allowed to subscribe to {tour_id}"));
-            error.send(context.client);
-            return None;
-        }
         let result = context.engine.subscribe(
             context.client,
             context.subs,
@@ -89,6 +90,10 @@ impl Subscribe {
             self.since.as_ref(),
             self.request_id.clone(),
         );
+        if matches!(result, Ok(Subscribing::Answered)) && self.target == Target::Stats {
+            // The channel's first message, right behind the acknowledgement.
+            context.stats.send_current(context.client, None);
+        }
         self.after(result, context)
     }
 
@@ -105,8 +110,13 @@ impl Subscribe {
                 subscribe: self,
             }),
             Err(error) => {
+                let path = if self.target.is_tour() {
+                    "/tourId"
+                } else {
+                    "/channel"
+                };
                 ErrorReply::new(ErrorCode::Forbidden, error.to_string())
-                    .at("/tourId")
+                    .at(path)
                     .answering(self.request_id.clone())
                     .send(context.client);
                 None

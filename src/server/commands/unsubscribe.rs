@@ -1,12 +1,12 @@
 //! `unsubscribe` → `unsubscribed`.
 
 use super::Context;
-use crate::hub::Target;
+use crate::channel::Request;
 use crate::protocol::v1;
 
-/// Stop receiving a tour's (or every tour's) events.
+/// Stop receiving a tour's (or every tour's), or a channel's, messages.
 pub struct Unsubscribe {
-    target: Target,
+    request: Request,
     request_id: Option<String>,
 }
 
@@ -14,15 +14,35 @@ impl Unsubscribe {
     /// From the validated protocol message.
     pub fn parse(message: v1::Unsubscribe) -> Self {
         Unsubscribe {
-            target: Target::parse(&message.tour_id),
+            request: Request::from_fields(message.tour_id, message.channel),
             request_id: message.request_id,
         }
     }
 
-    /// Drops the subscription and acknowledges it.
+    /// Drops the subscription and acknowledges it. Unsubscribing from
+    /// something never subscribed is acknowledged all the same.
     pub fn apply(self, context: &mut Context<'_>) {
-        context
-            .engine
-            .unsubscribe(context.client, context.subs, self.target, self.request_id);
+        match self.request.target_to_drop(context.identity) {
+            Some(target) => {
+                context
+                    .engine
+                    .unsubscribe(context.client, context.subs, target, self.request_id)
+            }
+            None => {
+                // A channel this connection cannot have (`notifications`
+                // without a user): nothing to drop, answered in the
+                // client's own terms.
+                let channel = match self.request {
+                    Request::Channel(channel) => Some(channel.into()),
+                    Request::Tour(_) => None,
+                };
+                let notice = crate::protocol::ServerMessage::Unsubscribed(v1::Unsubscribed {
+                    tour_id: None,
+                    channel,
+                    request_id: self.request_id,
+                });
+                context.client.send(&notice);
+            }
+        }
     }
 }

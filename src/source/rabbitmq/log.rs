@@ -169,7 +169,7 @@ impl Inner {
             }
             // Poison was skipped live too.
             if let Ok(mut event) = decoded {
-                event.position = Some(position);
+                event.set_position(Some(position));
                 events.push(event);
             }
             if position == through {

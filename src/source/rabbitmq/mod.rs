@@ -34,6 +34,7 @@
 mod catalog;
 mod consumer;
 mod log;
+pub mod peers;
 mod topology;
 
 use std::fmt;
@@ -107,7 +108,7 @@ pub struct RabbitArgs {
         long = "rabbitmq-binding-keys",
         env = "RABBITMQ_BINDING_KEYS",
         value_delimiter = ',',
-        default_value = "tour.availability.updated,tour.availability.low",
+        default_value = "tour.availability.updated,tour.availability.low,notification.booking.confirmed,notification.booking.cancelled",
         value_parser = parse_amqp_name
     )]
     pub binding_keys: Vec<String>,
@@ -450,7 +451,12 @@ mod tests {
         assert_eq!(args.broker.exchange, "tour_booking_events");
         assert_eq!(
             args.binding_keys,
-            ["tour.availability.updated", "tour.availability.low"]
+            [
+                "tour.availability.updated",
+                "tour.availability.low",
+                "notification.booking.confirmed",
+                "notification.booking.cancelled"
+            ]
         );
         assert_eq!(args.replay_from, ReplayFrom::First);
     }

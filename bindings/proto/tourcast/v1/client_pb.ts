@@ -4,9 +4,10 @@
 // @generated from file tourcast/v1/client.proto (package tourcast.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
+import { file_tourcast_v1_options } from "./options_pb.js";
 import type { StreamPosition } from "./tour_pb.js";
 import { file_tourcast_v1_tour } from "./tour_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -15,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tourcast/v1/client.proto.
  */
 export const file_tourcast_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("Chh0b3VyY2FzdC92MS9jbGllbnQucHJvdG8SC3RvdXJjYXN0LnYxIsEBCg1DbGllbnRNZXNzYWdlEiEKBHBpbmcYASABKAsyES50b3VyY2FzdC52MS5QaW5nSAASKwoJc3Vic2NyaWJlGAIgASgLMhYudG91cmNhc3QudjEuU3Vic2NyaWJlSAASLwoLdW5zdWJzY3JpYmUYAyABKAsyGC50b3VyY2FzdC52MS5VbnN1YnNjcmliZUgAEicKB3JlZnJlc2gYBCABKAsyFC50b3VyY2FzdC52MS5SZWZyZXNoSABCBgoEa2luZCJJCgRQaW5nEjIKCnJlcXVlc3RfaWQYASABKAlCGbpIFnIUEAEYQDIOXltceDIxLVx4N0VdKyRIAIgBAUINCgtfcmVxdWVzdF9pZCLJAQoJU3Vic2NyaWJlEj4KB3RvdXJfaWQYASABKAlCLbpIKnIoEAEYQDIiXihcKnxbQS1aYS16MC05XVtBLVphLXowLTlfLjotXSopJBIvCgVzaW5jZRgCIAEoCzIbLnRvdXJjYXN0LnYxLlN0cmVhbVBvc2l0aW9uSACIAQESMgoKcmVxdWVzdF9pZBgDIAEoCUIZukgWchQQARhAMg5eW1x4MjEtXHg3RV0rJEgBiAEBQggKBl9zaW5jZUINCgtfcmVxdWVzdF9pZCKQAQoLVW5zdWJzY3JpYmUSPgoHdG91cl9pZBgBIAEoCUItukgqcigQARhAMiJeKFwqfFtBLVphLXowLTldW0EtWmEtejAtOV8uOi1dKikkEjIKCnJlcXVlc3RfaWQYAiABKAlCGbpIFnIUEAEYQDIOXltceDIxLVx4N0VdKyRIAIgBAUINCgtfcmVxdWVzdF9pZCKcAQoHUmVmcmVzaBJOCgV0b2tlbhgBIAEoCUI/ukg8cjoQARiAQDIzXltBLVphLXowLTlfPS1dK1wuW0EtWmEtejAtOV89LV0rXC5bQS1aYS16MC05Xz0tXSokEjIKCnJlcXVlc3RfaWQYAiABKAlCGbpIFnIUEAEYQDIOXltceDIxLVx4N0VdKyRIAIgBAUINCgtfcmVxdWVzdF9pZEJ3Cg9kZXYudG91cmNhc3QudjFCC0NsaWVudFByb3RvUAFaKnRvdXJjYXN0LmRldi9nZW4vZ28vdG91cmNhc3QvdjE7dG91cmNhc3R2MaoCC1RvdXJjYXN0LlYxygILVG91cmNhc3RcVjHqAgxUb3VyY2FzdDo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_tourcast_v1_tour]);
+  fileDesc("Chh0b3VyY2FzdC92MS9jbGllbnQucHJvdG8SC3RvdXJjYXN0LnYxIocCCg1DbGllbnRNZXNzYWdlEiEKBHBpbmcYASABKAsyES50b3VyY2FzdC52MS5QaW5nSAASKwoJc3Vic2NyaWJlGAIgASgLMhYudG91cmNhc3QudjEuU3Vic2NyaWJlSAASLwoLdW5zdWJzY3JpYmUYAyABKAsyGC50b3VyY2FzdC52MS5VbnN1YnNjcmliZUgAEicKB3JlZnJlc2gYBCABKAsyFC50b3VyY2FzdC52MS5SZWZyZXNoSAASRAoNcmVmcmVzaF9zdGF0cxgFIAEoCzIZLnRvdXJjYXN0LnYxLlJlZnJlc2hTdGF0c0IQyvMYDHJlZnJlc2hTdGF0c0gAQgYKBGtpbmQiSQoEUGluZxIyCgpyZXF1ZXN0X2lkGAEgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdFXSskSACIAQFCDQoLX3JlcXVlc3RfaWQirQIKCVN1YnNjcmliZRJDCgd0b3VyX2lkGAEgASgJQi26SCpyKBABGEAyIl4oXCp8W0EtWmEtejAtOV1bQS1aYS16MC05Xy46LV0qKSRIAIgBARIvCgVzaW5jZRgCIAEoCzIbLnRvdXJjYXN0LnYxLlN0cmVhbVBvc2l0aW9uSAGIAQESMgoKcmVxdWVzdF9pZBgDIAEoCUIZukgWchQQARhAMg5eW1x4MjEtXHg3RV0rJEgCiAEBEioKB2NoYW5uZWwYBCABKA4yFC50b3VyY2FzdC52MS5DaGFubmVsSAOIAQE6GbpIFiIUCgd0b3VyX2lkCgdjaGFubmVsEAFCCgoIX3RvdXJfaWRCCAoGX3NpbmNlQg0KC19yZXF1ZXN0X2lkQgoKCF9jaGFubmVsIvQBCgtVbnN1YnNjcmliZRJDCgd0b3VyX2lkGAEgASgJQi26SCpyKBABGEAyIl4oXCp8W0EtWmEtejAtOV1bQS1aYS16MC05Xy46LV0qKSRIAIgBARIyCgpyZXF1ZXN0X2lkGAIgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdFXSskSAGIAQESKgoHY2hhbm5lbBgDIAEoDjIULnRvdXJjYXN0LnYxLkNoYW5uZWxIAogBAToZukgWIhQKB3RvdXJfaWQKB2NoYW5uZWwQAUIKCghfdG91cl9pZEINCgtfcmVxdWVzdF9pZEIKCghfY2hhbm5lbCKcAQoHUmVmcmVzaBJOCgV0b2tlbhgBIAEoCUI/ukg8cjoQARiAQDIzXltBLVphLXowLTlfPS1dK1wuW0EtWmEtejAtOV89LV0rXC5bQS1aYS16MC05Xz0tXSokEjIKCnJlcXVlc3RfaWQYAiABKAlCGbpIFnIUEAEYQDIOXltceDIxLVx4N0VdKyRIAIgBAUINCgtfcmVxdWVzdF9pZCJRCgxSZWZyZXNoU3RhdHMSMgoKcmVxdWVzdF9pZBgBIAEoCUIZukgWchQQARhAMg5eW1x4MjEtXHg3RV0rJEgAiAEBQg0KC19yZXF1ZXN0X2lkKlAKB0NoYW5uZWwSFwoTQ0hBTk5FTF9VTlNQRUNJRklFRBAAEhkKFUNIQU5ORUxfTk9USUZJQ0FUSU9OUxABEhEKDUNIQU5ORUxfU1RBVFMQAkJ3Cg9kZXYudG91cmNhc3QudjFCC0NsaWVudFByb3RvUAFaKnRvdXJjYXN0LmRldi9nZW4vZ28vdG91cmNhc3QvdjE7dG91cmNhc3R2MaoCC1RvdXJjYXN0LlYxygILVG91cmNhc3RcVjHqAgxUb3VyY2FzdDo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_tourcast_v1_options, file_tourcast_v1_tour]);
 
 /**
  * Envelope of every client -> server message. In JSON the variant's fields
@@ -41,7 +42,9 @@ export type ClientMessage = Message<"tourcast.v1.ClientMessage"> & {
     case: "ping";
   } | {
     /**
-     * Start receiving a tour's events; answered by `subscribed` then a `snapshot`.
+     * Start receiving a tour's or a channel's messages; answered by `subscribed`,
+     * then a `snapshot` (tours), the missed messages (with `since`) or a first
+     * `stats` (the stats channel).
      *
      * @generated from field: tourcast.v1.Subscribe subscribe = 2;
      */
@@ -49,7 +52,7 @@ export type ClientMessage = Message<"tourcast.v1.ClientMessage"> & {
     case: "subscribe";
   } | {
     /**
-     * Stop receiving a tour's events; answered by `unsubscribed`.
+     * Stop receiving a tour's or a channel's messages; answered by `unsubscribed`.
      *
      * @generated from field: tourcast.v1.Unsubscribe unsubscribe = 3;
      */
@@ -63,6 +66,14 @@ export type ClientMessage = Message<"tourcast.v1.ClientMessage"> & {
      */
     value: Refresh;
     case: "refresh";
+  } | {
+    /**
+     * Ask for a `stats` message now instead of at the next interval (stats subscribers only).
+     *
+     * @generated from field: tourcast.v1.RefreshStats refresh_stats = 5;
+     */
+    value: RefreshStats;
+    case: "refreshStats";
   } | { case: undefined; value?: undefined };
 };
 
@@ -95,7 +106,7 @@ export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
   messageDesc(file_tourcast_v1_client, 1);
 
 /**
- * Subscribes to one tour, or to every tour with "*".
+ * Subscribes to one tour, to every tour with "*", or to a channel.
  *
  * @generated from message tourcast.v1.Subscribe
  */
@@ -103,12 +114,13 @@ export type Subscribe = Message<"tourcast.v1.Subscribe"> & {
   /**
    * The tour to follow, or "*" for every tour.
    *
-   * @generated from field: string tour_id = 1;
+   * @generated from field: optional string tour_id = 1;
    */
-  tourId: string;
+  tourId?: string | undefined;
 
   /**
-   * Where the client left off; the server replays what it missed when it still can.
+   * Where the client left off; the server replays what it missed when it
+   * still can. For tours and `notifications` (the stats channel has no history).
    *
    * @generated from field: optional tourcast.v1.StreamPosition since = 2;
    */
@@ -120,6 +132,13 @@ export type Subscribe = Message<"tourcast.v1.Subscribe"> & {
    * @generated from field: optional string request_id = 3;
    */
   requestId?: string | undefined;
+
+  /**
+   * The channel to follow, instead of a tour.
+   *
+   * @generated from field: optional tourcast.v1.Channel channel = 4;
+   */
+  channel?: Channel | undefined;
 };
 
 /**
@@ -138,9 +157,9 @@ export type Unsubscribe = Message<"tourcast.v1.Unsubscribe"> & {
   /**
    * The tour to stop following, or "*".
    *
-   * @generated from field: string tour_id = 1;
+   * @generated from field: optional string tour_id = 1;
    */
-  tourId: string;
+  tourId?: string | undefined;
 
   /**
    * Opaque client token, echoed in the reply.
@@ -148,6 +167,13 @@ export type Unsubscribe = Message<"tourcast.v1.Unsubscribe"> & {
    * @generated from field: optional string request_id = 2;
    */
   requestId?: string | undefined;
+
+  /**
+   * The channel to stop following, instead of a tour.
+   *
+   * @generated from field: optional tourcast.v1.Channel channel = 3;
+   */
+  channel?: Channel | undefined;
 };
 
 /**
@@ -186,4 +212,65 @@ export type Refresh = Message<"tourcast.v1.Refresh"> & {
  */
 export const RefreshSchema: GenMessage<Refresh> = /*@__PURE__*/
   messageDesc(file_tourcast_v1_client, 4);
+
+/**
+ * Asks for a `stats` message at once, with `requestId` echoed, rather than
+ * waiting for the next interval. Refused (`forbidden`) on a connection not
+ * subscribed to the `stats` channel.
+ *
+ * @generated from message tourcast.v1.RefreshStats
+ */
+export type RefreshStats = Message<"tourcast.v1.RefreshStats"> & {
+  /**
+   * Opaque client token, echoed in the `stats` reply.
+   *
+   * @generated from field: optional string request_id = 1;
+   */
+  requestId?: string | undefined;
+};
+
+/**
+ * Describes the message tourcast.v1.RefreshStats.
+ * Use `create(RefreshStatsSchema)` to create a new message.
+ */
+export const RefreshStatsSchema: GenMessage<RefreshStats> = /*@__PURE__*/
+  messageDesc(file_tourcast_v1_client, 5);
+
+/**
+ * A channel other than a tour (SPEC "Channels"). Which user's or which
+ * gateway's messages flow is never the client's to say: the server derives
+ * it from the connection (its token's `sub`, its admin claim).
+ *
+ * @generated from enum tourcast.v1.Channel
+ */
+export enum Channel {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: CHANNEL_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The connection's own user's notifications (`notification` messages).
+   * Needs an authenticated connection; the user is the token's `sub`.
+   *
+   * @generated from enum value: CHANNEL_NOTIFICATIONS = 1;
+   */
+  NOTIFICATIONS = 1,
+
+  /**
+   * Live statistics of every gateway instance (`stats` messages). Needs a
+   * token with the admin claim, or a gateway started with `--admin-open`.
+   *
+   * @generated from enum value: CHANNEL_STATS = 2;
+   */
+  STATS = 2,
+}
+
+/**
+ * Describes the enum tourcast.v1.Channel.
+ */
+export const ChannelSchema: GenEnum<Channel> = /*@__PURE__*/
+  enumDesc(file_tourcast_v1_client, 0);
 

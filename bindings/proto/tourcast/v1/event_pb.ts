@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tourcast/v1/event.proto.
  */
 export const file_tourcast_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("Chd0b3VyY2FzdC92MS9ldmVudC5wcm90bxILdG91cmNhc3QudjEi/AMKEUF2YWlsYWJpbGl0eUV2ZW50EiEKCGV2ZW50X2lkGAEgASgJQgq6SAdyBRABGIABSACIAQESIgoKZXZlbnRfdHlwZRgCIAEoCUIJukgGcgQQARhASAGIAQESOQoHdG91cl9pZBgDIAEoCUIoukglciMQARhAMh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy46LV0qJBIgCgl0b3VyX25hbWUYBCABKAlCCLpIBXIDGIACSAKIAQESIQoKdG91cl90aXRsZRgFIAEoCUIIukgFcgMYgAJIA4gBARIiCg9hdmFpbGFibGVfc2VhdHMYBiABKA1CCbpIBioEGMCEPRImCg5tYXhfZ3JvdXBfc2l6ZRgHIAEoDUIJukgGKgQYwIQ9SASIAQESIQoJdGhyZXNob2xkGAggASgNQgm6SAYqBBjAhD1IBYgBARIhCgl0aW1lc3RhbXAYCSABKAlCCbpIBnIEEAEYQEgGiAEBEhQKB3ZlcnNpb24YCiABKARIB4gBAToE0PMYAUILCglfZXZlbnRfaWRCDQoLX2V2ZW50X3R5cGVCDAoKX3RvdXJfbmFtZUINCgtfdG91cl90aXRsZUIRCg9fbWF4X2dyb3VwX3NpemVCDAoKX3RocmVzaG9sZEIMCgpfdGltZXN0YW1wQgoKCF92ZXJzaW9uQnYKD2Rldi50b3VyY2FzdC52MUIKRXZlbnRQcm90b1ABWip0b3VyY2FzdC5kZXYvZ2VuL2dvL3RvdXJjYXN0L3YxO3RvdXJjYXN0djGqAgtUb3VyY2FzdC5WMcoCC1RvdXJjYXN0XFYx6gIMVG91cmNhc3Q6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_tourcast_v1_options]);
+  fileDesc("Chd0b3VyY2FzdC92MS9ldmVudC5wcm90bxILdG91cmNhc3QudjEi/AMKEUF2YWlsYWJpbGl0eUV2ZW50EiEKCGV2ZW50X2lkGAEgASgJQgq6SAdyBRABGIABSACIAQESIgoKZXZlbnRfdHlwZRgCIAEoCUIJukgGcgQQARhASAGIAQESOQoHdG91cl9pZBgDIAEoCUIoukglciMQARhAMh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy46LV0qJBIgCgl0b3VyX25hbWUYBCABKAlCCLpIBXIDGIACSAKIAQESIQoKdG91cl90aXRsZRgFIAEoCUIIukgFcgMYgAJIA4gBARIiCg9hdmFpbGFibGVfc2VhdHMYBiABKA1CCbpIBioEGMCEPRImCg5tYXhfZ3JvdXBfc2l6ZRgHIAEoDUIJukgGKgQYwIQ9SASIAQESIQoJdGhyZXNob2xkGAggASgNQgm6SAYqBBjAhD1IBYgBARIhCgl0aW1lc3RhbXAYCSABKAlCCbpIBnIEEAEYQEgGiAEBEhQKB3ZlcnNpb24YCiABKARIB4gBAToE0PMYAUILCglfZXZlbnRfaWRCDQoLX2V2ZW50X3R5cGVCDAoKX3RvdXJfbmFtZUINCgtfdG91cl90aXRsZUIRCg9fbWF4X2dyb3VwX3NpemVCDAoKX3RocmVzaG9sZEIMCgpfdGltZXN0YW1wQgoKCF92ZXJzaW9uIoQDCgxCb29raW5nRXZlbnQSIQoIZXZlbnRfaWQYASABKAlCCrpIB3IFEAEYgAFIAIgBARIiCgpldmVudF90eXBlGAIgASgJQgm6SAZyBBABGEBIAYgBARIrCgd1c2VyX2lkGAMgASgJQhq6SBdyFRABGIABMg5eW1x4MjEtXHg3RV0rJBIeCgpib29raW5nX2lkGAQgASgJQgq6SAdyBRABGIABEjkKB3RvdXJfaWQYBSABKAlCKLpIJXIjEAEYQDIdXltBLVphLXowLTldW0EtWmEtejAtOV8uOi1dKiQSGwoJdG91cl9uYW1lGAYgASgJQgi6SAVyAxiAAhIYCgVzZWF0cxgHIAEoDUIJukgGKgQYwIQ9EhsKB21lc3NhZ2UYCCABKAlCCrpIB3IFEAEYgAgSIQoJdGltZXN0YW1wGAkgASgJQgm6SAZyBBABGEBIAogBAToE0PMYAUILCglfZXZlbnRfaWRCDQoLX2V2ZW50X3R5cGVCDAoKX3RpbWVzdGFtcEJ2Cg9kZXYudG91cmNhc3QudjFCCkV2ZW50UHJvdG9QAVoqdG91cmNhc3QuZGV2L2dlbi9nby90b3VyY2FzdC92MTt0b3VyY2FzdHYxqgILVG91cmNhc3QuVjHKAgtUb3VyY2FzdFxWMeoCDFRvdXJjYXN0OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_tourcast_v1_options]);
 
 /**
  * An availability event as published on the `tour_booking_events` exchange,
@@ -107,4 +107,86 @@ export type AvailabilityEvent = Message<"tourcast.v1.AvailabilityEvent"> & {
  */
 export const AvailabilityEventSchema: GenMessage<AvailabilityEvent> = /*@__PURE__*/
   messageDesc(file_tourcast_v1_event, 0);
+
+/**
+ * A booking notification as published on the exchange, routing key
+ * `notification.booking.confirmed` or `notification.booking.cancelled`. It
+ * goes to every connection of `userId`, and to no other. JSON publishers
+ * send it as a flat object; protobuf publishers send this message with
+ * content type `application/x-protobuf`.
+ *
+ * @generated from message tourcast.v1.BookingEvent
+ */
+export type BookingEvent = Message<"tourcast.v1.BookingEvent"> & {
+  /**
+   * Publisher-assigned unique identifier; used to drop redelivered duplicates
+   * and shown to clients as `notificationId`.
+   *
+   * @generated from field: optional string event_id = 1;
+   */
+  eventId?: string | undefined;
+
+  /**
+   * "notification.booking.confirmed" or "notification.booking.cancelled"; the routing key decides when absent.
+   *
+   * @generated from field: optional string event_type = 2;
+   */
+  eventType?: string | undefined;
+
+  /**
+   * The user to notify: the `sub` of their access tokens.
+   *
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
+
+  /**
+   * Identifier of the booking.
+   *
+   * @generated from field: string booking_id = 4;
+   */
+  bookingId: string;
+
+  /**
+   * Identifier of the booked tour.
+   *
+   * @generated from field: string tour_id = 5;
+   */
+  tourId: string;
+
+  /**
+   * Display name of the booked tour.
+   *
+   * @generated from field: string tour_name = 6;
+   */
+  tourName: string;
+
+  /**
+   * Seats the booking holds.
+   *
+   * @generated from field: uint32 seats = 7;
+   */
+  seats: number;
+
+  /**
+   * Human-readable text for the user.
+   *
+   * @generated from field: string message = 8;
+   */
+  message: string;
+
+  /**
+   * When it happened (RFC 3339); the receipt time when absent.
+   *
+   * @generated from field: optional string timestamp = 9;
+   */
+  timestamp?: string | undefined;
+};
+
+/**
+ * Describes the message tourcast.v1.BookingEvent.
+ * Use `create(BookingEventSchema)` to create a new message.
+ */
+export const BookingEventSchema: GenMessage<BookingEvent> = /*@__PURE__*/
+  messageDesc(file_tourcast_v1_event, 1);
 

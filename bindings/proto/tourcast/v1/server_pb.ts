@@ -7,7 +7,13 @@
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
+import type { Channel } from "./client_pb.js";
+import { file_tourcast_v1_client } from "./client_pb.js";
+import type { Notification } from "./notification_pb.js";
+import { file_tourcast_v1_notification } from "./notification_pb.js";
 import { file_tourcast_v1_options } from "./options_pb.js";
+import type { Stats } from "./stats_pb.js";
+import { file_tourcast_v1_stats } from "./stats_pb.js";
 import type { TourState } from "./tour_pb.js";
 import { file_tourcast_v1_tour } from "./tour_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tourcast/v1/server.proto.
  */
 export const file_tourcast_v1_server: GenFile = /*@__PURE__*/
-  fileDesc("Chh0b3VyY2FzdC92MS9zZXJ2ZXIucHJvdG8SC3RvdXJjYXN0LnYxIoMECg1TZXJ2ZXJNZXNzYWdlEi0KCmNvbm5lY3Rpb24YASABKAsyFy50b3VyY2FzdC52MS5Db25uZWN0aW9uSAASLQoKc3Vic2NyaWJlZBgCIAEoCzIXLnRvdXJjYXN0LnYxLlN1YnNjcmliZWRIABIxCgx1bnN1YnNjcmliZWQYAyABKAsyGS50b3VyY2FzdC52MS5VbnN1YnNjcmliZWRIABIpCghzbmFwc2hvdBgEIAEoCzIVLnRvdXJjYXN0LnYxLlNuYXBzaG90SAASXwoUYXZhaWxhYmlsaXR5X3VwZGF0ZWQYBSABKAsyIC50b3VyY2FzdC52MS5BdmFpbGFiaWxpdHlVcGRhdGVkQh3K8xgZdG91ci5hdmFpbGFiaWxpdHkudXBkYXRlZEgAElMKEGF2YWlsYWJpbGl0eV9sb3cYBiABKAsyHC50b3VyY2FzdC52MS5BdmFpbGFiaWxpdHlMb3dCGcrzGBV0b3VyLmF2YWlsYWJpbGl0eS5sb3dIABIhCgRwb25nGAcgASgLMhEudG91cmNhc3QudjEuUG9uZ0gAEigKBWVycm9yGAggASgLMhcudG91cmNhc3QudjEuRXJyb3JSZXBseUgAEisKCXJlZnJlc2hlZBgJIAEoCzIWLnRvdXJjYXN0LnYxLlJlZnJlc2hlZEgAQgYKBGtpbmQijQEKCkNvbm5lY3Rpb24SEQoJY2xpZW50X2lkGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSEAoIcHJvdG9jb2wYAyABKAkSJwoIZW5jb2RpbmcYBCABKA4yFS50b3VyY2FzdC52MS5FbmNvZGluZxINCgVlcG9jaBgFIAEoCRIRCgl0aW1lc3RhbXAYBiABKAkiawoKU3Vic2NyaWJlZBIPCgd0b3VyX2lkGAEgASgJEhYKCXJlY292ZXJlZBgCIAEoCEgAiAEBEhcKCnJlcXVlc3RfaWQYAyABKAlIAYgBAUIMCgpfcmVjb3ZlcmVkQg0KC19yZXF1ZXN0X2lkIkcKDFVuc3Vic2NyaWJlZBIPCgd0b3VyX2lkGAEgASgJEhcKCnJlcXVlc3RfaWQYAiABKAlIAIgBAUINCgtfcmVxdWVzdF9pZCKhAQoIU25hcHNob3QSJQoFdG91cnMYASADKAsyFi50b3VyY2FzdC52MS5Ub3VyU3RhdGUSDQoFZXBvY2gYAiABKAkSFgoJcmVjb3ZlcmVkGAMgASgISACIAQESFwoKcmVxdWVzdF9pZBgEIAEoCUgBiAEBEhEKCXRpbWVzdGFtcBgFIAEoCUIMCgpfcmVjb3ZlcmVkQg0KC19yZXF1ZXN0X2lkIpIBChBUb3VyQXZhaWxhYmlsaXR5Eg8KB3RvdXJfaWQYASABKAkSFgoJdG91cl9uYW1lGAIgASgJSACIAQESFwoPYXZhaWxhYmxlX3NlYXRzGAMgASgNEhsKDm1heF9ncm91cF9zaXplGAQgASgNSAGIAQFCDAoKX3RvdXJfbmFtZUIRCg9fbWF4X2dyb3VwX3NpemUijgEKE0F2YWlsYWJpbGl0eVVwZGF0ZWQSMwoEZGF0YRgBIAEoCzIdLnRvdXJjYXN0LnYxLlRvdXJBdmFpbGFiaWxpdHlCBrpIA8gBARILCgNzZXEYAiABKAQSEQoJdGltZXN0YW1wGAMgASgJEhUKCGV2ZW50X2lkGAQgASgJSACIAQFCCwoJX2V2ZW50X2lkIpIBCg9Mb3dBdmFpbGFiaWxpdHkSDwoHdG91cl9pZBgBIAEoCRISCgp0b3VyX3RpdGxlGAIgASgJEhcKD2F2YWlsYWJsZV9zZWF0cxgDIAEoDRIbCg5tYXhfZ3JvdXBfc2l6ZRgEIAEoDUgAiAEBEhEKCXRocmVzaG9sZBgFIAEoDUIRCg9fbWF4X2dyb3VwX3NpemUiiQEKD0F2YWlsYWJpbGl0eUxvdxIyCgRkYXRhGAEgASgLMhwudG91cmNhc3QudjEuTG93QXZhaWxhYmlsaXR5Qga6SAPIAQESCwoDc2VxGAIgASgEEhEKCXRpbWVzdGFtcBgDIAEoCRIVCghldmVudF9pZBgEIAEoCUgAiAEBQgsKCV9ldmVudF9pZCJBCgRQb25nEhcKCnJlcXVlc3RfaWQYASABKAlIAIgBARIRCgl0aW1lc3RhbXAYAiABKAlCDQoLX3JlcXVlc3RfaWQihwEKCkVycm9yUmVwbHkSJAoEY29kZRgBIAEoDjIWLnRvdXJjYXN0LnYxLkVycm9yQ29kZRIPCgdtZXNzYWdlGAIgASgJEhEKBHBhdGgYAyABKAlIAIgBARIXCgpyZXF1ZXN0X2lkGAQgASgJSAGIAQFCBwoFX3BhdGhCDQoLX3JlcXVlc3RfaWQiRwoJUmVmcmVzaGVkEhIKCmV4cGlyZXNfYXQYASABKAkSFwoKcmVxdWVzdF9pZBgCIAEoCUgAiAEBQg0KC19yZXF1ZXN0X2lkKksKCEVuY29kaW5nEhgKFEVOQ09ESU5HX1VOU1BFQ0lGSUVEEAASEQoNRU5DT0RJTkdfSlNPThABEhIKDkVOQ09ESU5HX1BST1RPEAIqkAIKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASHgoaRVJST1JfQ09ERV9JTlZBTElEX01FU1NBR0UQARIbChdFUlJPUl9DT0RFX1VOS05PV05fVFlQRRACEiMKH0VSUk9SX0NPREVfVU5TVVBQT1JURURfRU5DT0RJTkcQAxIbChdFUlJPUl9DT0RFX1JBVEVfTElNSVRFRBAEEhgKFEVSUk9SX0NPREVfRk9SQklEREVOEAUSGAoURVJST1JfQ09ERV9UT09fTEFSR0UQBhIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEAcSGwoXRVJST1JfQ09ERV9VTkFVVEhPUklaRUQQCEJ3Cg9kZXYudG91cmNhc3QudjFCC1NlcnZlclByb3RvUAFaKnRvdXJjYXN0LmRldi9nZW4vZ28vdG91cmNhc3QvdjE7dG91cmNhc3R2MaoCC1RvdXJjYXN0LlYxygILVG91cmNhc3RcVjHqAgxUb3VyY2FzdDo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_tourcast_v1_options, file_tourcast_v1_tour]);
+  fileDesc("Chh0b3VyY2FzdC92MS9zZXJ2ZXIucHJvdG8SC3RvdXJjYXN0LnYxItsECg1TZXJ2ZXJNZXNzYWdlEi0KCmNvbm5lY3Rpb24YASABKAsyFy50b3VyY2FzdC52MS5Db25uZWN0aW9uSAASLQoKc3Vic2NyaWJlZBgCIAEoCzIXLnRvdXJjYXN0LnYxLlN1YnNjcmliZWRIABIxCgx1bnN1YnNjcmliZWQYAyABKAsyGS50b3VyY2FzdC52MS5VbnN1YnNjcmliZWRIABIpCghzbmFwc2hvdBgEIAEoCzIVLnRvdXJjYXN0LnYxLlNuYXBzaG90SAASXwoUYXZhaWxhYmlsaXR5X3VwZGF0ZWQYBSABKAsyIC50b3VyY2FzdC52MS5BdmFpbGFiaWxpdHlVcGRhdGVkQh3K8xgZdG91ci5hdmFpbGFiaWxpdHkudXBkYXRlZEgAElMKEGF2YWlsYWJpbGl0eV9sb3cYBiABKAsyHC50b3VyY2FzdC52MS5BdmFpbGFiaWxpdHlMb3dCGcrzGBV0b3VyLmF2YWlsYWJpbGl0eS5sb3dIABIhCgRwb25nGAcgASgLMhEudG91cmNhc3QudjEuUG9uZ0gAEigKBWVycm9yGAggASgLMhcudG91cmNhc3QudjEuRXJyb3JSZXBseUgAEisKCXJlZnJlc2hlZBgJIAEoCzIWLnRvdXJjYXN0LnYxLlJlZnJlc2hlZEgAEjEKDG5vdGlmaWNhdGlvbhgKIAEoCzIZLnRvdXJjYXN0LnYxLk5vdGlmaWNhdGlvbkgAEiMKBXN0YXRzGAsgASgLMhIudG91cmNhc3QudjEuU3RhdHNIAEIGCgRraW5kIo0BCgpDb25uZWN0aW9uEhEKCWNsaWVudF9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhAKCHByb3RvY29sGAMgASgJEicKCGVuY29kaW5nGAQgASgOMhUudG91cmNhc3QudjEuRW5jb2RpbmcSDQoFZXBvY2gYBSABKAkSEQoJdGltZXN0YW1wGAYgASgJIrQBCgpTdWJzY3JpYmVkEhQKB3RvdXJfaWQYASABKAlIAIgBARIWCglyZWNvdmVyZWQYAiABKAhIAYgBARIXCgpyZXF1ZXN0X2lkGAMgASgJSAKIAQESKgoHY2hhbm5lbBgEIAEoDjIULnRvdXJjYXN0LnYxLkNoYW5uZWxIA4gBAUIKCghfdG91cl9pZEIMCgpfcmVjb3ZlcmVkQg0KC19yZXF1ZXN0X2lkQgoKCF9jaGFubmVsIpABCgxVbnN1YnNjcmliZWQSFAoHdG91cl9pZBgBIAEoCUgAiAEBEhcKCnJlcXVlc3RfaWQYAiABKAlIAYgBARIqCgdjaGFubmVsGAMgASgOMhQudG91cmNhc3QudjEuQ2hhbm5lbEgCiAEBQgoKCF90b3VyX2lkQg0KC19yZXF1ZXN0X2lkQgoKCF9jaGFubmVsIqEBCghTbmFwc2hvdBIlCgV0b3VycxgBIAMoCzIWLnRvdXJjYXN0LnYxLlRvdXJTdGF0ZRINCgVlcG9jaBgCIAEoCRIWCglyZWNvdmVyZWQYAyABKAhIAIgBARIXCgpyZXF1ZXN0X2lkGAQgASgJSAGIAQESEQoJdGltZXN0YW1wGAUgASgJQgwKCl9yZWNvdmVyZWRCDQoLX3JlcXVlc3RfaWQikgEKEFRvdXJBdmFpbGFiaWxpdHkSDwoHdG91cl9pZBgBIAEoCRIWCgl0b3VyX25hbWUYAiABKAlIAIgBARIXCg9hdmFpbGFibGVfc2VhdHMYAyABKA0SGwoObWF4X2dyb3VwX3NpemUYBCABKA1IAYgBAUIMCgpfdG91cl9uYW1lQhEKD19tYXhfZ3JvdXBfc2l6ZSKOAQoTQXZhaWxhYmlsaXR5VXBkYXRlZBIzCgRkYXRhGAEgASgLMh0udG91cmNhc3QudjEuVG91ckF2YWlsYWJpbGl0eUIGukgDyAEBEgsKA3NlcRgCIAEoBBIRCgl0aW1lc3RhbXAYAyABKAkSFQoIZXZlbnRfaWQYBCABKAlIAIgBAUILCglfZXZlbnRfaWQikgEKD0xvd0F2YWlsYWJpbGl0eRIPCgd0b3VyX2lkGAEgASgJEhIKCnRvdXJfdGl0bGUYAiABKAkSFwoPYXZhaWxhYmxlX3NlYXRzGAMgASgNEhsKDm1heF9ncm91cF9zaXplGAQgASgNSACIAQESEQoJdGhyZXNob2xkGAUgASgNQhEKD19tYXhfZ3JvdXBfc2l6ZSKJAQoPQXZhaWxhYmlsaXR5TG93EjIKBGRhdGEYASABKAsyHC50b3VyY2FzdC52MS5Mb3dBdmFpbGFiaWxpdHlCBrpIA8gBARILCgNzZXEYAiABKAQSEQoJdGltZXN0YW1wGAMgASgJEhUKCGV2ZW50X2lkGAQgASgJSACIAQFCCwoJX2V2ZW50X2lkIkEKBFBvbmcSFwoKcmVxdWVzdF9pZBgBIAEoCUgAiAEBEhEKCXRpbWVzdGFtcBgCIAEoCUINCgtfcmVxdWVzdF9pZCKHAQoKRXJyb3JSZXBseRIkCgRjb2RlGAEgASgOMhYudG91cmNhc3QudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkSEQoEcGF0aBgDIAEoCUgAiAEBEhcKCnJlcXVlc3RfaWQYBCABKAlIAYgBAUIHCgVfcGF0aEINCgtfcmVxdWVzdF9pZCJHCglSZWZyZXNoZWQSEgoKZXhwaXJlc19hdBgBIAEoCRIXCgpyZXF1ZXN0X2lkGAIgASgJSACIAQFCDQoLX3JlcXVlc3RfaWQqSwoIRW5jb2RpbmcSGAoURU5DT0RJTkdfVU5TUEVDSUZJRUQQABIRCg1FTkNPRElOR19KU09OEAESEgoORU5DT0RJTkdfUFJPVE8QAiqQAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIeChpFUlJPUl9DT0RFX0lOVkFMSURfTUVTU0FHRRABEhsKF0VSUk9SX0NPREVfVU5LTk9XTl9UWVBFEAISIwofRVJST1JfQ09ERV9VTlNVUFBPUlRFRF9FTkNPRElORxADEhsKF0VSUk9SX0NPREVfUkFURV9MSU1JVEVEEAQSGAoURVJST1JfQ09ERV9GT1JCSURERU4QBRIYChRFUlJPUl9DT0RFX1RPT19MQVJHRRAGEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQBxIbChdFUlJPUl9DT0RFX1VOQVVUSE9SSVpFRBAIQncKD2Rldi50b3VyY2FzdC52MUILU2VydmVyUHJvdG9QAVoqdG91cmNhc3QuZGV2L2dlbi9nby90b3VyY2FzdC92MTt0b3VyY2FzdHYxqgILVG91cmNhc3QuVjHKAgtUb3VyY2FzdFxWMeoCDFRvdXJjYXN0OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_tourcast_v1_client, file_tourcast_v1_notification, file_tourcast_v1_options, file_tourcast_v1_stats, file_tourcast_v1_tour]);
 
 /**
  * Envelope of every server -> client message. In JSON the variant's fields
@@ -103,6 +109,22 @@ export type ServerMessage = Message<"tourcast.v1.ServerMessage"> & {
      */
     value: Refreshed;
     case: "refreshed";
+  } | {
+    /**
+     * A personal notification for the connection's user (the `notifications` channel).
+     *
+     * @generated from field: tourcast.v1.Notification notification = 10;
+     */
+    value: Notification;
+    case: "notification";
+  } | {
+    /**
+     * Live statistics of the gateway instances (the `stats` channel).
+     *
+     * @generated from field: tourcast.v1.Stats stats = 11;
+     */
+    value: Stats;
+    case: "stats";
   } | { case: undefined; value?: undefined };
 };
 
@@ -170,7 +192,8 @@ export const ConnectionSchema: GenMessage<Connection> = /*@__PURE__*/
   messageDesc(file_tourcast_v1_server, 1);
 
 /**
- * Acknowledges a `subscribe`.
+ * Acknowledges a `subscribe`. It names what it answers: `tourId` for a
+ * tour subscription, `channel` for a channel.
  *
  * @generated from message tourcast.v1.Subscribed
  */
@@ -178,9 +201,9 @@ export type Subscribed = Message<"tourcast.v1.Subscribed"> & {
   /**
    * The tour subscribed to, or "*".
    *
-   * @generated from field: string tour_id = 1;
+   * @generated from field: optional string tour_id = 1;
    */
-  tourId: string;
+  tourId?: string | undefined;
 
   /**
    * With `since`: true when the missed events follow, false when a fresh snapshot follows instead.
@@ -195,6 +218,13 @@ export type Subscribed = Message<"tourcast.v1.Subscribed"> & {
    * @generated from field: optional string request_id = 3;
    */
   requestId?: string | undefined;
+
+  /**
+   * The channel subscribed to.
+   *
+   * @generated from field: optional tourcast.v1.Channel channel = 4;
+   */
+  channel?: Channel | undefined;
 };
 
 /**
@@ -205,7 +235,8 @@ export const SubscribedSchema: GenMessage<Subscribed> = /*@__PURE__*/
   messageDesc(file_tourcast_v1_server, 2);
 
 /**
- * Acknowledges an `unsubscribe`.
+ * Acknowledges an `unsubscribe`, or tells the client that a subscription
+ * ended (a refreshed token no longer allows it). Names a tour or a channel.
  *
  * @generated from message tourcast.v1.Unsubscribed
  */
@@ -213,9 +244,9 @@ export type Unsubscribed = Message<"tourcast.v1.Unsubscribed"> & {
   /**
    * The tour unsubscribed from, or "*".
    *
-   * @generated from field: string tour_id = 1;
+   * @generated from field: optional string tour_id = 1;
    */
-  tourId: string;
+  tourId?: string | undefined;
 
   /**
    * Echo of the request's `requestId`.
@@ -223,6 +254,13 @@ export type Unsubscribed = Message<"tourcast.v1.Unsubscribed"> & {
    * @generated from field: optional string request_id = 2;
    */
   requestId?: string | undefined;
+
+  /**
+   * The channel unsubscribed from.
+   *
+   * @generated from field: optional tourcast.v1.Channel channel = 3;
+   */
+  channel?: Channel | undefined;
 };
 
 /**
@@ -632,7 +670,8 @@ export enum ErrorCode {
   RATE_LIMITED = 4,
 
   /**
-   * The client may not do this (e.g. subscribe to a tour its token does not cover).
+   * The client may not do this (e.g. subscribe to a tour its token does not
+   * cover, to `notifications` without a token, or to `stats` without the admin claim).
    *
    * @generated from enum value: ERROR_CODE_FORBIDDEN = 5;
    */
