@@ -21,7 +21,8 @@ pub struct TokenArgs {
     /// PEM private key (RSA → RS256, EC P-256 → ES256), text or file path.
     #[arg(long)]
     pub private_key: Option<String>,
-    /// Subject (`sub`): the user id the gateway logs.
+    /// Subject (`sub`): the user the token is for; its notifications
+    /// channel is this user's.
     #[arg(long, default_value = "demo-user")]
     pub sub: String,
     /// Tours the token may see, comma-separated, or `*`.
@@ -39,6 +40,13 @@ pub struct TokenArgs {
     /// Name of the tours claim.
     #[arg(long, default_value = "tours")]
     pub tours_claim: String,
+    /// Mark the token as an admin's (the `stats` channel): sets the admin
+    /// claim to `true`.
+    #[arg(long)]
+    pub admin: bool,
+    /// Name of the admin claim.
+    #[arg(long, default_value = "admin")]
+    pub admin_claim: String,
 }
 
 /// Why a token could not be issued.
@@ -90,6 +98,9 @@ pub fn issue(args: &TokenArgs) -> Result<String, IssueError> {
         Value::from(args.tours.clone())
     };
     claims.insert(args.tours_claim.clone(), tours);
+    if args.admin {
+        claims.insert(args.admin_claim.clone(), Value::Bool(true));
+    }
     if let Some(audience) = &args.audience {
         claims.insert("aud".into(), Value::String(audience.clone()));
     }

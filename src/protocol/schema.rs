@@ -134,6 +134,14 @@ fn strip_null(value: &mut Value) {
 fn integer_formats_to_bounds(value: &mut Value) {
     match value {
         Value::Object(map) => {
+            // Every JSON number is a double already; the format only
+            // upsets validators that do not know it.
+            if matches!(
+                map.get("format").and_then(Value::as_str),
+                Some("double" | "float")
+            ) {
+                map.remove("format");
+            }
             let range = map
                 .get("format")
                 .and_then(Value::as_str)
