@@ -558,3 +558,118 @@ async fn a_gateway_stopped_cleanly_leaves_the_totals_at_once() {
     stop(first).await;
     rabbit.cleanup().await;
 }
+
+#[tokio::test]
+async fn poison_notifications_are_logged_counted_and_skipped_and_tourcast_publish_sends_them() {
+    let rabbit = Rabbit::new().await;
+    let gateway = rabbit.gateway(1, &["--jwt-secret", SECRET]).await;
+    let mut alice = connect(&gateway, "alice", false, Encoding::Json).await;
+    subscribe_notifications(&mut alice, None).await;
+
+    rabbit
+        .publish_json(CONFIRMED, &booking("evt_ok_1", "alice", "ok1", 1))
+        .await;
+    // No user: whom would it be for? Poison, not a broadcast.
+    let mut nobody = booking("evt_no_user", "alice", "x", 1);
+    nobody.as_object_mut().map(|o| o.remove("userId"));
+    rabbit.publish_json(CONFIRMED, &nobody).await;
+    // A kind nobody defined (its `eventType` says so, on a bound key).
+    let mut refund = booking("evt_refund", "alice", "x", 1);
+    refund["eventType"] = json!("notification.booking.refunded");
+    rabbit.publish_json(CONFIRMED, &refund).await;
+    rabbit
+        .publish(CONFIRMED, Some("application/x-protobuf"), b"\xff\xff\xff")
+        .await;
+
+    // `tourcast publish` sends the notification kinds too, validated.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tourcast"))
+        .args([
+            "publish",
+            "--rabbitmq-url",
+            &rabbit::amqp_url(),
+            "--rabbitmq-exchange",
+            &rabbit.exchange,
+            "--kind",
+            "booking-cancelled",
+            "--user-id",
+            "alice",
+            "--booking-id",
+            "ok2",
+            "--tour-id",
+            "tour_rome",
+            "--tour-name",
+            "Rome Colosseum Tour",
+            "--seats",
+            "3",
+        ])
+        .output()
+        .await
+        .expect("tourcast publish runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("notification.booking.cancelled") && stdout.contains("user=alice"),
+        "{stdout}"
+    );
+    // …and refuses one the gateway would refuse, before sending anything.
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_tourcast"))
+        .args([
+            "publish",
+            "--rabbitmq-url",
+            &rabbit::amqp_url(),
+            "--rabbitmq-exchange",
+            &rabbit.exchange,
+            "--kind",
+            "booking-confirmed",
+            "--tour-id",
+            "tour_rome",
+            "--seats",
+            "1",
+        ])
+        .output()
+        .await
+        .expect("tourcast publish runs");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--user-id"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let got = expect_bookings(&mut alice, &["ok1", "ok2"]).await;
+    assert_eq!(got[1]["kind"], "booking.cancelled", "{}", got[1]);
+    assert_eq!(got[1]["message"], "Your booking was cancelled.");
+    assert_eq!(got[1]["tourName"], "Rome Colosseum Tour");
+    assert_eq!(
+        got[1]["seq"].as_u64().unwrap() - got[0]["seq"].as_u64().unwrap(),
+        4,
+        "the poison kept its stream positions"
+    );
+    alice.expect_silence(Duration::from_millis(300)).await;
+
+    for (reason, count) in [
+        ("invalid", 1.0),
+        ("unknown_type", 1.0),
+        ("malformed_protobuf", 1.0),
+    ] {
+        let sample = format!("tourcast_rabbitmq_poison_total{{reason=\"{reason}\"}}");
+        assert_eq!(
+            rabbit::metric(&gateway, &sample).await,
+            Some(count),
+            "{reason}"
+        );
+    }
+    let ids: Vec<String> = gateway
+        .log_lines("poison message skipped")
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|l| l["fields"]["event_id"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(ids, ["evt_no_user", "evt_refund", "-"], "{ids:?}");
+    stop(gateway).await;
+    rabbit.cleanup().await;
+}
