@@ -32,7 +32,11 @@ const PROTO_FILES: &[&str] = &[
     "tourcast/v1/stats.proto",
     "tourcast/v1/server.proto",
     "tourcast/v1/event.proto",
+    "tourcast/v1/checkpoint.proto",
 ];
+/// Files whose messages are protobuf only, between instances (no JSON view,
+/// no JSON Schema, no TypeScript type).
+const PROTOBUF_ONLY_FILES: &[&str] = &["tourcast/v1/checkpoint.proto"];
 /// Messages that are protobuf-only envelopes: their JSON view is their oneof.
 const ENVELOPES: &[&str] = &["ClientMessage", "ServerMessage"];
 
@@ -62,6 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let messages: Vec<MessageDescriptor> = pool
         .all_messages()
         .filter(|m| m.package_name() == PACKAGE)
+        .filter(|m| !PROTOBUF_ONLY_FILES.contains(&m.parent_file().name()))
         .collect();
 
     let mut support = Vec::new();

@@ -28,8 +28,9 @@ use crate::event::SourceEvent;
 use crate::hub::{ClientHandle, Disconnect, Hub, Offer, Subscriptions, Target};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
+use crate::protocol::v1::Checkpoint;
 use crate::protocol::v1::{Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed};
-use crate::state::{Applied, Book, Recovery, Scope};
+use crate::state::{Applied, Book, CheckpointLimits, Recovery, RestoreError, Scope};
 use crate::telemetry::FANOUT_SECONDS;
 use crate::time::rfc3339;
 
@@ -137,6 +138,13 @@ pub struct EngineConfig {
     pub notification_history: usize,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct BookLimits {
+    history_len: usize,
+    dedupe_window: usize,
+    notification_history: usize,
+}
+
 /// Why a subscribe was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeError {
@@ -149,6 +157,8 @@ pub enum SubscribeError {
 pub struct Engine {
     epoch: String,
     book: Mutex<Book>,
+    /// The book's limits, for a book restored from a checkpoint.
+    limits: BookLimits,
     hub: Hub,
     stats: EngineStats,
     max_replay: usize,
@@ -167,6 +177,11 @@ impl Engine {
                 config.dedupe_window,
                 config.notification_history,
             )),
+            limits: BookLimits {
+                history_len: config.history_len,
+                dedupe_window: config.dedupe_window,
+                notification_history: config.notification_history,
+            },
             epoch: config.epoch,
             hub: Hub::new(),
             stats: EngineStats::default(),
@@ -246,6 +261,44 @@ impl Engine {
         let position = offset + 1;
         event.set_position((position > book.last_seq()).then_some(position));
         self.apply_locked(book, event, started)
+    }
+
+    /// The book as a checkpoint of `stream` at its current position
+    /// (`None` when its numbers are not stream positions). Taken under the
+    /// lock, as one consistent state; encoding it is the caller's.
+    pub fn checkpoint(&self, stream: &str, limits: CheckpointLimits) -> Option<Checkpoint> {
+        self.book.lock().checkpoint(stream, limits)
+    }
+
+    /// Replaces the book with one restored from `checkpoint`, before the
+    /// source replays what follows it. Returns the log position it has
+    /// taken in (applied or dropped), after which reading resumes. Only
+    /// for start-up: nobody may be subscribed yet.
+    pub fn restore(&self, checkpoint: Checkpoint) -> Result<u64, RestoreError> {
+        let limits = self.limits;
+        let book = Book::restore(
+            checkpoint,
+            &self.epoch,
+            limits.history_len,
+            limits.dedupe_window,
+            limits.notification_history,
+        )?;
+        let position = book.last_position();
+        *self.book.lock() = book;
+        Ok(position)
+    }
+
+    /// Forgets everything: an empty book, as at start-up. For a restored
+    /// checkpoint that the stream turned out not to continue (recreated
+    /// under it), before anything was served.
+    pub fn reset(&self) {
+        let limits = self.limits;
+        *self.book.lock() = Book::with_inbox(
+            self.epoch.clone(),
+            limits.history_len,
+            limits.dedupe_window,
+            limits.notification_history,
+        );
     }
 
     /// Seeds tours the book does not know yet as base state (from a catalog

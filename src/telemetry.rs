@@ -44,6 +44,9 @@ pub const RABBITMQ_REDELIVERED: &str = "tourcast_rabbitmq_redelivered_total";
 /// One past the offset of the last stream delivery handled.
 pub const RABBITMQ_STREAM_OFFSET: &str = "tourcast_rabbitmq_stream_next_offset";
 /// Tours seeded from the catalog service.
+/// Checkpoints written, loaded and skipped, by `outcome`.
+pub const CHECKPOINTS: &str = "tourcast_checkpoints_total";
+/// Catalog tours.
 pub const CATALOG_TOURS: &str = "tourcast_catalog_tours";
 /// Failed catalog bootstrap attempts.
 pub const CATALOG_FAILURES: &str = "tourcast_catalog_failures_total";

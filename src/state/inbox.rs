@@ -49,6 +49,33 @@ impl Inbox {
         });
     }
 
+    /// Keeps a notification restored from a checkpoint; `false` (and
+    /// nothing kept) when `seq` is not above the newest kept one.
+    pub fn push_checked(&mut self, seq: u64, user_id: &str, message: Arc<Encoded>) -> bool {
+        if self.kept.back().is_some_and(|newest| newest.seq >= seq) || seq <= self.evicted_through {
+            return false;
+        }
+        self.push(seq, user_id, message);
+        true
+    }
+
+    /// Records that notifications through `seq` are no longer kept.
+    pub fn mark_evicted(&mut self, seq: u64) {
+        self.evicted_through = self.evicted_through.max(seq);
+    }
+
+    /// `seq` of the newest notification dropped (0: none).
+    pub fn evicted_through(&self) -> u64 {
+        self.evicted_through
+    }
+
+    /// The kept notifications, oldest first: `(seq, user, message)`.
+    pub fn oldest_first(&self) -> impl Iterator<Item = (u64, &str, &Encoded)> {
+        self.kept
+            .iter()
+            .map(|kept| (kept.seq, &*kept.user_id, &*kept.message))
+    }
+
     /// `user_id`'s notifications after `since_seq`, oldest first; `None`
     /// when the ring dropped some that may have been theirs.
     pub fn since(&self, user_id: &str, since_seq: u64) -> Option<Vec<Arc<Encoded>>> {

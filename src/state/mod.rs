@@ -12,8 +12,11 @@
 //! its events, and a `"*"` subscriber can resume from the single highest
 //! `seq` it holds.
 
+mod checkpoint;
 mod inbox;
 mod recent_ids;
+
+pub use checkpoint::{CheckpointLimits, RestoreError};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -186,6 +189,13 @@ impl Book {
     /// The highest `seq` applied so far.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// The highest log position taken in, applied or not: where a reader
+    /// of the log resumes after (see [`Book::checkpoint`]).
+    pub fn last_position(&self) -> u64 {
+        self.last_seq
+            .max(self.skipped.back().copied().unwrap_or_default())
     }
 
     /// Number of known tours.

@@ -40,6 +40,11 @@ impl RecentIds {
         self.set.insert(id.clone());
         self.order.push_back(id);
     }
+
+    /// The remembered ids, oldest first (for a checkpoint).
+    pub fn oldest_first(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
+    }
 }
 
 #[cfg(test)]

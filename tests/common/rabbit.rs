@@ -218,6 +218,36 @@ impl Rabbit {
         }
     }
 
+    /// The checkpoint stream of this test's gateways (the default name).
+    pub fn checkpoint_stream(&self) -> String {
+        format!("{}.checkpoints", self.stream)
+    }
+
+    /// Publishes `payload` straight into a queue or stream (the default
+    /// exchange), e.g. a forged checkpoint.
+    pub async fn publish_to_queue(&self, queue: &str, payload: &[u8]) {
+        let confirm = self
+            .channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                payload,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(
+            matches!(confirm, Confirmation::Ack(None)),
+            "routed to {queue}: {confirm:?}"
+        );
+    }
+
     /// Deletes the stream (as an operator might), leaving the exchange.
     pub async fn delete_stream(&self) {
         self.channel
@@ -247,6 +277,11 @@ impl Rabbit {
 async fn delete(channel: &lapin::Channel, exchange: &str, stream: &str) {
     let _ = channel
         .queue_delete(stream.into(), QueueDeleteOptions::default())
+        .await;
+    // Gateways write checkpoints next to the stream: delete those too.
+    let checkpoints = format!("{stream}.checkpoints");
+    let _ = channel
+        .queue_delete(checkpoints.as_str().into(), QueueDeleteOptions::default())
         .await;
     let _ = channel
         .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())

@@ -70,6 +70,8 @@ pub(super) struct StreamConsumer {
     next_offset: Option<u64>,
     /// The stream was found recreated: read the new one from its start.
     recreated: bool,
+    /// The state was restored from a checkpoint at `next_offset`.
+    restored: bool,
     warned_no_offset: bool,
 }
 
@@ -92,8 +94,16 @@ impl StreamConsumer {
             connection_name,
             next_offset: None,
             recreated: false,
+            restored: false,
             warned_no_offset: false,
         })
+    }
+
+    /// Resumes after a checkpoint: the engine's state is at stream
+    /// `position`, so reading starts at the offset of the next event.
+    pub(super) fn resume_at(&mut self, position: u64) {
+        self.next_offset = Some(position);
+        self.restored = true;
     }
 
     /// Becomes true once the first replay has reached the stream's end.
@@ -346,6 +356,12 @@ impl StreamConsumer {
         );
         self.next_offset = None;
         self.recreated = true;
+        if std::mem::take(&mut self.restored) && !*self.caught_up.borrow() {
+            // The checkpoint's state does not continue into this stream:
+            // forget it before anyone sees it, and fold the stream afresh.
+            tracing::warn!("the restored checkpoint does not match the stream; full replay");
+            self.engine.reset();
+        }
         SessionError::Recreated
     }
 

@@ -32,6 +32,7 @@
 //! `x-stream-offset` = the logged offset) until retention drops it.
 
 mod catalog;
+pub mod checkpoint;
 mod consumer;
 mod log;
 pub mod peers;
@@ -191,6 +192,42 @@ pub struct RabbitArgs {
         value_parser = humantime::parse_duration
     )]
     pub reconnect_max: Duration,
+
+    /// Time between checkpoints of the folded state (to the checkpoint
+    /// stream); a starting instance loads the newest and replays only what
+    /// follows it. `0s` writes none.
+    #[arg(
+        long = "checkpoint-interval",
+        env = "CHECKPOINT_INTERVAL",
+        default_value = "60s",
+        value_parser = humantime::parse_duration
+    )]
+    pub checkpoint_interval: Duration,
+
+    /// The checkpoint stream (default: the event stream's name + `.checkpoints`).
+    #[arg(long = "checkpoint-stream", env = "CHECKPOINT_STREAM", value_parser = parse_amqp_name)]
+    pub checkpoint_stream: Option<String>,
+
+    /// Most recent events a checkpoint keeps for recovery, over all tours;
+    /// older recoveries read the stream back.
+    #[arg(
+        long = "checkpoint-history",
+        env = "CHECKPOINT_HISTORY",
+        default_value_t = 20_000
+    )]
+    pub checkpoint_history: usize,
+
+    /// Retention of the checkpoint stream, in bytes.
+    #[arg(
+        long = "checkpoint-max-bytes",
+        env = "CHECKPOINT_MAX_BYTES",
+        default_value_t = 500_000_000
+    )]
+    pub checkpoint_max_bytes: u64,
+
+    /// Start with a full replay, ignoring checkpoints (they are still written).
+    #[arg(long = "ignore-checkpoints", env = "IGNORE_CHECKPOINTS")]
+    pub ignore_checkpoints: bool,
 
     /// Catalog service to load the initial state from, e.g.
     /// `http://localhost:3001/api/tours` (a JSON array of tours).
@@ -394,13 +431,32 @@ pub async fn run(
         Ok(decoder) => decoder,
         Err(error) => return stop(&error),
     };
-    engine.attach_log(Arc::new(log::StreamLog::new(
+    let log = Arc::new(log::StreamLog::new(
         uri.clone(),
         args.stream.clone(),
         name.clone(),
         decoder,
-    )));
-    let consumer = match consumer::StreamConsumer::new(
+    ));
+    engine.attach_log(log.clone());
+    let checkpoints = Arc::new(checkpoint::CheckpointStore::new(
+        uri.clone(),
+        name.clone(),
+        checkpoint::CheckpointConfig {
+            stream: args
+                .checkpoint_stream
+                .clone()
+                .unwrap_or_else(|| format!("{}.checkpoints", args.stream)),
+            event_stream: args.stream.clone(),
+            interval: args.checkpoint_interval,
+            limits: crate::state::CheckpointLimits {
+                history_budget: args.checkpoint_history,
+            },
+            max_bytes: args.checkpoint_max_bytes,
+            ignore: args.ignore_checkpoints,
+            instance_id: name.clone(),
+        },
+    ));
+    let mut consumer = match consumer::StreamConsumer::new(
         args.clone(),
         uri,
         name,
@@ -410,6 +466,16 @@ pub async fn run(
         Ok(consumer) => consumer,
         Err(error) => return stop(&error),
     };
+    // The stream's topology first: the checkpoint's position is checked
+    // against it. A broker that is down now means a full replay later.
+    if let Some(position) = checkpoints.load(&engine, log.as_ref()).await {
+        consumer.resume_at(position);
+    }
+    let writer = tokio::spawn(Arc::clone(&checkpoints).run_writer(
+        Arc::clone(&engine),
+        consumer.caught_up(),
+        shutdown.clone(),
+    ));
     let catalog = args.catalog_url.clone().map(|url| {
         tokio::spawn(catalog::bootstrap(
             catalog::CatalogConfig {
@@ -425,6 +491,8 @@ pub async fn run(
     if let Some(task) = catalog {
         task.abort();
     }
+    // The last checkpoint at shutdown, so that a restart replays little.
+    let _ = writer.await;
 }
 
 #[cfg(test)]

@@ -1,0 +1,420 @@
+//! The book, written down and read back: [`Book::checkpoint`] turns the
+//! folded state into a `tourcast.v1.Checkpoint` valid at one stream
+//! position, and [`Book::restore`] rebuilds a book from one, so that a
+//! starting instance replays only the events after it.
+//!
+//! A restored book must answer exactly as the book that wrote it, except
+//! that it keeps less history in memory: a checkpoint holds at most a
+//! budget of recent events (spread over the tours), and every older one
+//! is marked evicted, so a recovery reaching past it is read back from
+//! the stream, as it would be on the writing instance once its own
+//! history rolled over. The duplicate filter, the skipped positions and
+//! the notification inbox are kept whole: without them a replay after
+//! the checkpoint would apply what the writer dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::inbox::Inbox;
+use super::recent_ids::RecentIds;
+use super::{Book, TourEntry};
+use crate::protocol::codec::{Encoded, decode_server_proto};
+use crate::protocol::v1::{Checkpoint, CheckpointMessage, CheckpointNotification, CheckpointTour};
+
+/// Why a checkpoint cannot be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// Written for another epoch or stream: its numbers mean something else.
+    #[error("the checkpoint is for epoch {found:?}, not {expected:?}")]
+    OtherEpoch {
+        /// The checkpoint's.
+        found: String,
+        /// This instance's.
+        expected: String,
+    },
+    /// A part of it does not make sense (a message that does not decode,
+    /// positions out of order): it is corrupt, whatever its digest says.
+    #[error("the checkpoint is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// How much a checkpoint keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointLimits {
+    /// Most recent events kept over all tours (at least one per tour that
+    /// has any, at most the book's history length per tour).
+    pub history_budget: usize,
+}
+
+impl Book {
+    /// The book at its current position, or `None` when its numbers are
+    /// not stream positions (the demo feed, or a book that numbered an
+    /// event itself): a checkpoint of it could not be resumed from.
+    pub fn checkpoint(&self, stream: &str, limits: CheckpointLimits) -> Option<Checkpoint> {
+        if !self.numbered_by_log || self.last_seq == 0 {
+            return None;
+        }
+        let per_tour = (limits.history_budget / self.tours.len().max(1)).clamp(1, self.history_len);
+        let mut tours: Vec<CheckpointTour> = self
+            .tours
+            .values()
+            .map(|entry| {
+                let keep = entry.history.len().min(per_tour);
+                let dropped = entry.history.len() - keep;
+                let evicted_through = entry
+                    .history
+                    .iter()
+                    .take(dropped)
+                    .last()
+                    .map_or(entry.evicted_through, |(seq, _)| *seq);
+                CheckpointTour {
+                    state: Some(entry.state.clone()),
+                    version: entry.version,
+                    evicted_through,
+                    history: entry
+                        .history
+                        .iter()
+                        .skip(dropped)
+                        .map(|(seq, message)| message_of(*seq, message))
+                        .collect(),
+                }
+            })
+            .collect();
+        // Sorted, so that two instances at one position write the same bytes.
+        tours.sort_by(|a, b| tour_id(a).cmp(tour_id(b)));
+        Some(Checkpoint {
+            epoch: self.epoch.clone(),
+            stream: stream.to_string(),
+            position: self.last_position(),
+            last_seq: self.last_seq,
+            first_position: self.first_position.unwrap_or(0),
+            tours,
+            applied_ids: self.applied_ids.oldest_first().map(str::to_owned).collect(),
+            skipped: self.skipped.iter().copied().collect(),
+            skipped_forgotten: self.skipped_forgotten,
+            notifications: self
+                .inbox
+                .oldest_first()
+                .map(|(seq, user_id, message)| CheckpointNotification {
+                    user_id: user_id.to_string(),
+                    message: Some(message_of(seq, message)),
+                })
+                .collect(),
+            notifications_evicted_through: self.inbox.evicted_through(),
+            written_by: String::new(),
+            written_at: String::new(),
+        })
+    }
+
+    /// A book rebuilt from `checkpoint`, with this instance's limits
+    /// (history length, duplicate window, inbox size).
+    pub fn restore(
+        checkpoint: Checkpoint,
+        epoch: &str,
+        history_len: usize,
+        dedupe_window: usize,
+        notification_history: usize,
+    ) -> Result<Book, RestoreError> {
+        if checkpoint.epoch != epoch {
+            return Err(RestoreError::OtherEpoch {
+                found: checkpoint.epoch,
+                expected: epoch.to_string(),
+            });
+        }
+        let position = checkpoint.position;
+        let inconsistent = |what: String| Err(RestoreError::Inconsistent(what));
+        if position == 0 || checkpoint.last_seq > position || checkpoint.last_seq == 0 {
+            return inconsistent(format!(
+                "position {position}, last seq {}",
+                checkpoint.last_seq
+            ));
+        }
+        let mut book = Book::with_inbox(epoch, history_len, dedupe_window, notification_history);
+        book.last_seq = checkpoint.last_seq;
+        book.first_position = (checkpoint.first_position > 0).then_some(checkpoint.first_position);
+        let mut tours = HashMap::with_capacity(checkpoint.tours.len());
+        for tour in checkpoint.tours {
+            let Some(state) = tour.state else {
+                return inconsistent("a tour without state".into());
+            };
+            if state.seq > position || tour.evicted_through > position {
+                return inconsistent(format!("tour {} is ahead of the position", state.tour_id));
+            }
+            let mut history = VecDeque::with_capacity(tour.history.len());
+            for kept in tour.history {
+                let (seq, message) = restore_message(&kept, position)?;
+                if history.back().is_some_and(|(last, _)| *last >= seq) {
+                    return inconsistent(format!("tour {} history out of order", state.tour_id));
+                }
+                history.push_back((seq, message));
+            }
+            // This instance may keep less history than the writer did.
+            let mut evicted_through = tour.evicted_through;
+            while history.len() > book.history_len {
+                if let Some((seq, _)) = history.pop_front() {
+                    evicted_through = seq;
+                }
+            }
+            let id = state.tour_id.clone();
+            let entry = TourEntry {
+                state,
+                version: tour.version,
+                history,
+                evicted_through,
+            };
+            if tours.insert(id.clone(), entry).is_some() {
+                return inconsistent(format!("tour {id} twice"));
+            }
+        }
+        book.tours = tours;
+        let mut ids = RecentIds::new(dedupe_window);
+        for id in checkpoint.applied_ids {
+            ids.insert(id);
+        }
+        book.applied_ids = ids;
+        if checkpoint.skipped.windows(2).any(|w| w[0] >= w[1])
+            || checkpoint
+                .skipped
+                .last()
+                .is_some_and(|last| *last > position)
+        {
+            return inconsistent("skipped positions out of order".into());
+        }
+        book.skipped = checkpoint.skipped.into_iter().collect();
+        while book.skipped.len() > book.skipped_len {
+            if let Some(forgotten) = book.skipped.pop_front() {
+                book.skipped_forgotten = forgotten;
+            }
+        }
+        book.skipped_forgotten = book.skipped_forgotten.max(checkpoint.skipped_forgotten);
+        let mut inbox = Inbox::new(notification_history);
+        inbox.mark_evicted(checkpoint.notifications_evicted_through);
+        for kept in checkpoint.notifications {
+            let Some(message) = kept.message else {
+                return inconsistent("a notification without a message".into());
+            };
+            let (seq, message) = restore_message(&message, position)?;
+            if !inbox.push_checked(seq, &kept.user_id, message) {
+                return inconsistent("notifications out of order".into());
+            }
+        }
+        book.inbox = inbox;
+        Ok(book)
+    }
+}
+
+fn tour_id(tour: &CheckpointTour) -> &str {
+    tour.state.as_ref().map_or("", |s| s.tour_id.as_str())
+}
+
+fn message_of(seq: u64, message: &Encoded) -> CheckpointMessage {
+    CheckpointMessage {
+        seq,
+        message: message.proto.to_vec(),
+    }
+}
+
+/// A kept message, re-encoded from its protobuf (JSON included: the codec
+/// writes the same JSON from the same message).
+fn restore_message(
+    kept: &CheckpointMessage,
+    position: u64,
+) -> Result<(u64, Arc<Encoded>), RestoreError> {
+    if kept.seq == 0 || kept.seq > position {
+        return Err(RestoreError::Inconsistent(format!(
+            "a message at seq {} outside 1..={position}",
+            kept.seq
+        )));
+    }
+    let message = decode_server_proto(&kept.message)
+        .map_err(|e| RestoreError::Inconsistent(format!("a message does not decode: {e}")))?;
+    Ok((kept.seq, Arc::new(Encoded::new(&message))))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use prost::Message as _;
+
+    use super::*;
+    use crate::auth::Permissions;
+    use crate::event::{AvailabilityChange, BookingKind, BookingNotice, EventKind, SourceEvent};
+    use crate::state::{Applied, Recovery, Scope};
+
+    fn tour_event(position: u64, tour: &str, seats: u32, id: Option<&str>) -> SourceEvent {
+        SourceEvent::Availability(AvailabilityChange {
+            kind: if seats < 3 {
+                EventKind::Low
+            } else {
+                EventKind::Updated
+            },
+            event_id: id.map(str::to_owned),
+            tour_id: tour.into(),
+            tour_name: Some(format!("{tour} name")),
+            available_seats: seats,
+            max_group_size: Some(20),
+            threshold: Some(3),
+            timestamp: Utc::now(),
+            version: None,
+            position: Some(position),
+        })
+    }
+
+    fn notice(position: u64, user: &str) -> SourceEvent {
+        SourceEvent::Booking(BookingNotice {
+            kind: BookingKind::Confirmed,
+            event_id: Some(format!("evt_n{position}")),
+            user_id: user.into(),
+            booking_id: format!("b{position}"),
+            tour_id: "a".into(),
+            tour_name: "A".into(),
+            seats: 1,
+            message: "ok".into(),
+            timestamp: Utc::now(),
+            position: Some(position),
+        })
+    }
+
+    /// A book with tours, duplicates and notifications over 60 positions.
+    fn busy_book() -> Book {
+        let mut book = Book::with_inbox("stream", 8, 1000, 50);
+        for position in 1..=60u64 {
+            let event = match position % 5 {
+                0 => notice(position, if position % 2 == 0 { "alice" } else { "bob" }),
+                // A redelivery of the previous event's id: a duplicate.
+                4 => tour_event(position, "b", 9, Some(&format!("evt_{}", position - 1))),
+                _ => tour_event(
+                    position,
+                    ["a", "b", "c"][position as usize % 3],
+                    (position % 20) as u32,
+                    Some(&format!("evt_{position}")),
+                ),
+            };
+            book.apply(event);
+        }
+        book
+    }
+
+    fn recoveries(book: &Book) -> Vec<String> {
+        let mut answers = Vec::new();
+        for since in [0, 1, 10, 30, 55, 59, 60, 61] {
+            for scope in [
+                Scope::Tour("a"),
+                Scope::Tour("b"),
+                Scope::Permitted(&Permissions::All),
+                Scope::User("alice"),
+                Scope::User("bob"),
+            ] {
+                answers.push(match book.recover(scope, "stream", since) {
+                    Recovery::Replay(missed) => format!(
+                        "replay {:?}",
+                        missed
+                            .iter()
+                            .map(|m| m.json.to_string())
+                            .collect::<Vec<_>>()
+                    ),
+                    Recovery::FromLog { through } => format!("log {through}"),
+                    Recovery::Snapshot => "snapshot".into(),
+                });
+            }
+        }
+        answers
+    }
+
+    #[test]
+    fn a_restored_book_answers_as_the_one_that_wrote_it() {
+        let book = busy_book();
+        let limits = CheckpointLimits {
+            history_budget: 1000,
+        };
+        let checkpoint = book.checkpoint("s", limits).expect("numbered by the log");
+        // Through the wire format, as it is stored.
+        let bytes = checkpoint.encode_to_vec();
+        let decoded = Checkpoint::decode(bytes.as_slice()).expect("decodes");
+        let mut restored = Book::restore(decoded, "stream", 8, 1000, 50).expect("restores");
+        let mut original = book;
+        assert_eq!(restored.last_seq(), original.last_seq());
+        let all = Scope::Permitted(&Permissions::All);
+        assert_eq!(restored.snapshot(all), original.snapshot(all));
+        assert_eq!(recoveries(&restored), recoveries(&original));
+        // Read back from the stream, skipped positions are skipped alike.
+        let duplicate = tour_event(54, "b", 9, Some("evt_53"));
+        assert!(original.logged_message(&duplicate, 54).is_none());
+        assert!(restored.logged_message(&duplicate, 54).is_none());
+        // And both go on alike: the same duplicates dropped, the same bytes.
+        for (position, event) in [
+            (61, tour_event(61, "a", 4, Some("evt_58"))),
+            (62, tour_event(62, "c", 5, Some("evt_62"))),
+            (63, notice(63, "alice")),
+        ] {
+            let outcome = |applied: Applied| match applied {
+                Applied::Fresh { seq, message, .. } => format!("{seq} {}", message.json),
+                other => format!("{other:?}"),
+            };
+            assert_eq!(
+                outcome(restored.apply(event.clone())),
+                outcome(original.apply(event)),
+                "position {position}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_small_budget_sends_older_recoveries_to_the_stream() {
+        let book = busy_book();
+        let checkpoint = book
+            .checkpoint("s", CheckpointLimits { history_budget: 3 })
+            .expect("checkpoint");
+        assert!(checkpoint.tours.iter().all(|t| t.history.len() == 1));
+        let restored = Book::restore(checkpoint, "stream", 8, 1000, 50).expect("restores");
+        // The newest event of a tour is still in memory…
+        let last_a = restored.tour("a").expect("a").seq;
+        assert!(matches!(
+            restored.recover(Scope::Tour("a"), "stream", last_a - 1),
+            Recovery::Replay(m) if m.len() == 1
+        ));
+        // …and anything older is read back, never answered wrongly.
+        assert!(matches!(
+            restored.recover(Scope::Tour("a"), "stream", 1),
+            Recovery::FromLog { through: 60 }
+        ));
+    }
+
+    #[test]
+    fn another_epoch_or_a_broken_message_is_refused() {
+        let checkpoint = busy_book()
+            .checkpoint(
+                "s",
+                CheckpointLimits {
+                    history_budget: 100,
+                },
+            )
+            .expect("checkpoint");
+        assert!(matches!(
+            Book::restore(checkpoint.clone(), "other", 8, 1000, 50),
+            Err(RestoreError::OtherEpoch { .. })
+        ));
+        let mut broken = checkpoint.clone();
+        broken.tours[0].history[0].message = vec![0xff, 0xff, 0xff];
+        assert!(matches!(
+            Book::restore(broken, "stream", 8, 1000, 50),
+            Err(RestoreError::Inconsistent(_))
+        ));
+        let mut ahead = checkpoint;
+        ahead.position = 10;
+        assert!(matches!(
+            Book::restore(ahead, "stream", 8, 1000, 50),
+            Err(RestoreError::Inconsistent(_))
+        ));
+    }
+
+    #[test]
+    fn a_book_that_numbered_events_itself_writes_no_checkpoint() {
+        let mut book = Book::new("demo", 8, 100);
+        let mut event = tour_event(1, "a", 5, None);
+        event.set_position(None);
+        book.apply(event);
+        let limits = CheckpointLimits { history_budget: 10 };
+        assert!(book.checkpoint("s", limits).is_none());
+    }
+}
