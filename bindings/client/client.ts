@@ -422,16 +422,20 @@ export class TourcastClient {
       if (!active) return;
       active = false;
       set.delete(listener);
-      if (set.size > 0 || !this.#channels.has(channel)) return;
-      this.#channelReady.delete(channel);
-      if (this.#connection.status !== "closed") this.unsubscribeChannel(channel).catch(() => undefined);
+      // The channel goes a tick later, when no listener came back meanwhile
+      // (React's StrictMode unmounts and remounts at once).
+      setTimeout(() => {
+        if (set.size > 0 || !this.#channels.has(channel) || this.#connection.status === "closed") return;
+        this.#channelReady.delete(channel);
+        this.unsubscribeChannel(channel).catch(() => undefined);
+      }, 0);
     };
     return Object.assign(stop, { ready });
   }
 
   /** A channel's subscribe (or resubscribe) failed: tell its listeners, or the client's error listeners. */
   #channelFailed(channel: Channel, error: Error): void {
-    if (error instanceof TourcastError && error.code === "closed") return;
+    if (error instanceof TourcastError && (error.code === "closed" || error.code === "cancelled")) return;
     let told = false;
     for (const listener of [...(this.#channelListeners.get(channel) ?? [])]) {
       const onError = listener.options.onError;
