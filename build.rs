@@ -188,7 +188,10 @@ fn annotate_message(
         let alternatives: Vec<String> = group
             .fields
             .iter()
-            .map(|f| format!("{{\"required\": [\"{}\"]}}", f.json_name()))
+            .map(|f| {
+                let name = f.json_name();
+                format!("{{\"properties\": {{\"{name}\": true}}, \"required\": [\"{name}\"]}}")
+            })
             .collect();
         // `anyOf` + `not` rather than `oneOf`: each failure then names its
         // fields (the missing ones, or the pair set together), which the
@@ -446,10 +449,11 @@ fn pairs_of(fields: &[FieldDescriptor]) -> Vec<String> {
     let mut pairs = Vec::new();
     for (i, a) in fields.iter().enumerate() {
         for b in &fields[i + 1..] {
+            // `properties` names them for validators in strict mode (ajv's
+            // strictRequired), which refuse a `required` they cannot see defined.
+            let (a, b) = (a.json_name(), b.json_name());
             pairs.push(format!(
-                "{{\"required\": [\"{}\", \"{}\"]}}",
-                a.json_name(),
-                b.json_name()
+                "{{\"properties\": {{\"{a}\": true, \"{b}\": true}}, \"required\": [\"{a}\", \"{b}\"]}}"
             ));
         }
     }
@@ -632,10 +636,36 @@ fn typescript_exports(messages: &[MessageDescriptor], pool: &DescriptorPool) -> 
         types.push((enumeration.name().to_string(), quote! { #ident }));
     }
     types.sort_by(|a, b| a.0.cmp(&b.0));
+    // ts-rs renders a message as one object type; a oneof rule makes it a
+    // union, which codegen writes around it: (message, [(field, TS type)], required).
+    let oneofs = messages.iter().flat_map(|message| {
+        let name = message.name().to_string();
+        oneof_rules(pool, message).into_iter().map(move |group| {
+            let fields = group.fields.iter().map(|f| {
+                let json = f.json_name().to_string();
+                let ts = match f.kind() {
+                    Kind::String => "string".to_string(),
+                    Kind::Bool => "boolean".to_string(),
+                    Kind::Enum(e) => e.name().to_string(),
+                    Kind::Message(m) => m.name().to_string(),
+                    _ => "number".to_string(),
+                };
+                quote! { (#json, #ts) }
+            });
+            let required = group.required;
+            let name = name.clone();
+            quote! { (#name, &[#(#fields),*], #required) }
+        })
+    });
     let entries = types
         .iter()
         .map(|(ts_name, rust_path)| quote! { (#ts_name, #rust_path::export_to_string(cfg)) });
     quote! {
+        /// The `(buf.validate.message).oneof` rules, for the TypeScript
+        /// types: (message, its group's (JSON field, TypeScript type)s,
+        /// whether one is required).
+        pub const TYPESCRIPT_ONEOFS: &[(&str, &[(&str, &str)], bool)] = &[#(#oneofs),*];
+
         /// Every type of the JSON view, as (TypeScript name, rendered module).
         pub fn typescript_exports(cfg: &ts_rs::Config) -> Vec<(&'static str, Result<String, ts_rs::ExportError>)> {
             use ts_rs::TS as _;

@@ -586,3 +586,28 @@ fn publisher_events_agree_with_the_contract_fixtures() {
         );
     }
 }
+
+#[test]
+fn booking_events_agree_with_the_contract_fixtures() {
+    use tourcast::protocol::validate::Validate as _;
+    let schema = committed_schema("booking_event.schema.json");
+    let fixtures = contract_fixtures();
+    for fixture in fixture_list(&fixtures, "booking", "valid") {
+        let (name, message) = (&fixture["name"], &fixture["message"]);
+        assert!(schema.is_valid(message), "{name}");
+        let event: v1::BookingEvent =
+            serde_json::from_value(message.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        event
+            .validate("")
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+    for fixture in fixture_list(&fixtures, "booking", "invalid") {
+        let (name, message) = (&fixture["name"], &fixture["message"]);
+        assert!(!schema.is_valid(message), "{name}");
+        let typed = serde_json::from_value::<v1::BookingEvent>(message.clone());
+        assert!(
+            typed.is_err() || typed.as_ref().is_ok_and(|e| e.validate("").is_err()),
+            "{name}: the typed event accepts what the schema refuses: {typed:?}"
+        );
+    }
+}

@@ -22,4 +22,7 @@ requestId?: string,
 /**
  * The channel to follow, instead of a tour.
  */
-channel?: Channel, };
+channel?: Channel, } & (
+  | { tourId: string; channel?: never }
+  | { channel: Channel; tourId?: never }
+);

@@ -16,4 +16,7 @@ requestId?: string,
 /**
  * The channel to stop following, instead of a tour.
  */
-channel?: Channel, };
+channel?: Channel, } & (
+  | { tourId: string; channel?: never }
+  | { channel: Channel; tourId?: never }
+);

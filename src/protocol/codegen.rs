@@ -4,7 +4,7 @@
 //! `bindings/types/`; kept in the library so tests can compare too.
 
 use super::schema;
-use super::v1::typescript_exports;
+use super::v1::{TYPESCRIPT_ONEOFS, typescript_exports};
 
 /// Directories whose every file is generated (stale leftovers are errors).
 pub const GENERATED_DIRS: &[&str] = &["schemas", "bindings/types"];
@@ -37,10 +37,16 @@ pub fn generated_files() -> Result<Vec<(String, String)>, CodegenError> {
         .with_import_extension(Some("js"));
     let mut index = String::from(INDEX_HEADER);
     for (name, rendered) in typescript_exports(&cfg) {
-        let text = rendered.map_err(|e| CodegenError {
+        let mut text = rendered.map_err(|e| CodegenError {
             type_name: name.to_string(),
             reason: e.to_string(),
         })?;
+        for (_, fields, required) in TYPESCRIPT_ONEOFS.iter().filter(|(m, ..)| *m == name) {
+            text = with_oneof(&text, fields, *required).ok_or_else(|| CodegenError {
+                type_name: name.to_string(),
+                reason: "unexpected ts-rs output for a oneof rule".into(),
+            })?;
+        }
         files.push((format!("bindings/types/{name}.ts"), text));
         index.push_str(&format!(
             "export type {{ {name} }} from \"./types/{name}.js\";\n"
@@ -48,4 +54,36 @@ pub fn generated_files() -> Result<Vec<(String, String)>, CodegenError> {
     }
     files.push(("bindings/index.ts".to_string(), index));
     Ok(files)
+}
+
+/// A rendered object type narrowed by a oneof rule: `{…} & (A | B)`, where
+/// each alternative sets one field of the group and forbids the others
+/// (and, unless one is required, an alternative setting none). The
+/// compiler then refuses what the schema refuses.
+fn with_oneof(rendered: &str, fields: &[(&str, &str)], required: bool) -> Option<String> {
+    let end = rendered.rfind("};")?;
+    let forbid = |except: Option<&str>| -> String {
+        fields
+            .iter()
+            .filter(|(name, _)| Some(*name) != except)
+            .map(|(name, _)| format!("{name}?: never"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let mut alternatives: Vec<String> = fields
+        .iter()
+        .map(|(name, ts)| format!("{{ {name}: {ts}; {} }}", forbid(Some(name))))
+        .collect();
+    if !required {
+        alternatives.push(format!("{{ {} }}", forbid(None)));
+    }
+    let union = alternatives
+        .iter()
+        .map(|a| format!("\n  | {a}"))
+        .collect::<String>();
+    Some(format!(
+        "{}}} & ({union}\n);{}",
+        &rendered[..end],
+        &rendered[end + 2..]
+    ))
 }

@@ -101,7 +101,7 @@ pub async fn run(
             let booked = before[index].saturating_sub(left);
             if kind == EventKind::Updated && booked > 0 {
                 bookings += 1;
-                if bookings % DEMO_USER_EVERY == 0 {
+                if bookings.is_multiple_of(DEMO_USER_EVERY) {
                     engine.apply(notification(&CATALOG[index], booked, bookings));
                 }
             }

@@ -640,4 +640,77 @@ mod tests {
             Recovery::Snapshot
         ));
     }
+
+    fn notice(user: &str, booking: &str, position: u64) -> BookingNotice {
+        BookingNotice {
+            kind: BookingKind::Confirmed,
+            event_id: Some(format!("evt_{booking}")),
+            user_id: user.into(),
+            booking_id: booking.into(),
+            tour_id: "a".into(),
+            tour_name: "A".into(),
+            seats: 2,
+            message: "ok".into(),
+            timestamp: Utc::now(),
+            position: Some(position),
+        }
+    }
+
+    #[test]
+    fn notifications_are_numbered_by_the_log_and_go_to_their_users_channel() {
+        let mut book = Book::with_inbox("stream", 8, 100, 3);
+        let mut tour = event("a", 5, Utc::now());
+        tour.position = Some(1);
+        book.apply(tour);
+        match book.apply(notice("alice", "b1", 2)) {
+            Applied::Fresh {
+                seq,
+                channel,
+                message,
+            } => {
+                assert_eq!((seq, channel), (2, Target::User("alice".into())));
+                let json = message.json.as_str();
+                assert!(json.contains(r#""kind":"booking.confirmed""#), "{json}");
+                assert!(json.contains(r#""notificationId":"evt_b1""#), "{json}");
+            }
+            other => panic!("expected a fresh notification, got {other:?}"),
+        }
+        // A redelivery is a duplicate, like any event.
+        assert!(matches!(
+            book.apply(notice("alice", "b1", 3)),
+            Applied::Duplicate
+        ));
+        // The tour's state is not touched by a booking notice.
+        assert_eq!(book.tour("a").map(|t| t.seq), Some(1));
+    }
+
+    #[test]
+    fn a_users_recovery_is_theirs_alone_and_past_the_inbox_goes_to_the_log() {
+        let mut book = Book::with_inbox("stream", 8, 100, 3);
+        for (position, user) in [(1, "alice"), (2, "bob"), (3, "alice"), (4, "alice")] {
+            book.apply(notice(user, &format!("b{position}"), position));
+        }
+        match book.recover(Scope::User("alice"), "stream", 1) {
+            Recovery::Replay(missed) => assert_eq!(missed.len(), 2),
+            other => panic!("expected a replay, got {other:?}"),
+        }
+        match book.recover(Scope::User("bob"), "stream", 2) {
+            Recovery::Replay(missed) => assert!(missed.is_empty()),
+            other => panic!("expected a replay, got {other:?}"),
+        }
+        // The inbox keeps 3: position 1 is gone, so since 0 needs the log.
+        assert!(matches!(
+            book.recover(Scope::User("alice"), "stream", 0),
+            Recovery::FromLog { through: 4 }
+        ));
+        // Read back, a notice is rebuilt with its position as seq; a tour
+        // scope never includes it, the user's does.
+        let read_back: SourceEvent = notice("alice", "b1", 1).into();
+        assert!(Scope::User("alice").includes(&read_back));
+        assert!(!Scope::User("bob").includes(&read_back));
+        assert!(!Scope::Tour("a").includes(&read_back));
+        assert!(!Scope::Permitted(&Permissions::All).includes(&read_back));
+        let message = book.logged_message(&read_back, 1).expect("applied then");
+        assert!(message.json.as_str().contains(r#""seq":1"#));
+    }
 }

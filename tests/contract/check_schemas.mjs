@@ -23,8 +23,14 @@ const schemas = {
   client: "schemas/client_message.schema.json",
   server: "schemas/server_message.schema.json",
   event: "schemas/availability_event.schema.json",
+  booking: "schemas/booking_event.schema.json",
 };
-const titles = { client: "ClientMessage", server: "ServerMessage", event: "AvailabilityEvent" };
+const titles = {
+  client: "ClientMessage",
+  server: "ServerMessage",
+  event: "AvailabilityEvent",
+  booking: "BookingEvent",
+};
 
 const fixtures = readJson("tests/contract/fixtures.json");
 const failures = [];

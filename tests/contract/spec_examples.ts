@@ -8,6 +8,7 @@
 import type {
   ClientMessage,
   ErrorCode,
+  NotificationKind,
   ServerMessage,
   TourState,
 } from "../../bindings/index";
@@ -23,6 +24,12 @@ export const clientExamples: ClientMessage[] = [
   { type: "subscribe", tourId: "tour_paris", since: { epoch: "e1736330000", seq: 41 }, requestId: "sub-1" },
   { type: "unsubscribe", tourId: "tour_paris" },
   { type: "refresh", token: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyXzEifQ.c2lnbmF0dXJl", requestId: "rf-1" },
+  // SPEC "Channels"
+  { type: "subscribe", channel: "notifications" },
+  { type: "subscribe", channel: "notifications", since: { epoch: "rmq:tourcast.availability", seq: 812 } },
+  { type: "subscribe", channel: "stats", requestId: "s-1" },
+  { type: "unsubscribe", channel: "stats" },
+  { type: "refreshStats", requestId: "r1" },
 ];
 
 // JSON.parse output, e.g. what `wscat` would send, assigned after a check.
@@ -32,6 +39,20 @@ export const parsed = fromWire as ClientMessage;
 // --- server → client, from the SPEC (plus the fields tourcast adds) -------
 
 export const serverExamples: ServerMessage[] = [
+  // SPEC "Channels": a notification, on every connection of its user.
+  {
+    type: "notification",
+    kind: "booking.confirmed",
+    notificationId: "evt_91",
+    bookingId: "booking_456",
+    tourId: "tour_paris",
+    tourName: "Paris City Tour",
+    seats: 2,
+    message: "Your booking is confirmed!",
+    seq: 812,
+    timestamp: "2026-11-23T10:30:00.000Z",
+  },
+  { type: "subscribed", channel: "stats" },
   {
     type: "connection",
     clientId: "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
@@ -112,6 +133,14 @@ export function apply(tours: Map<string, TourState>, msg: ServerMessage): string
       return `pong at ${msg.timestamp}`;
     case "refreshed":
       return `token valid until ${msg.expiresAt}`;
+    case "notification": {
+      const kind: NotificationKind = msg.kind;
+      return kind === "booking.confirmed"
+        ? `confirmed: ${msg.seats} seats on ${msg.tourName} (${msg.message})`
+        : `cancelled: ${msg.bookingId}`;
+    }
+    case "stats":
+      return `${msg.connectedClients} clients on ${msg.instances.length} instances, ${msg.eventsPerSecond} events/s`;
     case "error": {
       const code: ErrorCode = msg.code;
       return `${code} at ${msg.path ?? "(frame)"}: ${msg.message}`;
@@ -126,8 +155,12 @@ export function apply(tours: Map<string, TourState>, msg: ServerMessage): string
 
 // --- wrong shapes must not compile -----------------------------------------
 
-// @ts-expect-error tourId is required on subscribe
+// @ts-expect-error a subscribe names a tour or a channel
 export const noTourId: ClientMessage = { type: "subscribe" };
+// @ts-expect-error a subscribe names a tour or a channel, not both
+export const both: ClientMessage = { type: "subscribe", tourId: "tour_paris", channel: "stats" };
+// @ts-expect-error "rooms" is not a channel (yet)
+export const unknownChannel: ClientMessage = { type: "subscribe", channel: "rooms" };
 // @ts-expect-error tourId is a string, not a number
 export const numericTourId: ClientMessage = { type: "subscribe", tourId: 5 };
 // @ts-expect-error "hello" is not a client message type

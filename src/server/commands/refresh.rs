@@ -1,6 +1,7 @@
 //! `refresh` → `refreshed`: swaps the connection's token before it expires.
 
 use super::{Context, ErrorReply};
+use crate::channel::Target;
 use crate::protocol::ServerMessage;
 use crate::protocol::v1::{self, ErrorCode};
 use crate::time::rfc3339;
@@ -21,7 +22,8 @@ impl Refresh {
     }
 
     /// Verifies the token; on success the connection runs on it (new expiry,
-    /// new permissions). A bad token changes nothing: the old one stays.
+    /// new permissions, an `unsubscribed` for every subscription they no
+    /// longer allow). A bad token changes nothing: the old one stays.
     pub fn apply(self, context: &mut Context<'_>) {
         let refusal = |code: ErrorCode, message: &str| {
             ErrorReply::new(code, message)
@@ -53,6 +55,12 @@ impl Refresh {
                 context.subs,
                 identity.permissions.clone(),
             );
+        }
+        // A token without the admin claim no longer sees the stats channel.
+        if !identity.admin && context.subs.contains(&Target::Stats) {
+            context
+                .engine
+                .unsubscribe(context.client, context.subs, Target::Stats, None);
         }
         let expires_at = identity.expires_at.map(rfc3339).unwrap_or_default();
         *context.identity = identity;
