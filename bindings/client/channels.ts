@@ -72,6 +72,22 @@ export class Channels {
     return "new";
   }
 
+  /**
+   * The server's `subscribed` for `notifications` says where the channel
+   * starts (`seq`): a resubscribe resumes from there until a notification
+   * moves it on, so nothing sent while disconnected early is lost.
+   */
+  applySubscribed(message: MessageOf<"subscribed">, epoch: string): void {
+    if (message.channel !== "notifications" || message.seq === undefined) return;
+    // A recovery's missed notifications follow this ack, all at or before
+    // its `seq`: they move the position themselves.
+    if (message.recovered === true) return;
+    const last = this.#lastNotification;
+    if (last === undefined || last.epoch !== epoch || last.seq < message.seq) {
+      this.#lastNotification = { epoch, seq: message.seq };
+    }
+  }
+
   applyStats(message: StatsMessage): void {
     this.#latestStats = message;
   }

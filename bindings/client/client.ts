@@ -538,6 +538,9 @@ export class TourcastClient {
         }
         return true;
       case "subscribed":
+        this.#channels.applySubscribed(message, this.#subscriptions.epoch ?? "");
+        this.#requests.settle(message.requestId, message);
+        return true;
       case "pong":
       case "refreshed":
         this.#requests.settle(message.requestId, message);

@@ -142,6 +142,22 @@ describe("channels on a gateway reading RabbitMQ, with JWT on", () => {
     expect(new Set(got.map((n) => n.notificationId)).size).toBe(5);
   });
 
+  it("misses nothing even when the link drops before the first notification (subscribed carries seq)", async () => {
+    const carol = client({ url: proxy.url, token: token("carol") });
+    const got: NotificationOf[] = [];
+    const sub = carol.notifications((n) => got.push(n));
+    const ack = await sub.ready;
+    expect(typeof ack.seq).toBe("number");
+    proxy.blackhole();
+    const missed = [bookingId(), bookingId()];
+    for (const id of missed) await rabbit.notify("carol", id);
+    await sleep(300);
+    expect(got).toHaveLength(0);
+    proxy.restore();
+    await waitFor("the notifications sent while away", () => got.length === 2, 10_000);
+    expect(got.map((n) => n.bookingId)).toEqual(missed);
+  });
+
   it("refuses stats to a non-admin: ready rejects with forbidden and onError is called", async () => {
     const alice = client({ url: gateway.url, token: token("alice") });
     const errors: TourcastError[] = [];
