@@ -494,11 +494,15 @@ impl Engine {
     ) {
         self.reregister(client, subs, |subs| subs.subscribe(&target));
         let (tour_id, channel) = target.reply_names();
+        // A notification channel has no snapshot to resume from: the ack
+        // says where it starts (what follows is what this client gets).
+        let seq = matches!(target, Target::User(_)).then(|| book.last_seq());
         let ack = ServerMessage::Subscribed(Subscribed {
             tour_id,
             channel,
             recovered: recovery.as_ref().map(Option::is_some),
             request_id: request_id.clone(),
+            seq,
         });
         let mut offers = vec![client.send(&ack)];
         match (recovery, scope_of(&target, subs)) {

@@ -71,6 +71,8 @@ async fn subscribe_notifications(client: &mut Client, since: Option<(&str, u64)>
     assert_eq!(ack["channel"], "notifications", "{ack}");
     assert_eq!(ack["requestId"], "n", "{ack}");
     assert!(ack.get("tourId").is_none(), "{ack}");
+    // Where it starts: a client dropped before any notification resumes here.
+    assert!(ack["seq"].is_u64(), "{ack}");
     ack
 }
 

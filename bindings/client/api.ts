@@ -63,7 +63,7 @@ export interface ClientState {
 
 /** Counters, for tests and diagnostics. */
 export interface ClientStats {
-  /** Updates dropped because their `seq` was not newer than the state held. */
+  /** Updates (and notifications) dropped because their `seq` was not newer than what was held or delivered. */
   staleDropped: number;
   /** Connections opened (the first one included). */
   connections: number;

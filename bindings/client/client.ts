@@ -7,11 +7,13 @@
 // - connection.ts: the socket lifecycle (token, handshake timeout, keep-alive,
 //   dead-connection watchdog, reconnect with backoff, token renewal timer);
 // - requests.ts: request correlation (`requestId`s, the offline queue, timeouts);
-// - subscriptions.ts: the tours wanted, the state held for them, recovery.
+// - subscriptions.ts: the tours wanted, the state held for them, recovery;
+// - channels.ts: the channels wanted (`notifications`, `stats`), the newest
+//   notification position (recovery, duplicate dropping), the latest stats.
 // This file routes server messages between them, emits the state and calls
 // the application's handlers.
 
-import type { ClientMessage, ServerMessage } from "../index.js";
+import type { Channel, ClientMessage, NotificationKind, ServerMessage } from "../index.js";
 import {
   asError,
   closedError,
@@ -23,8 +25,9 @@ import {
   type SubscribeOptions,
   type TourcastClientOptions,
 } from "./api.js";
+import { Channels, type NotificationOf, type StatsMessage } from "./channels.js";
 import { Connection } from "./connection.js";
-import { Requests } from "./requests.js";
+import { channelKey, Requests, type TargetKey } from "./requests.js";
 import { Subscriptions } from "./subscriptions.js";
 
 export {
@@ -42,7 +45,42 @@ export {
   type WebSocketLike,
 } from "./api.js";
 
+export type { NotificationOf, StatsMessage } from "./channels.js";
+
 type AnyHandler = (message: ServerMessage) => void;
+
+/** Options of {@link TourcastClient.notifications} and {@link TourcastClient.adminStats}. */
+export interface ChannelOptions {
+  /**
+   * The server refused the subscription (a {@link TourcastError}, code
+   * `forbidden` without a token or without the admin claim), on the first
+   * subscribe or on a resubscribe after a reconnect, or it timed out. Without
+   * it, such errors go to `onError` listeners of the client.
+   */
+  onError?: (error: TourcastError) => void;
+  /**
+   * After a reconnect, the server could not replay what was missed
+   * (`recovered: false`): notifications sent meanwhile are lost to this
+   * client (fetch them from the application's API if they matter).
+   */
+  onGap?: () => void;
+}
+
+/**
+ * What {@link TourcastClient.notifications} and {@link TourcastClient.adminStats}
+ * return: call it to stop listening (the channel is unsubscribed when its
+ * last listener goes). `ready` settles with the server's answer to the
+ * subscribe: `subscribed`, or a {@link TourcastError} (e.g. `forbidden`).
+ */
+export type ChannelSubscription = (() => void) & { readonly ready: Promise<MessageOf<"subscribed">> };
+
+interface ChannelListener {
+  readonly deliver: (message: ServerMessage) => void;
+  readonly options: ChannelOptions;
+}
+
+const isChannelKey = (key: TargetKey): boolean => key.startsWith("#");
+const channelOf = (key: TargetKey): Channel => key.slice(1) as Channel;
 
 /**
  * A tourcast connection that keeps itself alive.
@@ -62,6 +100,10 @@ export class TourcastClient {
   readonly #connection: Connection;
   readonly #requests: Requests;
   readonly #subscriptions: Subscriptions;
+  readonly #channels = new Channels();
+  readonly #channelListeners = new Map<Channel, Set<ChannelListener>>();
+  /** The subscribe of each channel wanted: what `ready` returns to later listeners. */
+  readonly #channelReady = new Map<Channel, Promise<MessageOf<"subscribed">>>();
   #clientId: string | undefined;
   #state: ClientState;
 
@@ -88,8 +130,12 @@ export class TourcastClient {
       {
         isOpen: () => this.#connection.isOpen,
         send: (message) => this.#connection.send(message),
-        since: (tourId) => this.#subscriptions.since(tourId),
-        subscribeRefused: (tourId) => this.#subscriptions.drop(tourId),
+        since: (target) =>
+          isChannelKey(target) ? this.#channels.since(channelOf(target)) : this.#subscriptions.since(target),
+        subscribeRefused: (target) => {
+          if (isChannelKey(target)) this.#channels.unwant(channelOf(target));
+          else this.#subscriptions.drop(target);
+        },
       },
       options,
     );
@@ -115,6 +161,11 @@ export class TourcastClient {
   /** The tours the client keeps subscribed across reconnects. */
   get subscriptions(): ReadonlySet<string> {
     return this.#subscriptions.wanted;
+  }
+
+  /** The channels the client keeps subscribed across reconnects. */
+  get channels(): ReadonlySet<Channel> {
+    return this.#channels.wanted;
   }
 
   /** Opens the connection (only needed with `autoConnect: false`). */
@@ -198,6 +249,112 @@ export class TourcastClient {
     });
   }
 
+  /**
+   * Subscribes to a channel (`"notifications"`: the token's user's own;
+   * `"stats"`: admins only) and keeps it across reconnects, resuming
+   * notifications from the newest one delivered. Resolves with the server's
+   * `subscribed`; rejects with a {@link TourcastError} (`forbidden` when the
+   * connection may not) or after the timeout. Most applications use
+   * {@link notifications} or {@link adminStats} instead, which count their
+   * listeners.
+   */
+  subscribeChannel(channel: Channel, options: SubscribeOptions = {}): Promise<MessageOf<"subscribed">> {
+    if (this.#connection.status === "closed") return Promise.reject(closedError());
+    this.#channels.want(channel);
+    const given = options.since;
+    const message: ClientMessage =
+      given === undefined || given === null
+        ? { type: "subscribe", channel }
+        : { type: "subscribe", channel, since: given };
+    const sinceMode = given === undefined ? "auto" : given === null ? "none" : "given";
+    return new Promise((resolve, reject) => {
+      this.#requests.request({ expect: "subscribed", resolve }, message, reject, { sinceMode, timeoutMs: options.timeoutMs });
+    });
+  }
+
+  /** Stops following a channel (and cancels a subscribe to it still queued). Resolves with `unsubscribed`. */
+  unsubscribeChannel(channel: Channel, options: { timeoutMs?: number } = {}): Promise<MessageOf<"unsubscribed">> {
+    if (this.#connection.status === "closed") return Promise.reject(closedError());
+    this.#requests.cancelSubscribe(channelKey(channel));
+    this.#channels.unwant(channel);
+    return new Promise((resolve, reject) => {
+      this.#requests.request({ expect: "unsubscribed", resolve }, { type: "unsubscribe", channel }, reject, {
+        sinceMode: "none",
+        timeoutMs: options.timeoutMs,
+      });
+    });
+  }
+
+  /**
+   * Calls `handler` with every personal notification of the token's user
+   * (`booking.confirmed`, `booking.cancelled`), or only those of `kind`, with
+   * the argument narrowed to it. Subscribes the `notifications` channel for
+   * the first listener and unsubscribes it when the last one goes. After a
+   * reconnect it resubscribes with `since` (the newest notification
+   * delivered), so the server replays the ones missed; a notification not
+   * newer than one delivered (same epoch) is dropped. A refusal (`forbidden`:
+   * no token, or a gateway with JWT off) rejects `ready` and goes to
+   * `options.onError`.
+   *
+   * ```ts
+   * const stop = client.notifications("booking.confirmed", (n) => toast(n.message));
+   * ```
+   */
+  notifications(handler: (notification: NotificationOf) => void, options?: ChannelOptions): ChannelSubscription;
+  notifications<K extends NotificationKind>(
+    kind: K,
+    handler: (notification: NotificationOf<K>) => void,
+    options?: ChannelOptions,
+  ): ChannelSubscription;
+  notifications(
+    a: NotificationKind | ((notification: NotificationOf) => void),
+    b?: ((notification: never) => void) | ChannelOptions,
+    c?: ChannelOptions,
+  ): ChannelSubscription {
+    const kind = typeof a === "string" ? a : undefined;
+    // Only ever called with notifications of `kind` (see `deliver`), which is
+    // what the overload's signature promises.
+    const handler = (typeof a === "string" ? b : a) as (notification: NotificationOf) => void;
+    const options = (typeof a === "string" ? c : (b as ChannelOptions | undefined)) ?? {};
+    return this.#listen("notifications", options, (message) => {
+      if (message.type === "notification" && (kind === undefined || message.kind === kind)) handler(message);
+    });
+  }
+
+  /**
+   * Calls `handler` with every `stats` message: one at once, then one every
+   * `STATS_INTERVAL` (and the answers to {@link refreshStats}). Needs a token
+   * with the admin claim (or a gateway with JWT off and `--admin-open`);
+   * otherwise `ready` rejects with `forbidden` and `options.onError` is called.
+   * Resubscribes after a reconnect.
+   */
+  adminStats(handler: (stats: StatsMessage) => void, options: ChannelOptions = {}): ChannelSubscription {
+    return this.#listen("stats", options, (message) => {
+      if (message.type === "stats") handler(message);
+    });
+  }
+
+  /** The newest `stats` received, if any. */
+  get latestStats(): StatsMessage | undefined {
+    return this.#channels.latestStats;
+  }
+
+  /**
+   * Asks for a `stats` message at once (`refreshStats`); resolves with the
+   * reply that echoes this request's `requestId`. The connection must be
+   * subscribed to `stats` (see {@link adminStats}): otherwise the server
+   * answers `forbidden` and the promise rejects with that {@link TourcastError}.
+   */
+  refreshStats(options: { timeoutMs?: number } = {}): Promise<StatsMessage> {
+    if (this.#connection.status === "closed") return Promise.reject(closedError());
+    return new Promise((resolve, reject) => {
+      this.#requests.request({ expect: "stats", resolve }, { type: "refreshStats" }, reject, {
+        sinceMode: "none",
+        timeoutMs: options.timeoutMs,
+      });
+    });
+  }
+
   /** Round trip to the server; resolves with its `pong`. */
   ping(options: { timeoutMs?: number } = {}): Promise<MessageOf<"pong">> {
     if (this.#connection.status === "closed") return Promise.reject(closedError());
@@ -239,6 +396,67 @@ export class TourcastClient {
     this.#connection.markClosed();
   }
 
+  // --- channels ---------------------------------------------------------------
+
+  #listen(channel: Channel, options: ChannelOptions, deliver: (message: ServerMessage) => void): ChannelSubscription {
+    let listeners = this.#channelListeners.get(channel);
+    if (listeners === undefined) {
+      listeners = new Set();
+      this.#channelListeners.set(channel, listeners);
+    }
+    const listener: ChannelListener = { deliver, options };
+    listeners.add(listener);
+    let ready = this.#channelReady.get(channel);
+    if (ready === undefined || !this.#channels.has(channel)) {
+      ready = this.subscribeChannel(channel);
+      this.#channelReady.set(channel, ready);
+      const current = ready;
+      current.catch((e: unknown) => {
+        if (this.#channelReady.get(channel) === current) this.#channelReady.delete(channel);
+        this.#channelFailed(channel, asError(e));
+      });
+    }
+    const set = listeners;
+    let active = true;
+    const stop = () => {
+      if (!active) return;
+      active = false;
+      set.delete(listener);
+      // The channel goes a tick later, when no listener came back meanwhile
+      // (React's StrictMode unmounts and remounts at once).
+      setTimeout(() => {
+        if (set.size > 0 || !this.#channels.has(channel) || this.#connection.status === "closed") return;
+        this.#channelReady.delete(channel);
+        this.unsubscribeChannel(channel).catch(() => undefined);
+      }, 0);
+    };
+    return Object.assign(stop, { ready });
+  }
+
+  /** A channel's subscribe (or resubscribe) failed: tell its listeners, or the client's error listeners. */
+  #channelFailed(channel: Channel, error: Error): void {
+    if (error instanceof TourcastError && (error.code === "closed" || error.code === "cancelled")) return;
+    let told = false;
+    for (const listener of [...(this.#channelListeners.get(channel) ?? [])]) {
+      const onError = listener.options.onError;
+      if (onError === undefined) continue;
+      told = true;
+      safely(() => onError(error instanceof TourcastError ? error : new TourcastError("internal", error.message)));
+    }
+    if (!told) this.#emitError(error);
+  }
+
+  #channelGap(channel: Channel): void {
+    for (const listener of [...(this.#channelListeners.get(channel) ?? [])]) {
+      const onGap = listener.options.onGap;
+      if (onGap !== undefined) safely(onGap);
+    }
+  }
+
+  #deliver(channel: Channel, message: ServerMessage): void {
+    for (const listener of [...(this.#channelListeners.get(channel) ?? [])]) safely(() => listener.deliver(message));
+  }
+
   // --- wiring -----------------------------------------------------------------
 
   /**
@@ -247,7 +465,25 @@ export class TourcastClient {
    * waiting), then send the queue.
    */
   #renew(): void {
-    for (const tourId of this.#subscriptions.toRenew(this.#requests.subscribing())) {
+    const pending = this.#requests.subscribing();
+    for (const channel of this.#channels.toRenew((c) => pending.has(channelKey(c)))) {
+      this.#requests.request(
+        {
+          expect: "subscribed",
+          resolve: (m) => {
+            if (m.recovered === false) this.#channelGap(channel);
+          },
+        },
+        { type: "subscribe", channel },
+        (error) => {
+          if (error instanceof TourcastError && error.code !== "timeout" && error.code !== "closed") {
+            this.#channelFailed(channel, error);
+          }
+        },
+        { sinceMode: "auto", internal: true },
+      );
+    }
+    for (const tourId of this.#subscriptions.toRenew(pending)) {
       this.#requests.request(
         { expect: "subscribed", resolve: () => undefined },
         { type: "subscribe", tourId },
@@ -277,8 +513,34 @@ export class TourcastClient {
         return this.#applied(this.#subscriptions.applyUpdate(message));
       case "tour.availability.low":
         return this.#applied(this.#subscriptions.applyLow(message));
-      case "subscribed":
+      case "notification": {
+        const applied = this.#channels.applyNotification(message, this.#subscriptions.epoch ?? "");
+        if (applied === "stale") this.#stats.staleDropped += 1;
+        if (applied !== "new") return false;
+        this.#deliver("notifications", message);
+        return true;
+      }
+      case "stats":
+        this.#requests.settle(message.requestId, message);
+        this.#channels.applyStats(message);
+        this.#deliver("stats", message);
+        return true;
       case "unsubscribed":
+        if (!this.#requests.settle(message.requestId, message) && message.channel !== undefined) {
+          // Not asked for: the server ended the subscription (a refreshed
+          // token no longer allows it).
+          const channel = message.channel;
+          if (this.#channels.has(channel)) {
+            this.#channels.unwant(channel);
+            this.#channelReady.delete(channel);
+            this.#channelFailed(channel, new TourcastError("forbidden", `the server ended the ${channel} subscription`));
+          }
+        }
+        return true;
+      case "subscribed":
+        this.#channels.applySubscribed(message, this.#subscriptions.epoch ?? "");
+        this.#requests.settle(message.requestId, message);
+        return true;
       case "pong":
       case "refreshed":
         this.#requests.settle(message.requestId, message);
@@ -310,17 +572,7 @@ export class TourcastClient {
     for (const key of [message.type, "*"]) {
       const set = this.#handlers.get(key);
       if (set === undefined) continue;
-      for (const handler of [...set]) {
-        try {
-          handler(message);
-        } catch (e) {
-          // A throwing handler must not break the client; report it like
-          // an event listener's exception.
-          queueMicrotask(() => {
-            throw e;
-          });
-        }
-      }
+      for (const handler of [...set]) safely(() => handler(message));
     }
   }
 
@@ -363,5 +615,19 @@ export class TourcastClient {
   #emitError(error: Error): void {
     if (this.#errorListeners.size === 0) return;
     for (const listener of [...this.#errorListeners]) listener(error);
+  }
+}
+
+/**
+ * Calls an application callback. A throwing one must not break the client:
+ * its exception is reported like an event listener's.
+ */
+function safely(call: () => void): void {
+  try {
+    call();
+  } catch (e) {
+    queueMicrotask(() => {
+      throw e;
+    });
   }
 }

@@ -3,7 +3,7 @@
 // codec is a separate entry point (`@tourcast/bindings/proto`) so that
 // JSON-only applications do not bundle the protobuf runtime.
 
-import type { ClientMessage, Encoding, ServerMessage } from "../index.js";
+import type { Channel, ClientMessage, Encoding, NotificationKind, ServerMessage } from "../index.js";
 
 /** A frame as received from a WebSocket (`binaryType = "arraybuffer"`). */
 export type Frame = string | ArrayBuffer | ArrayBufferView;
@@ -57,19 +57,56 @@ const isLowAvailability = (v: unknown): boolean =>
   isCount(v.threshold) &&
   optional(v.maxGroupSize, isCount);
 
+const CHANNELS: ReadonlySet<unknown> = new Set<Channel>(["notifications", "stats"]);
+const NOTIFICATION_KINDS: ReadonlySet<unknown> = new Set<NotificationKind>(["booking.confirmed", "booking.cancelled"]);
+const isNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+
+/** A `subscribed` / `unsubscribed` names a tour or a channel. */
+const namesTarget = (m: Record<string, unknown>): boolean =>
+  optional(m.tourId, isString) &&
+  optional(m.channel, (c) => CHANNELS.has(c)) &&
+  (m.tourId !== undefined || m.channel !== undefined);
+
+const isByEncoding = (v: unknown): boolean => isObject(v) && isCount(v.json) && isCount(v.proto);
+const isTourSubscribers = (v: unknown): boolean => isObject(v) && isString(v.tourId) && isCount(v.subscribers);
+const isInstanceStats = (v: unknown): boolean =>
+  isObject(v) &&
+  isString(v.instanceId) &&
+  isCount(v.connectedClients) &&
+  isNumber(v.eventsPerSecond) &&
+  isNumber(v.deliveriesPerSecond) &&
+  Array.isArray(v.topTours) &&
+  v.topTours.every(isTourSubscribers);
+
 // The generated JSON Schemas are the full contract (the server validates what
 // it receives against them); a client only needs to trust the fields its
 // state depends on, without shipping a schema validator to every browser.
 const SHAPES: Shapes = {
   connection: (m) => isString(m.clientId) && isString(m.epoch),
-  subscribed: (m) => isString(m.tourId),
-  unsubscribed: (m) => isString(m.tourId),
+  subscribed: namesTarget,
+  unsubscribed: namesTarget,
   snapshot: (m) => isString(m.epoch) && Array.isArray(m.tours) && m.tours.every(isTourState),
   "tour.availability.updated": (m) => isCount(m.seq) && isTourAvailability(m.data),
   "tour.availability.low": (m) => isCount(m.seq) && isLowAvailability(m.data),
   pong: () => true,
   error: (m) => isString(m.code) && isString(m.message),
   refreshed: (m) => isString(m.expiresAt),
+  notification: (m) =>
+    NOTIFICATION_KINDS.has(m.kind) &&
+    isString(m.notificationId) &&
+    isString(m.bookingId) &&
+    isString(m.tourId) &&
+    isString(m.message) &&
+    isCount(m.seq),
+  stats: (m) =>
+    isCount(m.connectedClients) &&
+    isByEncoding(m.clientsByEncoding) &&
+    isNumber(m.eventsPerSecond) &&
+    isNumber(m.deliveriesPerSecond) &&
+    Array.isArray(m.instances) &&
+    m.instances.every(isInstanceStats) &&
+    Array.isArray(m.topTours) &&
+    m.topTours.every(isTourSubscribers),
 };
 
 const isKnownType = (t: string): t is ServerMessage["type"] => Object.hasOwn(SHAPES, t);

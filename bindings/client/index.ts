@@ -9,6 +9,10 @@ export type * from "../index.js";
 export {
   CLIENT_CLOSE,
   TourcastClient,
+  type ChannelOptions,
+  type ChannelSubscription,
+  type NotificationOf,
+  type StatsMessage,
   TourcastError,
   type ClientState,
   type ClientStats,

@@ -8,16 +8,24 @@
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type {
+  Channel,
   ClientMessage,
+  ClientsByEncoding,
   Encoding,
   ErrorCode,
+  InstanceStats,
   LowAvailability,
+  NotificationKind,
   ServerMessage,
+  SourceState,
   TourAvailability,
   TourState,
+  TourSubscribers,
 } from "../index.js";
 import * as pbClient from "../proto/tourcast/v1/client_pb.js";
+import * as pbNotification from "../proto/tourcast/v1/notification_pb.js";
 import * as pb from "../proto/tourcast/v1/server_pb.js";
+import * as pbStats from "../proto/tourcast/v1/stats_pb.js";
 import type * as pbTour from "../proto/tourcast/v1/tour_pb.js";
 import { DecodeError, type Codec, type Frame } from "./codec.js";
 import { withOptional } from "./store.js";
@@ -39,6 +47,21 @@ const ENCODINGS: Record<Encoding, pb.Encoding> = {
   proto: pb.Encoding.PROTO,
 };
 
+const CHANNELS: Record<Channel, pbClient.Channel> = {
+  notifications: pbClient.Channel.NOTIFICATIONS,
+  stats: pbClient.Channel.STATS,
+};
+const NOTIFICATION_KINDS: Record<NotificationKind, pbNotification.NotificationKind> = {
+  "booking.confirmed": pbNotification.NotificationKind.BOOKING_CONFIRMED,
+  "booking.cancelled": pbNotification.NotificationKind.BOOKING_CANCELLED,
+};
+const SOURCE_STATES: Record<SourceState, pbStats.SourceState> = {
+  starting: pbStats.SourceState.STARTING,
+  connected: pbStats.SourceState.CONNECTED,
+  reconnecting: pbStats.SourceState.RECONNECTING,
+  stopped: pbStats.SourceState.STOPPED,
+};
+
 function reverse<K extends string, V>(table: Record<K, V>): Map<V, K> {
   const out = new Map<V, K>();
   for (const key of Object.keys(table) as K[]) out.set(table[key], key);
@@ -46,6 +69,38 @@ function reverse<K extends string, V>(table: Record<K, V>): Map<V, K> {
 }
 const errorCodeOf = reverse(ERROR_CODES);
 const encodingOf = reverse(ENCODINGS);
+const channelOf = reverse(CHANNELS);
+const notificationKindOf = reverse(NOTIFICATION_KINDS);
+const sourceStateOf = reverse(SOURCE_STATES);
+
+/** The channel a reply names, if it names a known one. */
+const channel = (c: pbClient.Channel | undefined): Channel | undefined => (c === undefined ? undefined : channelOf.get(c));
+
+function known<V, K>(table: Map<V, K>, value: V, what: string): K {
+  const key = table.get(value);
+  if (key === undefined) throw new DecodeError(`${what}: unknown value ${String(value)}`);
+  return key;
+}
+
+const byEncoding = (c: pbStats.ClientsByEncoding | undefined): ClientsByEncoding => ({
+  json: c?.json ?? 0,
+  proto: c?.proto ?? 0,
+});
+const tourSubscribers = (t: pbStats.TourSubscribers): TourSubscribers => ({ tourId: t.tourId, subscribers: t.subscribers });
+const instanceStats = (i: pbStats.InstanceStats): InstanceStats => ({
+  instanceId: i.instanceId,
+  connectedClients: i.connectedClients,
+  clientsByEncoding: byEncoding(i.clientsByEncoding),
+  eventsPerSecond: i.eventsPerSecond,
+  deliveriesPerSecond: i.deliveriesPerSecond,
+  slowClientDisconnects: u64(i.slowClientDisconnects),
+  sourceKind: i.sourceKind,
+  sourceState: sourceStateOf.get(i.sourceState) ?? "starting",
+  uptimeSeconds: u64(i.uptimeSeconds),
+  topTours: i.topTours.map(tourSubscribers),
+  reportedAt: i.reportedAt,
+  leaving: i.leaving,
+});
 
 /** u64 as a JS number; sequence numbers stay far below 2^53. */
 const u64 = (value: bigint): number => Number(value);
@@ -91,11 +146,19 @@ export function fromProto(message: pb.ServerMessage): ServerMessage {
     }
     case "subscribed":
       return withOptional(
-        { type: "subscribed", tourId: kind.value.tourId },
-        { recovered: kind.value.recovered, requestId: kind.value.requestId },
+        { type: "subscribed" },
+        {
+          tourId: kind.value.tourId,
+          channel: channel(kind.value.channel),
+          recovered: kind.value.recovered,
+          requestId: kind.value.requestId,
+        },
       );
     case "unsubscribed":
-      return withOptional({ type: "unsubscribed", tourId: kind.value.tourId }, { requestId: kind.value.requestId });
+      return withOptional(
+        { type: "unsubscribed" },
+        { tourId: kind.value.tourId, channel: channel(kind.value.channel), requestId: kind.value.requestId },
+      );
     case "snapshot": {
       const m = kind.value;
       return withOptional(
@@ -141,6 +204,39 @@ export function fromProto(message: pb.ServerMessage): ServerMessage {
         { type: "refreshed", expiresAt: kind.value.expiresAt },
         { requestId: kind.value.requestId },
       );
+    case "notification": {
+      const m = kind.value;
+      return {
+        type: "notification",
+        kind: known(notificationKindOf, m.kind, "/kind"),
+        notificationId: m.notificationId,
+        bookingId: m.bookingId,
+        tourId: m.tourId,
+        tourName: m.tourName,
+        seats: m.seats,
+        message: m.message,
+        seq: u64(m.seq),
+        timestamp: m.timestamp,
+      };
+    }
+    case "stats": {
+      const m = kind.value;
+      return withOptional(
+        {
+          type: "stats",
+          connectedClients: m.connectedClients,
+          clientsByEncoding: byEncoding(m.clientsByEncoding),
+          eventsPerSecond: m.eventsPerSecond,
+          deliveriesPerSecond: m.deliveriesPerSecond,
+          slowClientDisconnects: u64(m.slowClientDisconnects),
+          instances: m.instances.map(instanceStats),
+          topTours: m.topTours.map(tourSubscribers),
+          intervalSeconds: m.intervalSeconds,
+          timestamp: m.timestamp,
+        },
+        { requestId: m.requestId },
+      );
+    }
     case undefined:
       throw new DecodeError("the message sets no variant this client knows");
   }
@@ -160,6 +256,7 @@ export function toProto(message: ClientMessage): pbClient.ClientMessage {
           case: "subscribe",
           value: {
             tourId: message.tourId,
+            channel: message.channel === undefined ? undefined : CHANNELS[message.channel],
             requestId: message.requestId,
             since: since === undefined ? undefined : { epoch: since.epoch, seq: BigInt(since.seq) },
           },
@@ -168,11 +265,22 @@ export function toProto(message: ClientMessage): pbClient.ClientMessage {
     }
     case "unsubscribe":
       return create(pbClient.ClientMessageSchema, {
-        kind: { case: "unsubscribe", value: { tourId: message.tourId, requestId: message.requestId } },
+        kind: {
+          case: "unsubscribe",
+          value: {
+            tourId: message.tourId,
+            channel: message.channel === undefined ? undefined : CHANNELS[message.channel],
+            requestId: message.requestId,
+          },
+        },
       });
     case "refresh":
       return create(pbClient.ClientMessageSchema, {
         kind: { case: "refresh", value: { token: message.token, requestId: message.requestId } },
+      });
+    case "refreshStats":
+      return create(pbClient.ClientMessageSchema, {
+        kind: { case: "refreshStats", value: { requestId: message.requestId } },
       });
   }
 }

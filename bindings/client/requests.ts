@@ -1,17 +1,34 @@
 // Request correlation behind TourcastClient: every `subscribe`,
-// `unsubscribe`, `ping` and `refresh` gets a `requestId`, waits (in order,
-// up to a limit) while the client is offline, and is settled by the server
-// reply that echoes its id, or rejected after its timeout.
+// `unsubscribe`, `ping`, `refresh` and `refreshStats` gets a `requestId`,
+// waits (in order, up to a limit) while the client is offline, and is settled
+// by the server reply that echoes its id, or rejected after its timeout.
 
-import type { ClientMessage, StreamPosition } from "../index.js";
+import type { Channel, ClientMessage, StreamPosition } from "../index.js";
 import { TourcastError, type MessageOf } from "./api.js";
+
+/** A subscribe or unsubscribe message. */
+export type TargetMessage = Extract<ClientMessage, { type: "subscribe" | "unsubscribe" }>;
+
+/**
+ * What a subscribe names, as one string: the tour id (or `"*"`), or
+ * `#<channel>` for a channel (tour ids never start with `#`).
+ */
+export type TargetKey = string;
+
+export const channelKey = (channel: Channel): TargetKey => `#${channel}`;
+
+/** The target a subscribe or unsubscribe names. */
+export function targetKey(message: TargetMessage): TargetKey {
+  return message.channel !== undefined ? channelKey(message.channel) : (message.tourId ?? "");
+}
 
 /** What a request waits for, and what to call with it. */
 export type Ack =
   | { readonly expect: "subscribed"; readonly resolve: (m: MessageOf<"subscribed">) => void }
   | { readonly expect: "unsubscribed"; readonly resolve: (m: MessageOf<"unsubscribed">) => void }
   | { readonly expect: "pong"; readonly resolve: (m: MessageOf<"pong">) => void }
-  | { readonly expect: "refreshed"; readonly resolve: (m: MessageOf<"refreshed">) => void };
+  | { readonly expect: "refreshed"; readonly resolve: (m: MessageOf<"refreshed">) => void }
+  | { readonly expect: "stats"; readonly resolve: (m: MessageOf<"stats">) => void };
 
 /** How a subscribe's `since` is set: from the state held when it is sent, not at all, or as given. */
 export type SinceMode = "auto" | "none" | "given";
@@ -35,10 +52,10 @@ export interface RequestHost {
   isOpen(): boolean;
   /** Sends a message now; whether it was handed to the socket. */
   send(message: ClientMessage): boolean;
-  /** The position to resume `tourId` from (for `since` in `auto` mode). */
-  since(tourId: string): StreamPosition | undefined;
-  /** The server refused a subscribe to `tourId`. */
-  subscribeRefused(tourId: string): void;
+  /** The position to resume a subscription from (for `since` in `auto` mode). */
+  since(target: TargetKey): StreamPosition | undefined;
+  /** The server refused a subscribe to `target`. */
+  subscribeRefused(target: TargetKey): void;
 }
 
 export class Requests {
@@ -102,22 +119,22 @@ export class Requests {
     for (const pending of this.#pending.values()) pending.sent = false;
   }
 
-  /** The tours a subscribe is pending for. */
-  subscribing(): Set<string> {
-    const tours = new Set<string>();
+  /** The targets (tours, `#channel`s) a subscribe is pending for. */
+  subscribing(): Set<TargetKey> {
+    const targets = new Set<TargetKey>();
     for (const pending of this.#pending.values()) {
-      if (pending.message.type === "subscribe") tours.add(pending.message.tourId);
+      if (pending.message.type === "subscribe") targets.add(targetKey(pending.message));
     }
-    return tours;
+    return targets;
   }
 
-  /** Cancels the subscribes to `tourId` still waiting to be sent. */
-  cancelSubscribe(tourId: string): void {
+  /** Cancels the subscribes to `target` still waiting to be sent. */
+  cancelSubscribe(target: TargetKey): void {
     for (const pending of [...this.#pending.values()]) {
       const m = pending.message;
-      if (!pending.sent && m.type === "subscribe" && m.tourId === tourId) {
+      if (!pending.sent && m.type === "subscribe" && targetKey(m) === target) {
         this.#settle(pending);
-        pending.reject(new TourcastError("cancelled", `subscribe to ${tourId} cancelled by unsubscribe`));
+        pending.reject(new TourcastError("cancelled", `subscribe to ${target} cancelled by unsubscribe`));
       }
     }
   }
@@ -137,7 +154,7 @@ export class Requests {
    */
   settle(
     requestId: string | undefined,
-    message: MessageOf<"subscribed" | "unsubscribed" | "pong" | "refreshed" | "error">,
+    message: MessageOf<"subscribed" | "unsubscribed" | "pong" | "refreshed" | "stats" | "error">,
   ): boolean {
     if (requestId === undefined) return false;
     const pending = this.#pending.get(requestId);
@@ -145,7 +162,7 @@ export class Requests {
     this.#settle(pending);
     switch (message.type) {
       case "error":
-        if (pending.message.type === "subscribe") this.#host.subscribeRefused(pending.message.tourId);
+        if (pending.message.type === "subscribe") this.#host.subscribeRefused(targetKey(pending.message));
         pending.reject(new TourcastError(message.code, message.message, message.path, requestId));
         return true;
       case "subscribed":
@@ -160,13 +177,16 @@ export class Requests {
       case "refreshed":
         if (pending.expect === "refreshed") pending.resolve(message);
         return true;
+      case "stats":
+        if (pending.expect === "stats") pending.resolve(message);
+        return true;
     }
   }
 
   #transmit(pending: Pending): void {
     let message = pending.message;
     if (message.type === "subscribe" && pending.sinceMode === "auto") {
-      const since = this.#host.since(message.tourId);
+      const since = this.#host.since(targetKey(message));
       message = since === undefined ? message : { ...message, since };
     }
     if (this.#host.send(message)) pending.sent = true;

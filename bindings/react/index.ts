@@ -1,6 +1,9 @@
-// React bindings: `useTourAvailability(tourIds | "*")` on top of TourcastClient.
+// React bindings: `useTourAvailability(tourIds | "*")`, `useNotifications()`
+// and `useStats()` on top of TourcastClient.
 //
 //   const { tours, status, alerts } = useTourAvailability("*");
+//   const { latest, notifications } = useNotifications();     // the token's user's own
+//   const { stats, history } = useStats();                     // admins
 //
 // The hook uses the client given in its options, else the one from the
 // nearest <TourcastProvider>, else a client of its own connected to the page's
@@ -12,6 +15,7 @@ import {
   useContext,
   useEffect,
   useMemo,
+  useRef,
   useState,
   useSyncExternalStore,
   type ReactElement,
@@ -20,9 +24,13 @@ import {
 import {
   sameOriginUrl,
   TourcastClient,
+  TourcastError,
   type ClientState,
   type ConnectionStatus,
   type LowAlert,
+  type NotificationKind,
+  type NotificationOf,
+  type StatsMessage,
   type TourcastClientOptions,
   type TourView,
 } from "../client/index.js";
@@ -162,4 +170,177 @@ export function useTourAvailability(
   return { tours, status: state.status, alerts, error, state, client };
 }
 
-export type { ClientState, ConnectionStatus, LowAlert, TourView };
+// --- channels ------------------------------------------------------------------
+
+/** `client` itself when given, else the nearest provider's. */
+function useChannelClient(client: TourcastClient | null | undefined): TourcastClient | null {
+  const provided = useContext(ClientContext);
+  return client ?? provided;
+}
+
+/** The channel refused (or failed): a {@link TourcastError}, e.g. code `forbidden`. */
+const asTourcastError = (e: unknown): TourcastError =>
+  e instanceof TourcastError ? e : new TourcastError("internal", e instanceof Error ? e.message : String(e));
+
+export interface UseNotificationsOptions<K extends NotificationKind = NotificationKind> {
+  /** Only these kinds (default: every kind). */
+  kinds?: readonly K[];
+  /** How many recent notifications to keep (default 20). */
+  max?: number;
+  /** Called once per notification as it arrives (e.g. to play a sound); need not be stable. */
+  onNotification?: (notification: NotificationOf<K>) => void;
+}
+
+export interface Notifications<K extends NotificationKind = NotificationKind> {
+  /** Recent notifications of the token's user, newest first, at most `max`. */
+  notifications: readonly NotificationOf<K>[];
+  /** The newest one. */
+  latest: NotificationOf<K> | undefined;
+  /** The server acknowledged the subscription (`subscribed`). */
+  subscribed: boolean;
+  /** Why there are none: the server refused (`forbidden`: no token, or JWT off) or did not answer. */
+  error: TourcastError | undefined;
+  /** Forgets the notifications held (e.g. once the user read them). */
+  clear: () => void;
+}
+
+/**
+ * The personal notifications of the connection's user (the token's `sub`),
+ * newest first. `client` defaults to the provider's. The channel is kept
+ * across reconnects, and what was missed meanwhile is replayed.
+ */
+export function useNotifications<K extends NotificationKind = NotificationKind>(
+  client?: TourcastClient | null,
+  options: UseNotificationsOptions<K> = {},
+): Notifications<K> {
+  const used = useChannelClient(client);
+  const max = Math.max(1, options.max ?? 20);
+  const kindsKey = options.kinds === undefined ? "" : [...options.kinds].sort().join(",");
+  const onNotification = useRef(options.onNotification);
+  onNotification.current = options.onNotification;
+  const [notifications, setNotifications] = useState<readonly NotificationOf<K>[]>([]);
+  const [subscribed, setSubscribed] = useState(false);
+  const [error, setError] = useState<TourcastError | undefined>(undefined);
+
+  useEffect(() => {
+    if (used === null) return;
+    const kinds = kindsKey === "" ? undefined : new Set(kindsKey.split(","));
+    let live = true;
+    setError(undefined);
+    const stop = used.notifications(
+      (n) => {
+        if (!live || (kinds !== undefined && !kinds.has(n.kind))) return;
+        // Filtered by `kinds` just above.
+        const narrowed = n as NotificationOf<K>;
+        setNotifications((held) => [narrowed, ...held].slice(0, max));
+        onNotification.current?.(narrowed);
+      },
+      {
+        onError: (e) => {
+          if (!live) return;
+          setSubscribed(false);
+          setError(e);
+        },
+      },
+    );
+    stop.ready.then(
+      () => live && setSubscribed(true),
+      (e: unknown) => {
+        if (!live) return;
+        setSubscribed(false);
+        setError(asTourcastError(e));
+      },
+    );
+    return () => {
+      live = false;
+      setSubscribed(false);
+      stop();
+    };
+  }, [used, kindsKey, max]);
+
+  const clear = useMemo(() => () => setNotifications([]), []);
+  return { notifications, latest: notifications[0], subscribed, error, clear };
+}
+
+/** One `stats` message and when it was taken (ms since the epoch, from its `timestamp`). */
+export interface StatsSample {
+  readonly at: number;
+  readonly stats: StatsMessage;
+}
+
+export interface UseStatsOptions {
+  /** How many samples to keep for charts (default 120: 10 minutes at the default 5 s interval). */
+  maxSamples?: number;
+}
+
+export interface AdminStats {
+  /** The newest `stats`. */
+  stats: StatsMessage | undefined;
+  /** Every `stats` received, oldest first, at most `maxSamples`: what charts plot. */
+  history: readonly StatsSample[];
+  /** The server acknowledged the subscription (`subscribed`). */
+  subscribed: boolean;
+  /** The server refused (`forbidden`: no admin claim, or JWT off without `--admin-open`). */
+  error: TourcastError | undefined;
+  /** Asks for a `stats` now (`refreshStats`); it also lands in `stats` and `history`. */
+  refresh: () => Promise<StatsMessage>;
+}
+
+/**
+ * Live gateway statistics for admin pages: the `stats` channel, kept across
+ * reconnects. `client` defaults to the provider's.
+ */
+export function useStats(client?: TourcastClient | null, options: UseStatsOptions = {}): AdminStats {
+  const used = useChannelClient(client);
+  const maxSamples = Math.max(1, options.maxSamples ?? 120);
+  const [history, setHistory] = useState<readonly StatsSample[]>([]);
+  const [subscribed, setSubscribed] = useState(false);
+  const [error, setError] = useState<TourcastError | undefined>(undefined);
+
+  useEffect(() => {
+    if (used === null) return;
+    let live = true;
+    setError(undefined);
+    const stop = used.adminStats(
+      (stats) => {
+        if (!live) return;
+        const parsed = Date.parse(stats.timestamp);
+        const sample: StatsSample = { at: Number.isNaN(parsed) ? Date.now() : parsed, stats };
+        setHistory((held) => {
+          const next = held.length >= maxSamples ? held.slice(held.length - maxSamples + 1) : [...held];
+          next.push(sample);
+          return next;
+        });
+      },
+      {
+        onError: (e) => {
+          if (!live) return;
+          setSubscribed(false);
+          setError(e);
+        },
+      },
+    );
+    stop.ready.then(
+      () => live && setSubscribed(true),
+      (e: unknown) => {
+        if (!live) return;
+        setSubscribed(false);
+        setError(asTourcastError(e));
+      },
+    );
+    return () => {
+      live = false;
+      setSubscribed(false);
+      stop();
+    };
+  }, [used, maxSamples]);
+
+  const refresh = useMemo(
+    () => (): Promise<StatsMessage> =>
+      used === null ? Promise.reject(new TourcastError("closed", "no client")) : used.refreshStats(),
+    [used],
+  );
+  return { stats: history.at(-1)?.stats, history, subscribed, error, refresh };
+}
+
+export type { ClientState, ConnectionStatus, LowAlert, NotificationKind, NotificationOf, StatsMessage, TourView };

@@ -2,10 +2,12 @@
 // black-hole connections, and polling.
 
 import { spawn, type ChildProcess } from "node:child_process";
+import { createHmac, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import amqp from "amqplib";
 import WebSocket from "ws";
 import type { WebSocketFactory } from "../client/index.js";
 
@@ -67,6 +69,11 @@ export async function startGateway(args: string[] = [], port?: number): Promise<
     ["--demo", "--bind", "127.0.0.1", "--port", String(chosen), "--shutdown-grace", "1s", ...args],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
   );
+  return watch(child, chosen, "/health", 20_000);
+}
+
+/** Tracks a started gateway and waits until `GET readyPath` answers 2xx. */
+async function watch(child: ChildProcess, chosen: number, readyPath: string, startMs: number): Promise<Gateway> {
   running.add(child);
   let output = "";
   child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
@@ -78,14 +85,18 @@ export async function startGateway(args: string[] = [], port?: number): Promise<
     const response = await fetch(`http://127.0.0.1:${chosen}/health`);
     return (await response.json()) as { connectedClients: number; epoch?: string };
   };
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + startMs;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`gateway exited (${child.exitCode}):\n${output}`);
     try {
-      await health();
+      const response = await fetch(`http://127.0.0.1:${chosen}${readyPath}`);
+      if (!response.ok) throw new Error(`${readyPath}: ${response.status}`);
       break;
     } catch {
-      if (Date.now() > deadline) throw new Error(`gateway did not start:\n${output}`);
+      if (Date.now() > deadline) {
+        child.kill("SIGKILL");
+        throw new Error(`gateway did not start:\n${output}`);
+      }
       await sleep(50);
     }
   }
@@ -186,4 +197,89 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(intervalMs);
   }
+}
+
+/** An HS256 JWT signed with `secret` carrying `claims` (plus `exp`, `ttlMs` from now). */
+export function signJwt(secret: string, claims: Record<string, unknown>, ttlMs = 3_600_000): string {
+  const b64 = (v: object) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const head = b64({ alg: "HS256", typ: "JWT" });
+  const body = b64({ exp: Math.floor((Date.now() + ttlMs) / 1000), ...claims });
+  const signature = createHmac("sha256", secret).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${signature}`;
+}
+
+export const AMQP_URL = process.env.RABBITMQ_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+
+/**
+ * An exchange and a stream of a test's own on the real RabbitMQ (unique
+ * names), for gateways started with `rabbit.args` instead of `--demo`.
+ * `publish` sends events with `tourcast publish`, the CLI publishers use.
+ */
+export class RabbitFixture {
+  readonly run = randomUUID().slice(0, 8);
+  readonly exchange = `tourcast_ts_${this.run}`;
+  readonly stream = `tourcast_ts_${this.run}`;
+
+  /** Gateway flags reading this fixture's exchange and stream. */
+  get args(): string[] {
+    return [
+      "--rabbitmq-url", AMQP_URL,
+      "--rabbitmq-exchange", this.exchange,
+      "--rabbitmq-stream", this.stream,
+      "--rabbitmq-connection-name", `tourcast-ts-${this.run}`,
+    ];
+  }
+
+  /** `tourcast publish --rabbitmq-exchange <ours> ...flags`; resolves once RabbitMQ confirmed. */
+  async publish(flags: string[]): Promise<void> {
+    const child = spawn(
+      gatewayBinary(),
+      ["publish", "--rabbitmq-url", AMQP_URL, "--rabbitmq-exchange", this.exchange, "--retry-for", "0", ...flags],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let output = "";
+    child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    if (code !== 0) throw new Error(`tourcast publish ${flags.join(" ")} exited ${code}:\n${output}`);
+  }
+
+  /** A `booking.confirmed` notification for `userId`. */
+  notify(userId: string, bookingId: string, kind: "booking-confirmed" | "booking-cancelled" = "booking-confirmed"): Promise<void> {
+    return this.publish([
+      "--kind", kind,
+      "--user-id", userId,
+      "--booking-id", bookingId,
+      "--tour-id", "tour_paris",
+      "--tour-name", "Paris City Tour",
+      "--seats", "2",
+      "--message", `${kind} ${bookingId}`,
+    ]);
+  }
+
+  /** Deletes the stream and the exchange. */
+  async dispose(): Promise<void> {
+    const connection = await amqp.connect(AMQP_URL);
+    try {
+      const channel = await connection.createChannel();
+      await channel.deleteQueue(this.stream);
+      await channel.deleteExchange(this.exchange);
+    } finally {
+      await connection.close();
+    }
+  }
+}
+
+/**
+ * Starts the gateway (no `--demo`) reading RabbitMQ with `args`, and waits
+ * until `/ready` says it is consuming.
+ */
+export async function startRabbitGateway(args: string[], port?: number): Promise<Gateway> {
+  const chosen = port ?? (await freePort());
+  const child = spawn(
+    gatewayBinary(),
+    ["--bind", "127.0.0.1", "--port", String(chosen), "--shutdown-grace", "1s", ...args],
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
+  );
+  return watch(child, chosen, "/ready", 30_000);
 }

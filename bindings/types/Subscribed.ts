@@ -21,4 +21,12 @@ requestId?: string,
 /**
  * The channel subscribed to.
  */
-channel?: Channel, };
+channel?: Channel, 
+/**
+ * For `notifications`: the stream position live notifications follow. A
+ * client disconnected before any arrives resubscribes with
+ * `since: {epoch, seq}` from here and misses nothing. With
+ * `recovered: true` the missed notifications come first (all at or
+ * before it).
+ */
+seq?: number, };

@@ -1,8 +1,8 @@
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import type { ClientState, LowAlert, TourView } from "@tourcast/bindings";
-import { useTourAvailability } from "@tourcast/bindings/react";
+import { useNotifications, useTourAvailability } from "@tourcast/bindings/react";
 
-/** How long a low-availability toast stays up. */
+/** How long a low-availability or notification toast stays up. */
 const TOAST_MS = 8_000;
 
 /** Green above 10 seats, orange from 5 to 10, red below 5. */
@@ -19,7 +19,17 @@ declare global {
   }
 }
 
-export function App({ tourIds }: { tourIds: readonly string[] | "*" }) {
+export function App({
+  tourIds,
+  hasToken,
+  search,
+}: {
+  tourIds: readonly string[] | "*";
+  /** A token was given: the user's own notifications are shown as toasts. */
+  hasToken: boolean;
+  /** The page's query string, kept by the link to the admin page. */
+  search: string;
+}) {
   const { tours, status, alerts, state, error } = useTourAvailability(tourIds);
   const now = useNow(1_000);
 
@@ -39,7 +49,14 @@ export function App({ tourIds }: { tourIds: readonly string[] | "*" }) {
         <h1>
           tourcast <span className="subtitle">live tour availability</span>
         </h1>
-        <ConnectionIndicator state={state} now={now} />
+        <div className="top-right">
+          <nav className="nav">
+            <a href={`${search}#/admin`} data-testid="admin-link">
+              Admin
+            </a>
+          </nav>
+          <ConnectionIndicator state={state} now={now} />
+        </div>
       </header>
 
       {error !== undefined && (
@@ -62,7 +79,10 @@ export function App({ tourIds }: { tourIds: readonly string[] | "*" }) {
         )}
       </main>
 
-      <Toasts alerts={alerts} now={now} />
+      <div className="toasts" aria-live="assertive">
+        {hasToken && <NotificationToasts now={now} />}
+        <Toasts alerts={alerts} now={now} />
+      </div>
 
       <footer className="foot">
         <span>
@@ -163,7 +183,7 @@ function Toasts({ alerts, now }: { alerts: readonly LowAlert[]; now: number }) {
   const [dismissed, setDismissed] = useState<ReadonlySet<string>>(new Set());
   const visible = alerts.filter((a) => now - a.receivedAt < TOAST_MS && !dismissed.has(a.key)).slice(0, 4);
   return (
-    <div className="toasts" aria-live="assertive">
+    <>
       {visible.map((a) => (
         <div className="toast" role="alert" data-testid="toast" data-tour-id={a.tourId} key={a.key}>
           <strong>Low availability</strong>
@@ -179,7 +199,55 @@ function Toasts({ alerts, now }: { alerts: readonly LowAlert[]; now: number }) {
           </button>
         </div>
       ))}
-    </div>
+    </>
+  );
+}
+
+/** The token's user's own notifications (booking confirmed / cancelled), as toasts. */
+function NotificationToasts({ now }: { now: number }) {
+  // When each arrived here (their `timestamp` is the publisher's clock).
+  const arrived = useRef(new Map<string, number>());
+  const { notifications, error } = useNotifications(undefined, {
+    max: 10,
+    onNotification: (n) => arrived.current.set(n.notificationId, Date.now()),
+  });
+  const [dismissed, setDismissed] = useState<ReadonlySet<string>>(new Set());
+  if (error !== undefined) {
+    return (
+      <div className="toast muted" role="status" data-testid="notifications-error" data-code={error.code}>
+        <span>Notifications unavailable: {error.message}</span>
+      </div>
+    );
+  }
+  const visible = notifications
+    .filter((n) => now - (arrived.current.get(n.notificationId) ?? 0) < TOAST_MS && !dismissed.has(n.notificationId))
+    .slice(0, 3);
+  return (
+    <>
+      {visible.map((n) => (
+        <div
+          className={`toast notification ${n.kind === "booking.confirmed" ? "confirmed" : "cancelled"}`}
+          role="alert"
+          data-testid="notification-toast"
+          data-kind={n.kind}
+          data-booking-id={n.bookingId}
+          key={n.notificationId}
+        >
+          <strong>{n.kind === "booking.confirmed" ? "Booking confirmed" : "Booking cancelled"}</strong>
+          <span>{n.message}</span>
+          <span className="dim">
+            {n.tourName} · {n.seats} seat{n.seats === 1 ? "" : "s"}
+          </span>
+          <button
+            type="button"
+            aria-label="Dismiss"
+            onClick={() => setDismissed((prev) => new Set([...prev, n.notificationId]))}
+          >
+            ×
+          </button>
+        </div>
+      ))}
+    </>
   );
 }
 

@@ -1,4 +1,4 @@
-import { StrictMode } from "react";
+import { lazy, StrictMode, Suspense, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { sameOriginUrl, TourcastClient, type Codec } from "@tourcast/bindings";
 import { TourcastProvider } from "@tourcast/bindings/react";
@@ -9,8 +9,38 @@ import "./styles.css";
 //   ?ws=ws://host:8080/ws   the gateway (default: the one serving this page)
 //   ?encoding=proto         protobuf frames instead of JSON (loaded on demand)
 //   ?tours=tour_paris,tour_rome   only these tours (default: every tour)
-//   ?token=<JWT>            access token, when the gateway requires one
+//   ?token=<JWT>            access token, when the gateway requires one (and for
+//                           the user's notifications; the admin page needs an admin's)
+// Pages: #/ (availability, the default) and #/admin (live gateway statistics).
 const params = new URLSearchParams(window.location.search);
+
+// The admin page and its charting library are a chunk of their own: the
+// availability page never downloads them.
+const Admin = lazy(() => import("./Admin"));
+
+function usePage(): "admin" | "availability" {
+  const read = (): "admin" | "availability" => (window.location.hash.replace(/^#\/?/, "").startsWith("admin") ? "admin" : "availability");
+  const [page, setPage] = useState(read);
+  useEffect(() => {
+    const changed = () => setPage(read());
+    window.addEventListener("hashchange", changed);
+    return () => window.removeEventListener("hashchange", changed);
+  }, []);
+  return page;
+}
+
+function Pages({ tourIds, hasToken }: { tourIds: readonly string[] | "*"; hasToken: boolean }) {
+  const page = usePage();
+  const search = window.location.search;
+  if (page === "admin") {
+    return (
+      <Suspense fallback={<p className="empty">Loading…</p>}>
+        <Admin search={search} />
+      </Suspense>
+    );
+  }
+  return <App tourIds={tourIds} hasToken={hasToken} search={search} />;
+}
 
 async function start(): Promise<void> {
   // The protobuf codec is a separate chunk: JSON pages never download it.
@@ -29,7 +59,7 @@ async function start(): Promise<void> {
   createRoot(root).render(
     <StrictMode>
       <TourcastProvider client={client}>
-        <App tourIds={tourIds} />
+        <Pages tourIds={tourIds} hasToken={token !== null && token !== ""} />
       </TourcastProvider>
     </StrictMode>,
   );
