@@ -180,6 +180,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "NOTIFICATION_HISTORY", default_value_t = 10_000)]
     pub notification_history: usize,
 
+    /// Largest snapshot frame: a larger snapshot (a `"*"` of a big
+    /// catalog) comes as numbered parts of at most this size.
+    #[arg(long, env = "SNAPSHOT_FRAME_BYTES", default_value_t = crate::protocol::snapshot::DEFAULT_MAX_FRAME_BYTES, value_parser = parse_frame_bytes)]
+    pub snapshot_frame_bytes: usize,
+
     /// How often each instance shares its figures and `stats` subscribers get a message.
     #[arg(long, env = "STATS_INTERVAL", default_value = "5s", value_parser = parse_stats_interval)]
     pub stats_interval: Duration,
@@ -199,6 +204,15 @@ pub struct GatewayConfig {
     /// RabbitMQ settings.
     #[command(flatten)]
     pub rabbitmq: RabbitArgs,
+}
+
+/// A `SNAPSHOT_FRAME_BYTES`: at least 1 KiB (a tour must fit in a part).
+fn parse_frame_bytes(text: &str) -> Result<usize, String> {
+    let bytes: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if bytes < 1024 {
+        return Err(format!("{bytes} is below 1024"));
+    }
+    Ok(bytes)
 }
 
 /// A `STATS_INTERVAL`: between 100 ms and an hour.

@@ -28,6 +28,7 @@ use crate::event::SourceEvent;
 use crate::hub::{ClientHandle, Disconnect, Hub, Offer, Subscriptions, Target};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
+use crate::protocol::snapshot;
 use crate::protocol::v1::Checkpoint;
 use crate::protocol::v1::{Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed};
 use crate::state::{Applied, Book, CheckpointLimits, Recovery, RestoreError, Scope};
@@ -136,6 +137,9 @@ pub struct EngineConfig {
     /// Notifications kept in memory for recovery, over all users
     /// (`NOTIFICATION_HISTORY`).
     pub notification_history: usize,
+    /// Largest snapshot frame; larger snapshots come in parts
+    /// (`SNAPSHOT_FRAME_BYTES`).
+    pub snapshot_frame_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -164,6 +168,7 @@ pub struct Engine {
     max_replay: usize,
     max_subscriptions: usize,
     max_log_scan: u64,
+    snapshot_frame_bytes: usize,
     log: OnceLock<Arc<dyn EventLog>>,
 }
 
@@ -188,6 +193,7 @@ impl Engine {
             max_replay: config.max_replay,
             max_subscriptions: config.max_subscriptions,
             max_log_scan: config.max_log_scan,
+            snapshot_frame_bytes: config.snapshot_frame_bytes,
             log: OnceLock::new(),
         }
     }
@@ -510,14 +516,20 @@ impl Engine {
                 offers.push(client.offer_replay(&missed));
             }
             (recovery, Some(scope)) if target.is_tour() => {
-                let snapshot = ServerMessage::Snapshot(Snapshot {
+                let snapshot = Snapshot {
                     tours: book.snapshot(scope),
                     epoch: self.epoch.clone(),
                     recovered: recovery.map(|_| false),
                     request_id,
                     timestamp: rfc3339(Utc::now()),
+                    part: None,
+                    parts: None,
+                };
+                let parts = snapshot::split(snapshot, client.encoding(), self.snapshot_frame_bytes);
+                offers.push(match parts.as_slice() {
+                    [whole] => client.send(whole),
+                    parts => client.send_all(parts),
                 });
-                offers.push(client.send(&snapshot));
             }
             _ => {}
         }

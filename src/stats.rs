@@ -351,6 +351,7 @@ mod tests {
             max_subscriptions: 16,
             max_log_scan: 16,
             notification_history: 16,
+            snapshot_frame_bytes: crate::protocol::snapshot::DEFAULT_MAX_FRAME_BYTES,
         }));
         StatsBoard::new(
             id.into(),

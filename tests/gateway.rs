@@ -705,3 +705,48 @@ async fn invalid_utf8_in_a_text_frame_closes_with_1007_and_is_counted_apart() {
     );
     assert!(!metrics.contains("reason=\"connection_lost\""), "{metrics}");
 }
+
+#[tokio::test]
+async fn a_large_star_snapshot_comes_in_bounded_numbered_parts_before_any_later_event() {
+    let server = TestServer::start().await;
+    for i in 0..10_000u32 {
+        let mut event = updated(&format!("tour_{i:05}"), i % 40);
+        event.tour_name = Some(format!("Tour number {i}, a name of some length"));
+        server.engine.apply(event);
+    }
+    for encoding in [Encoding::Json, Encoding::Proto] {
+        let mut client = Client::connect(&server.ws_url(), encoding).await;
+        client
+            .send(json!({"type": "subscribe", "tourId": "*", "requestId": "big"}))
+            .await;
+        assert_eq!(client.recv().await["type"], "subscribed");
+        // An event applied right after the subscribe must come after every part.
+        server.engine.apply(updated("tour_00042", 39));
+        let mut tours = std::collections::BTreeSet::new();
+        let mut expected_part = 1;
+        loop {
+            let part = client.recv().await;
+            assert_eq!(part["type"], "snapshot", "{}", part["type"]);
+            assert_eq!(part["requestId"], "big");
+            assert_eq!(part["part"], expected_part);
+            // A JSON part's text is what was sent (parts of a protobuf
+            // connection are cut to its own, smaller, encoding).
+            if encoding == Encoding::Json {
+                assert!(part.to_string().len() <= 64 * 1024, "part {expected_part}");
+            }
+            for tour in part["tours"].as_array().expect("tours") {
+                assert!(tours.insert(tour["tourId"].as_str().unwrap().to_string()));
+            }
+            if part["part"] == part["parts"] {
+                break;
+            }
+            expected_part += 1;
+        }
+        assert!(expected_part > 10, "{expected_part} parts");
+        assert_eq!(tours.len(), 10_000);
+        let event = client.recv().await;
+        assert_eq!(event["type"], "tour.availability.updated");
+        assert_eq!(event["data"]["tourId"], "tour_00042");
+    }
+    server.stop().await;
+}

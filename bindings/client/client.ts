@@ -13,6 +13,7 @@
 // This file routes server messages between them, emits the state and calls
 // the application's handlers.
 
+import { SnapshotParts } from "./snapshots.js";
 import type { Channel, ClientMessage, NotificationKind, ServerMessage } from "../index.js";
 import {
   asError,
@@ -104,6 +105,7 @@ export class TourcastClient {
   readonly #channelListeners = new Map<Channel, Set<ChannelListener>>();
   /** The subscribe of each channel wanted: what `ready` returns to later listeners. */
   readonly #channelReady = new Map<Channel, Promise<MessageOf<"subscribed">>>();
+  readonly #snapshotParts = new SnapshotParts();
   #clientId: string | undefined;
   #state: ClientState;
 
@@ -115,7 +117,9 @@ export class TourcastClient {
       lost: () => this.#requests.unsent(),
       gaveUp: () => this.close(),
       message: (message) => {
-        if (this.#apply(message)) this.#dispatch(message);
+        // The parts of a large snapshot become one message.
+        const whole = message.type === "snapshot" ? this.#snapshotParts.add(message) : message;
+        if (whole !== undefined && this.#apply(whole)) this.#dispatch(whole);
       },
       error: (error) => this.#emitError(error),
       refreshDue: () => {
@@ -502,6 +506,7 @@ export class TourcastClient {
   #apply(message: ServerMessage): boolean {
     switch (message.type) {
       case "connection":
+        this.#snapshotParts.reset();
         this.#clientId = message.clientId;
         this.#subscriptions.connected(message.epoch);
         this.#emitState();

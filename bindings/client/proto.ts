@@ -163,7 +163,7 @@ export function fromProto(message: pb.ServerMessage): ServerMessage {
       const m = kind.value;
       return withOptional(
         { type: "snapshot", tours: m.tours.map(tourState), epoch: m.epoch, timestamp: m.timestamp },
-        { recovered: m.recovered, requestId: m.requestId },
+        { recovered: m.recovered, requestId: m.requestId, part: m.part, parts: m.parts },
       );
     }
     case "availabilityUpdated": {

@@ -244,6 +244,24 @@ export class RabbitFixture {
     if (code !== 0) throw new Error(`tourcast publish ${flags.join(" ")} exited ${code}:\n${output}`);
   }
 
+  /** Publishes JSON availability events straight to the exchange (confirmed), faster than the CLI for thousands. */
+  async publishMany(events: object[], routingKey = "tour.availability.updated"): Promise<void> {
+    const connection = await amqp.connect(AMQP_URL);
+    try {
+      const channel = await connection.createConfirmChannel();
+      await channel.assertExchange(this.exchange, "topic", { durable: true });
+      for (const event of events) {
+        channel.publish(this.exchange, routingKey, Buffer.from(JSON.stringify(event)), {
+          persistent: true,
+          contentType: "application/json",
+        });
+      }
+      await channel.waitForConfirms();
+    } finally {
+      await connection.close();
+    }
+  }
+
   /** A `booking.confirmed` notification for `userId`. */
   notify(userId: string, bookingId: string, kind: "booking-confirmed" | "booking-cancelled" = "booking-confirmed"): Promise<void> {
     return this.publish([
@@ -263,6 +281,8 @@ export class RabbitFixture {
     try {
       const channel = await connection.createChannel();
       await channel.deleteQueue(this.stream);
+      // Gateways write checkpoints next to the stream.
+      await channel.deleteQueue(`${this.stream}.checkpoints`);
       await channel.deleteExchange(this.exchange);
     } finally {
       await connection.close();

@@ -25,4 +25,15 @@ requestId?: string,
 /**
  * When the snapshot was taken (RFC 3339).
  */
-timestamp: string, };
+timestamp: string, 
+/**
+ * A snapshot larger than one frame (`SNAPSHOT_FRAME_BYTES`, 64 KiB) comes
+ * as consecutive `snapshot` messages, each with some of the tours: this
+ * is part `part` (1-based) of `parts`. Apply them together, at the last
+ * part; nothing comes between them. Absent on a snapshot in one frame.
+ */
+part?: number, 
+/**
+ * How many parts this snapshot has (see `part`).
+ */
+parts?: number, };

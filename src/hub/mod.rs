@@ -118,6 +118,21 @@ impl ClientHandle {
     pub fn send(&self, message: &ServerMessage) -> Offer {
         self.offer(encode_frame(message, self.encoding))
     }
+
+    /// Encodes `messages` for this client and queues them as one unit, on
+    /// top of the live capacity, like a replay (the parts of a large
+    /// snapshot: nothing may come between them, and their size is bounded
+    /// by the caller).
+    pub fn send_all(&self, messages: &[ServerMessage]) -> Offer {
+        let frames = messages
+            .iter()
+            .map(|message| encode_frame(message, self.encoding));
+        if self.tx.send_replay(frames) {
+            Offer::Queued
+        } else {
+            Offer::Closed
+        }
+    }
 }
 
 /// Delivery counters: the one count, which `/metrics` renders as

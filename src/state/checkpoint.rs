@@ -61,11 +61,9 @@ impl Book {
             .map(|entry| {
                 let keep = entry.history.len().min(per_tour);
                 let dropped = entry.history.len() - keep;
-                let evicted_through = entry
-                    .history
-                    .iter()
-                    .take(dropped)
-                    .last()
+                let evicted_through = dropped
+                    .checked_sub(1)
+                    .and_then(|newest_dropped| entry.history.get(newest_dropped))
                     .map_or(entry.evicted_through, |(seq, _)| *seq);
                 CheckpointTour {
                     state: Some(entry.state.clone()),

@@ -63,6 +63,7 @@ pub fn test_engine_config() -> EngineConfig {
         max_subscriptions: 8,
         max_log_scan: 100_000,
         notification_history: 1000,
+        snapshot_frame_bytes: tourcast::protocol::snapshot::DEFAULT_MAX_FRAME_BYTES,
     }
 }
 

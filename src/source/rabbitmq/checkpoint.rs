@@ -285,7 +285,7 @@ impl CheckpointStore {
                 }
             }
             let _ = channel.close(200, "checkpoints read".into()).await;
-            found.sort_by(|a, b| b.0.cmp(&a.0));
+            found.sort_by_key(|(offset, _)| std::cmp::Reverse(*offset));
             Ok(found)
         }
         .await;
