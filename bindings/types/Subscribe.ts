@@ -3,7 +3,8 @@ import type { Channel } from "./Channel.js";
 import type { StreamPosition } from "./StreamPosition.js";
 
 /**
- * Subscribes to one tour, to every tour with "*", or to a channel.
+ * Subscribes to one tour, to every tour with "*", or to a channel: it
+ * names exactly one of `tour_id` and `channel`.
  */
 export type Subscribe = { 
 /**

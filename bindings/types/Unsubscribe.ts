@@ -2,7 +2,8 @@
 import type { Channel } from "./Channel.js";
 
 /**
- * Cancels a subscription made with `subscribe`.
+ * Cancels a subscription made with `subscribe`; names exactly one of
+ * `tour_id` and `channel`.
  */
 export type Unsubscribe = { 
 /**

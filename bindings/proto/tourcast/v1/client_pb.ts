@@ -106,7 +106,8 @@ export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
   messageDesc(file_tourcast_v1_client, 1);
 
 /**
- * Subscribes to one tour, to every tour with "*", or to a channel.
+ * Subscribes to one tour, to every tour with "*", or to a channel: it
+ * names exactly one of `tour_id` and `channel`.
  *
  * @generated from message tourcast.v1.Subscribe
  */
@@ -149,7 +150,8 @@ export const SubscribeSchema: GenMessage<Subscribe> = /*@__PURE__*/
   messageDesc(file_tourcast_v1_client, 2);
 
 /**
- * Cancels a subscription made with `subscribe`.
+ * Cancels a subscription made with `subscribe`; names exactly one of
+ * `tour_id` and `channel`.
  *
  * @generated from message tourcast.v1.Unsubscribe
  */
