@@ -210,6 +210,7 @@ describe("channels on a RabbitMQ-backed gateway with JWT on", () => {
     await gateway?.stop();
     try {
       await channel?.deleteQueue(STREAM);
+      await channel?.deleteQueue(`${STREAM}.checkpoints`);
       await channel?.deleteExchange(EXCHANGE);
     } finally {
       await connection?.close();

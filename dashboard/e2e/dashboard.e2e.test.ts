@@ -167,6 +167,7 @@ describe("the live dashboard", () => {
     await gateway?.stop();
     try {
       await channel?.deleteQueue(STREAM);
+      await channel?.deleteQueue(`${STREAM}.checkpoints`);
       await channel?.deleteExchange(EXCHANGE);
     } finally {
       await connection?.close();
