@@ -3,9 +3,10 @@
 //!
 //! - `--notification-users M`: M more connections, each with a token for a
 //!   user of its own, subscribe to `notifications`. The run publishes one
-//!   `notification.booking.confirmed` per user, interleaved with the tour
-//!   events, and every subscriber checks that it received exactly its own
-//!   (its `bookingId`), once, and nobody else's.
+//!   `notification.booking.confirmed` per user (`--notifications-per-user`;
+//!   0 for subscribers alone), interleaved with the tour events, and every
+//!   subscriber checks that it received exactly its own (its `bookingId`),
+//!   as many as were published for it, and nobody else's.
 //! - `--stats-admin`: one connection with an admin token subscribes to
 //!   `stats` and counts the messages (start the gateway with a short
 //!   `--stats-interval`, so that some arrive during the run).
@@ -42,6 +43,9 @@ pub(crate) struct ChannelArgs {
     /// `notifications`; one notification is published for each.
     #[arg(long, default_value_t = 0, requires = "jwt_secret")]
     pub(crate) notification_users: usize,
+    /// Notifications published for each of those users during the run.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) notifications_per_user: usize,
     /// One extra connection with an admin token, subscribed to `stats`.
     #[arg(long, requires = "jwt_secret")]
     pub(crate) stats_admin: bool,
@@ -64,6 +68,7 @@ pub(crate) struct ChannelLoad {
     /// Marks this run's users and bookings: user `{run}u{i}`, booking `{run}b{i}`.
     run: String,
     users: usize,
+    per_user: usize,
     subscribers: JoinSet<SubscriberReport>,
     admin: Option<JoinHandle<AdminReport>>,
     /// Own notifications received, over all subscribers.
@@ -77,6 +82,8 @@ pub(crate) struct ChannelLoad {
 struct SubscriberReport {
     own: u64,
     foreign: u64,
+    /// Frames that are not notifications (none are expected).
+    other: u64,
     closed: Option<String>,
 }
 
@@ -183,6 +190,7 @@ impl ChannelLoad {
         Ok(ChannelLoad {
             run,
             users: args.notification_users,
+            per_user: args.notifications_per_user,
             subscribers,
             admin,
             delivered,
@@ -191,9 +199,9 @@ impl ChannelLoad {
         })
     }
 
-    /// Notifications to publish: one per user.
+    /// Notifications to publish, over all users.
     pub(crate) fn notifications(&self) -> usize {
-        self.users
+        self.users * self.per_user
     }
 
     /// Own notifications received so far, over all subscribers.
@@ -201,13 +209,15 @@ impl ChannelLoad {
         self.delivered.load(Ordering::Relaxed)
     }
 
-    /// The notification for user `index`, in the SPEC's publisher shape.
+    /// Notification `index` (of [`Self::notifications`]), for user
+    /// `index % users`, in the SPEC's publisher shape.
     pub(crate) fn notification_payload(&self, index: usize) -> String {
         let run = &self.run;
+        let user = index % self.users.max(1);
         json!({
             "eventId": format!("{run}n{index}"),
-            "userId": format!("{run}u{index}"),
-            "bookingId": format!("{run}b{index}"),
+            "userId": format!("{run}u{user}"),
+            "bookingId": format!("{run}b{user}"),
             "tourId": "lg_tour_0",
             "tourName": "Loadgen Tour 0",
             "seats": 2,
@@ -242,13 +252,21 @@ impl ChannelLoad {
         };
         ChannelReport {
             users: self.users,
+            per_user: self.per_user,
             subscribed: self.subscribed,
             failed: self.failures.count.load(Ordering::Relaxed),
             published,
             delivered: reports.iter().map(|r| r.own).sum(),
             foreign: reports.iter().map(|r| r.foreign).sum(),
-            without_own: reports.iter().filter(|r| r.own == 0).count(),
-            more_than_once: reports.iter().filter(|r| r.own > 1).count(),
+            other: reports.iter().map(|r| r.other).sum(),
+            fewer: reports
+                .iter()
+                .filter(|r| r.own < self.per_user as u64)
+                .count(),
+            more: reports
+                .iter()
+                .filter(|r| r.own > self.per_user as u64)
+                .count(),
             closed: reports.iter().filter_map(|r| r.closed.clone()).collect(),
             stats: admin.map(|admin| StatsSummary {
                 messages: admin.receipts_ns.len(),
@@ -295,6 +313,7 @@ async fn read_notifications(
     let mut report = SubscriberReport::default();
     report.closed = read_until_stopped(&mut ws, stop, |message| {
         if message.get("type").and_then(Value::as_str) != Some("notification") {
+            report.other += 1;
             return;
         }
         if message.get("bookingId").and_then(Value::as_str) == Some(own_booking) {
@@ -363,6 +382,7 @@ async fn read_until_stopped(
 /// What the other channels saw in a run.
 pub(crate) struct ChannelReport {
     users: usize,
+    per_user: usize,
     subscribed: usize,
     failed: usize,
     published: usize,
@@ -370,9 +390,11 @@ pub(crate) struct ChannelReport {
     delivered: u64,
     /// Notifications received by a subscriber they were not for.
     foreign: u64,
-    /// Subscribers that did not get theirs, or got it more than once.
-    without_own: usize,
-    more_than_once: usize,
+    /// Other frames the subscribers received.
+    other: u64,
+    /// Subscribers that got fewer of theirs than were published, or more.
+    fewer: usize,
+    more: usize,
     closed: Vec<String>,
     stats: Option<StatsSummary>,
 }
@@ -386,16 +408,18 @@ struct StatsSummary {
 }
 
 impl ChannelReport {
-    /// Every subscriber got exactly its own notification, once, and
+    /// Every subscriber got exactly its own notifications, each once, and
     /// nothing else; the admin stayed connected.
     pub(crate) fn exact(&self) -> bool {
+        let expected = self.users * self.per_user;
         self.failed == 0
             && self.subscribed == self.users
-            && self.published == self.users
-            && self.delivered == self.users as u64
+            && self.published == expected
+            && self.delivered == expected as u64
             && self.foreign == 0
-            && self.without_own == 0
-            && self.more_than_once == 0
+            && self.other == 0
+            && self.fewer == 0
+            && self.more == 0
             && self.closed.is_empty()
             && self.stats.as_ref().is_none_or(|s| s.closed.is_none())
     }
@@ -403,14 +427,15 @@ impl ChannelReport {
     pub(crate) fn print(&self) {
         if self.users > 0 {
             println!(
-                "  notifications  {} subscribers ({} failed), {} published, {} received by their user ({} without theirs, {} more than once), {} by another, {} closed by server{}",
+                "  notifications  {} subscribers ({} failed), {} published, {} received by their user ({} subscribers with fewer, {} with more), {} by another, {} other frames, {} closed by server{}",
                 self.subscribed,
                 self.failed,
                 self.published,
                 self.delivered,
-                self.without_own,
-                self.more_than_once,
+                self.fewer,
+                self.more,
                 self.foreign,
+                self.other,
                 self.closed.len(),
                 if self.exact() {
                     ": exact"
@@ -440,13 +465,15 @@ impl ChannelReport {
     pub(crate) fn json(&self) -> Value {
         json!({
             "notificationUsers": self.users,
+            "notificationsPerUser": self.per_user,
             "notificationSubscribers": self.subscribed,
             "notificationSubscribersFailed": self.failed,
             "notificationsPublished": self.published,
             "notificationsDelivered": self.delivered,
             "notificationsForeign": self.foreign,
-            "subscribersWithoutOwn": self.without_own,
-            "subscribersMoreThanOnce": self.more_than_once,
+            "notificationSubscribersOtherFrames": self.other,
+            "subscribersWithFewer": self.fewer,
+            "subscribersWithMore": self.more,
             "subscribersClosedByServer": self.closed.len(),
             "exact": self.exact(),
             "stats": self.stats.as_ref().map(|s| json!({

@@ -527,9 +527,14 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
         );
     }
     println!(
-        "  publishing     {:.3} s ({:.0} events/s)",
+        "  publishing     {:.3} s ({:.0} messages/s: {events} events{})",
         publish_time.as_secs_f64(),
-        events as f64 / publish_time.as_secs_f64().max(1e-9)
+        (events + notifications) as f64 / publish_time.as_secs_f64().max(1e-9),
+        if notifications > 0 {
+            format!(" and {notifications} notifications")
+        } else {
+            String::new()
+        }
     );
     println!(
         "  throughput     {per_second:.0} deliveries/s (first publish → last receipt {span_s:.3} s)"
