@@ -5,8 +5,9 @@
 # interleaved rounds of these sets (SETS, the order rotating every round):
 #   without      the tour clients alone;
 #   with         plus USERS notification subscribers, each a user of its
-#                own, with one notification each published interleaved with
-#                the burst, plus one admin subscribed to stats;
+#                own, with NOTIFICATIONS_PER_USER (1) notifications each
+#                published interleaved with the burst, plus one admin
+#                subscribed to stats;
 #   subscribers  the same connections, but no notification published (what
 #                the connections cost, apart from the traffic).
 # Every run gets a fresh gateway process and a fresh exchange and stream.
@@ -19,7 +20,7 @@
 #   cargo build --release -p tourcast --bin tourcast && cargo build --release -p loadgen
 #   ROUNDS=5 tools/loadgen/channels-bench.sh
 # Environment: ROUNDS (3), SETS ("without with"), CLIENTS (1000), BURST
-# (1000), USERS (1000), STATS_INTERVAL (250ms), PORT (18480), OUT
+# (1000), USERS (1000), NOTIFICATIONS_PER_USER (1), STATS_INTERVAL (250ms), PORT (18480), OUT
 # (target/channels-bench/runs.jsonl), RABBITMQ_URL.
 # Loopback only; each run takes ~15 s. It deletes each run's stream when
 # done (rabbitmqctl delete_queue, when rabbitmqctl is on PATH).
@@ -30,6 +31,7 @@ read -r -a SETS <<<"${SETS:-without with}"
 CLIENTS=${CLIENTS:-1000}
 BURST=${BURST:-1000}
 USERS=${USERS:-1000}
+NOTIFICATIONS_PER_USER=${NOTIFICATIONS_PER_USER:-1}
 STATS_INTERVAL=${STATS_INTERVAL:-250ms}
 PORT=${PORT:-18480}
 DIR=target/channels-bench
@@ -61,7 +63,7 @@ trap stop_gateway EXIT
 set_flags() {
     case "$1" in
     without) ;;
-    with) echo "--notification-users $USERS --stats-admin" ;;
+    with) echo "--notification-users $USERS --notifications-per-user $NOTIFICATIONS_PER_USER --stats-admin" ;;
     subscribers) echo "--notification-users $USERS --notifications-per-user 0 --stats-admin" ;;
     *)
         echo "unknown set $1" >&2
