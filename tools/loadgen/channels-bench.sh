@@ -9,7 +9,9 @@
 #                published interleaved with the burst, plus one admin
 #                subscribed to stats;
 #   subscribers  the same connections, but no notification published (what
-#                the connections cost, apart from the traffic).
+#                the connections cost, apart from the traffic);
+#   after        as `with`, but the notifications published after the tour
+#                events instead of interleaved with them.
 # Every run gets a fresh gateway process and a fresh exchange and stream.
 # The gateway has the same flags in every set (JWT on, so the tour clients
 # present a token too; --stats-interval 250ms, so that stats messages go out
@@ -64,6 +66,7 @@ set_flags() {
     case "$1" in
     without) ;;
     with) echo "--notification-users $USERS --notifications-per-user $NOTIFICATIONS_PER_USER --stats-admin" ;;
+    after) echo "--notification-users $USERS --notifications-per-user $NOTIFICATIONS_PER_USER --notifications-after --stats-admin" ;;
     subscribers) echo "--notification-users $USERS --notifications-per-user 0 --stats-admin" ;;
     *)
         echo "unknown set $1" >&2

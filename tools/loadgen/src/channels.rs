@@ -46,6 +46,9 @@ pub(crate) struct ChannelArgs {
     /// Notifications published for each of those users during the run.
     #[arg(long, default_value_t = 1)]
     pub(crate) notifications_per_user: usize,
+    /// Publish the notifications after the tour events, not interleaved.
+    #[arg(long)]
+    pub(crate) notifications_after: bool,
     /// One extra connection with an admin token, subscribed to `stats`.
     #[arg(long, requires = "jwt_secret")]
     pub(crate) stats_admin: bool,

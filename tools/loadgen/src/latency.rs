@@ -316,11 +316,16 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
                 .context("publishing")
         }
     };
-    // One notification per user, right behind the tour event of the same
-    // index (the rest after the last one, if there are more users).
+    // Notification `i` right behind tour event `i` (the rest after the
+    // last one), or all of them after it with `--notifications-after`.
     let notifications = other_channels
         .as_ref()
         .map_or(0, ChannelLoad::notifications);
+    let interleaved = if args.channels.notifications_after {
+        0
+    } else {
+        notifications.min(events)
+    };
     let publish_notification = |index: usize| {
         let payload = other_channels
             .as_ref()
@@ -349,7 +354,7 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
             eprintln!("latency: publishing a burst of {events} events…");
             for index in 0..events {
                 publish(index).await?;
-                if index < notifications {
+                if index < interleaved {
                     publish_notification(index).await?;
                 }
             }
@@ -361,13 +366,13 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
             for index in 0..events {
                 ticker.tick().await;
                 publish(index).await?;
-                if index < notifications {
+                if index < interleaved {
                     publish_notification(index).await?;
                 }
             }
         }
     }
-    for index in events..notifications {
+    for index in interleaved..notifications {
         publish_notification(index).await?;
     }
     let publish_time = publishing.elapsed();
