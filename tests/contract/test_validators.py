@@ -111,7 +111,9 @@ def ajv_path(errors: list[dict]) -> str | None:
         elif error["keyword"] == "additionalProperties":
             path += "/" + error["additionalProperty"]
         return path
-    return None
+    # Only combinators (a `not`, e.g. a oneof rule's "both set"): ajv points
+    # at the object they apply to.
+    return errors[0]["instancePath"] if errors else None
 
 
 # --- python-jsonschema --------------------------------------------------------
@@ -125,6 +127,10 @@ def python_verdict(kind: str, message) -> tuple[bool, str | None]:
     error = jsonschema.exceptions.best_match(validator.iter_errors(message))
     if error is None:
         return True, None
+    # An `anyOf` whose branches all failed (a oneof rule's "none set"): the
+    # best of its branches' errors names the field, as ajv's does.
+    while error.validator in ("anyOf", "oneOf") and error.context:
+        error = jsonschema.exceptions.best_match(error.context)
     path = pointer(error.absolute_path)
     if error.validator == "required":
         missing = [p for p in error.validator_value if p not in error.instance]
@@ -201,8 +207,11 @@ def test_validators_agree(kind, validity, index, fixture, ajv_results, gateway):
             # The fixture records what the server says; the live gateway says it too,
             # and both generic validators point at that same field.
             assert (reply["code"], reply.get("path")) == (fixture["code"], fixture["path"]), reply
-            assert ajv_path(ajv["errors"]) == fixture["path"], f"ajv-cli: {ajv['errors']}"
-            assert py_path == fixture["path"], "python-jsonschema"
+            # A rule over several fields (both of a oneof set) is refused by a
+            # generic validator at the object; the server names the field.
+            generic = fixture.get("genericPath", fixture["path"])
+            assert ajv_path(ajv["errors"]) == generic, f"ajv-cli: {ajv['errors']}"
+            assert py_path == generic, "python-jsonschema"
             row += [fixture["path"], "same path"]
     VERDICTS.append(" | ".join(row))
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::topology::{self, long_string, stream_offset};
 use super::{RabbitArgs, ReplayFrom, redact_url};
-use crate::engine::Engine;
+use crate::engine::{ApplyOutcome, Engine};
 use crate::source::publisher::{Incoming, PublisherDecoder, SchemaError};
 use crate::source::{SourceState, SourceStatus};
 use crate::telemetry as metric;
@@ -35,8 +35,9 @@ const CATCH_UP_IDLE: Duration = Duration::from_millis(500);
 /// While replaying towards a known end, silence this long means the end
 /// will not come (the stream was truncated meanwhile): go live anyway.
 const CATCH_UP_STALL: Duration = Duration::from_secs(10);
-/// Events applied back to back before the consumer yields to the connection
-/// tasks they woke (a small share of the default outbound queue).
+/// Frames the busiest connection may be handed back to back before the
+/// consumer yields to the connection tasks they woke (a small share of the
+/// default outbound queue).
 const YIELD_EVERY: u32 = 16;
 /// How long a resuming consumer waits for the offset it attached at, which
 /// an intact stream delivers at once.
@@ -250,7 +251,7 @@ impl StreamConsumer {
         let mut live = false;
         let mut replayed: u64 = 0;
         let mut first_delivery = true;
-        let mut applied_since_yield = 0;
+        let mut since_yield = YieldWindow::default();
         loop {
             if !live && ready_at.is_none_or(|end| self.next_offset.unwrap_or(floor) >= end) {
                 live = true;
@@ -301,14 +302,13 @@ impl StreamConsumer {
                 None => return Err(SessionError::Cancelled),
                 Some(Err(error)) => return Err(error.into()),
                 Some(Ok(delivery)) => {
-                    let acker = self.handle(delivery, first_delivery);
+                    let (acker, recipients) = self.handle(delivery, first_delivery);
                     acks.push(acker).await?;
                     first_delivery = false;
                     if !live {
                         replayed += 1;
                     }
-                    applied_since_yield += 1;
-                    if applied_since_yield == YIELD_EVERY {
+                    if since_yield.add(recipients) {
                         // Let the connection tasks these events woke drain
                         // their queues before more buffered deliveries are
                         // applied. Without it a burst, or the backlog after
@@ -316,7 +316,6 @@ impl StreamConsumer {
                         // while its task waited for this worker, and kick
                         // it as slow. A slow client still cannot hold us
                         // back: its task just finds its socket full.
-                        applied_since_yield = 0;
                         tokio::task::yield_now().await;
                     }
                 }
@@ -379,14 +378,14 @@ impl StreamConsumer {
 
     /// Applies one delivery (or skips it) and returns its acker: the ack
     /// is sent by [`AckBatch`], after `apply` has returned.
-    fn handle(&mut self, delivery: Delivery, first: bool) -> Acker {
+    fn handle(&mut self, delivery: Delivery, first: bool) -> (Acker, usize) {
         metrics::counter!(metric::RABBITMQ_DELIVERIES).increment(1);
         let offset = stream_offset(&delivery.properties);
         if let (Some(offset), Some(next)) = (offset, self.next_offset) {
             if offset < next {
                 // Already applied before a reconnect.
                 metrics::counter!(metric::RABBITMQ_REDELIVERED).increment(1);
-                return delivery.acker;
+                return (delivery.acker, 0);
             }
             if first && offset > next {
                 tracing::warn!(
@@ -403,22 +402,27 @@ impl StreamConsumer {
                  a stream? Gateway instances would then compete for its messages"
             );
         }
-        self.process(&delivery, offset);
+        let recipients = self.process(&delivery, offset);
         if let Some(offset) = offset {
             self.next_offset = Some(offset + 1);
             metrics::gauge!(metric::RABBITMQ_STREAM_OFFSET).set((offset + 1) as f64);
         }
-        delivery.acker
+        (delivery.acker, recipients)
     }
 
-    fn process(&self, delivery: &Delivery, offset: Option<u64>) {
+    /// Applies one delivery; returns how many clients it was queued for.
+    fn process(&self, delivery: &Delivery, offset: Option<u64>) -> usize {
         match self.decoder.decode(incoming(delivery), Utc::now()) {
             // The engine counts the outcome (applied, duplicate, stale).
             Ok(event) => {
-                let _outcome = match offset {
+                let outcome = match offset {
                     Some(offset) => self.engine.apply_logged(event, offset),
                     None => self.engine.apply(event),
                 };
+                match outcome {
+                    ApplyOutcome::Applied { recipients, .. } => recipients,
+                    _ => 0,
+                }
             }
             Err(poison) => {
                 crate::telemetry::event_outcome("poison");
@@ -430,8 +434,35 @@ impl StreamConsumer {
                     reason = %poison.reason,
                     "poison message skipped (left in the stream)"
                 );
+                0
             }
         }
+    }
+}
+
+/// When to yield between deliveries: after the busiest recipient was
+/// handed [`YIELD_EVERY`] frames. An event's recipients tell how far it
+/// spread; the most any event of the window reached stands for the
+/// connections that got all of them (a `"*"` subscriber). So a run of
+/// tour events fanned out to a thousand clients yields every sixteen, and
+/// the one-recipient notifications between them (a user's few tabs) do
+/// not make the busy connections flush twice as often.
+#[derive(Debug, Default)]
+struct YieldWindow {
+    frames: usize,
+    widest: usize,
+}
+
+impl YieldWindow {
+    /// Counts an applied delivery; true (and a new window) when it is time to yield.
+    fn add(&mut self, recipients: usize) -> bool {
+        self.frames += recipients.max(1);
+        self.widest = self.widest.max(recipients.max(1));
+        if self.frames >= self.widest * YIELD_EVERY as usize {
+            *self = YieldWindow::default();
+            return true;
+        }
+        false
     }
 }
 
@@ -543,4 +574,37 @@ fn default_connection_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
     format!("tourcast@{host}:{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deliveries_until_yield(window: &mut YieldWindow, recipients: &[usize]) -> usize {
+        recipients
+            .iter()
+            .cycle()
+            .position(|r| window.add(*r))
+            .map_or(0, |at| at + 1)
+    }
+
+    #[test]
+    fn a_window_yields_after_the_busiest_connection_got_its_share() {
+        let every = YIELD_EVERY as usize;
+        // Tour events to a thousand clients: every sixteen, as before.
+        assert_eq!(
+            deliveries_until_yield(&mut YieldWindow::default(), &[1000]),
+            every
+        );
+        // Notifications to one user's tab in between do not count as much.
+        assert_eq!(
+            deliveries_until_yield(&mut YieldWindow::default(), &[1000, 1]),
+            2 * every - 1
+        );
+        // Nobody listening (a replay): every sixteen deliveries still.
+        assert_eq!(
+            deliveries_until_yield(&mut YieldWindow::default(), &[0]),
+            every
+        );
+    }
 }

@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_util::sync::CancellationToken;
 
+use crate::channels::{ChannelArgs, ChannelLoad, NOTIFICATION_KEY};
 use crate::shared::*;
+use crate::tokens::{Tokens, with_token};
 
 #[derive(Debug, Args)]
 pub(crate) struct LatencyArgs {
@@ -76,6 +78,9 @@ pub(crate) struct LatencyArgs {
     /// Also print the summary as one JSON line.
     #[arg(long)]
     json: bool,
+    /// Tokens, and the other channels' connections.
+    #[command(flatten)]
+    channels: ChannelArgs,
 }
 
 /// What the publisher and the clients share.
@@ -112,6 +117,8 @@ struct ClientReport {
     /// (event index, latency in ns) per delivery.
     latencies: Vec<(u32, u64)>,
     duplicates: u64,
+    /// Notifications received (a tour client has no user's channel).
+    notifications: u64,
     /// Latest receipt, in ns since `base`.
     last_receipt_ns: u64,
     /// Why the server closed the connection, if it did.
@@ -135,7 +142,15 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
     if events == 0 {
         bail!("nothing to publish");
     }
-    raise_nofile(args.clients as u64 + 256)?;
+    raise_nofile((args.clients + args.channels.connections()) as u64 + 256)?;
+    // With JWT on, the tour clients share one token (a user of their own).
+    let tour_url = Arc::new(match &args.channels.jwt_secret {
+        Some(secret) => with_token(
+            &target.url,
+            &Tokens::new(secret).sign("loadgen-tours", false)?,
+        ),
+        None => target.url.clone(),
+    });
 
     let run = format!("lg-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let shared = Arc::new(Shared {
@@ -205,10 +220,11 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
         );
         let (ready, failures) = (Arc::clone(&ready), Arc::clone(&failures));
         let subscribe = args.subscribe.clone();
+        let url = Arc::clone(&tour_url);
         clients.spawn(async move {
             let setup = async {
                 let _permit = gate.acquire().await?;
-                let mut ws = connect_ws(&target).await?;
+                let mut ws = connect_ws_url(&target, &url).await?;
                 next_text(&mut ws)
                     .await
                     .context("waiting for the greeting")?;
@@ -253,10 +269,24 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
     let subscribed = ready.load(Ordering::Relaxed);
     failures.report("clients").await;
     eprintln!(
-        "latency: {subscribed} clients subscribed in {:.1}s; warming up {:?}…",
+        "latency: {subscribed} clients subscribed in {:.1}s",
         ramp_started.elapsed().as_secs_f64(),
-        args.warmup
     );
+    let other_channels = if args.channels.any() {
+        let connected = ChannelLoad::connect(&args.channels, &target, &gate, shared.base, &stop)
+            .await
+            .context("connecting the other channels");
+        match connected {
+            Ok(load) => Some(load),
+            Err(error) => {
+                stop.cancel();
+                return Err(error);
+            }
+        }
+    } else {
+        None
+    };
+    eprintln!("latency: warming up {:?}…", args.warmup);
     tokio::time::sleep(args.warmup).await;
 
     // Publish.
@@ -286,6 +316,36 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
                 .context("publishing")
         }
     };
+    // Notification `i` right behind tour event `i` (the rest after the
+    // last one), or all of them after it with `--notifications-after`.
+    let notifications = other_channels
+        .as_ref()
+        .map_or(0, ChannelLoad::notifications);
+    let interleaved = if args.channels.notifications_after {
+        0
+    } else {
+        notifications.min(events)
+    };
+    let publish_notification = |index: usize| {
+        let payload = other_channels
+            .as_ref()
+            .map(|load| load.notification_payload(index))
+            .unwrap_or_default();
+        let (channel, properties, exchange) =
+            (channel.clone(), properties.clone(), args.exchange.clone());
+        async move {
+            channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    NOTIFICATION_KEY.into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    payload.as_bytes(),
+                    properties,
+                )
+                .await
+                .context("publishing a notification")
+        }
+    };
     let cpu_before = (args.pid.and_then(process_cpu), self_cpu());
     let first_publish_ns = shared.now_ns();
     let publishing = Instant::now();
@@ -294,6 +354,9 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
             eprintln!("latency: publishing a burst of {events} events…");
             for index in 0..events {
                 publish(index).await?;
+                if index < interleaved {
+                    publish_notification(index).await?;
+                }
             }
         }
         None => {
@@ -303,15 +366,27 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
             for index in 0..events {
                 ticker.tick().await;
                 publish(index).await?;
+                if index < interleaved {
+                    publish_notification(index).await?;
+                }
             }
         }
+    }
+    for index in interleaved..notifications {
+        publish_notification(index).await?;
     }
     let publish_time = publishing.elapsed();
 
     // Drain: until every delivery arrived, or the drain time is over.
     let expected = (subscribed * events) as u64;
     let drain_deadline = Instant::now() + args.drain;
-    while shared.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
+    let all_arrived = || {
+        shared.delivered.load(Ordering::Relaxed) >= expected
+            && other_channels
+                .as_ref()
+                .is_none_or(|load| load.delivered() >= notifications)
+    };
+    while !all_arrived() && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // CPU up to the last delivery (or the end of the drain time).
@@ -338,6 +413,14 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
         clients.abort_all();
     }
     let _ = amqp.close(200, "done".into()).await;
+    let last_receipt = reports.iter().map(|r| r.last_receipt_ns).max().unwrap_or(0);
+    let channel_report = match other_channels {
+        Some(load) => Some(
+            load.finish(notifications, (first_publish_ns, last_receipt))
+                .await,
+        ),
+        None => None,
+    };
 
     // Summary.
     let mut latencies: Vec<u64> = reports
@@ -364,8 +447,8 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
     let first_p50 = median(&mut firsts) as f64 / 1e6;
     let spread_p50 = median(&mut spreads) as f64 / 1e6;
     let duplicates: u64 = reports.iter().map(|r| r.duplicates).sum();
+    let notifications_to_tour_clients: u64 = reports.iter().map(|r| r.notifications).sum();
     let closed: Vec<&str> = reports.iter().filter_map(|r| r.closed.as_deref()).collect();
-    let last_receipt = reports.iter().map(|r| r.last_receipt_ns).max().unwrap_or(0);
     let span_s = last_receipt.saturating_sub(first_publish_ns) as f64 / 1e9;
     let per_second = if span_s > 0.0 {
         delivered as f64 / span_s
@@ -400,6 +483,14 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
     );
     if let Some(reason) = closed.first() {
         println!("  e.g. closed    {reason}");
+    }
+    if notifications_to_tour_clients > 0 {
+        println!(
+            "  NOTE           {notifications_to_tour_clients} notifications reached tour clients"
+        );
+    }
+    if let Some(report) = &channel_report {
+        report.print();
     }
     println!(
         "  latency ms     p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}",
@@ -441,9 +532,14 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
         );
     }
     println!(
-        "  publishing     {:.3} s ({:.0} events/s)",
+        "  publishing     {:.3} s ({:.0} messages/s: {events} events{})",
         publish_time.as_secs_f64(),
-        events as f64 / publish_time.as_secs_f64().max(1e-9)
+        (events + notifications) as f64 / publish_time.as_secs_f64().max(1e-9),
+        if notifications > 0 {
+            format!(" and {notifications} notifications")
+        } else {
+            String::new()
+        }
     );
     println!(
         "  throughput     {per_second:.0} deliveries/s (first publish → last receipt {span_s:.3} s)"
@@ -479,6 +575,8 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
                 "maxms": p.percentile(100.0),
             })).collect::<Vec<_>>(),
             "fanoutSpreadP50ms": spread_p50,
+            "notificationsToTourClients": notifications_to_tour_clients,
+            "channels": channel_report.as_ref().map(|r| r.json()),
         });
         println!("{summary}");
     }
@@ -755,6 +853,9 @@ async fn receive(mut ws: Ws, shared: &Shared, stop: &CancellationToken) -> Clien
         match frame {
             Some(Ok(Message::Text(text))) => {
                 let Some(index) = shared.event_index(&text) else {
+                    if text.contains(r#""type":"notification""#) {
+                        report.notifications += 1;
+                    }
                     continue;
                 };
                 let Some(published) = shared.published_ns.get(index) else {

@@ -6,7 +6,9 @@
 //!   (`VmRSS` from `/proc/<pid>/status`, median of several samples).
 //! - `loadgen latency`: N clients subscribed to `*`; publishes availability
 //!   events to RabbitMQ at a fixed rate (or as one burst) and measures
-//!   publish → client receipt latency for every (client, event).
+//!   publish → client receipt latency for every (client, event). With
+//!   `--jwt-secret`, it can add notification subscribers and a stats
+//!   admin (`loadgen/channels.rs`) to measure what they cost the tours.
 //! - `loadgen bare`: a bare accept loop (plain TCP, or tungstenite with the
 //!   gateway's buffer sizes) to compare per-connection costs against; with
 //!   `--mode fanout`, the least a push server can do per delivery (forward
@@ -23,10 +25,12 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
 mod bare;
+mod channels;
 mod idle;
 mod latency;
 mod shared;
 mod soak;
+mod tokens;
 
 use bare::BareArgs;
 use idle::IdleArgs;

@@ -68,17 +68,19 @@ pub(crate) fn client_config() -> WebSocketConfig {
 pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 pub(crate) async fn connect_ws(target: &Target) -> Result<Ws> {
+    connect_ws_url(target, &target.url).await
+}
+
+/// Connects to `target`'s address with another URL of it (e.g. with a
+/// token in the query).
+pub(crate) async fn connect_ws_url(target: &Target, url: &str) -> Result<Ws> {
     let stream = TcpStream::connect(target.addr)
         .await
         .context("TCP connect")?;
     stream.set_nodelay(true).context("TCP_NODELAY")?;
-    let (ws, _) = tokio_tungstenite::client_async_with_config(
-        target.url.as_str(),
-        stream,
-        Some(client_config()),
-    )
-    .await
-    .context("WebSocket handshake")?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(client_config()))
+        .await
+        .context("WebSocket handshake")?;
     Ok(ws)
 }
 
