@@ -172,6 +172,7 @@ fn engine_apply(c: &mut Criterion) {
             max_log_scan: 100_000,
             notification_history: 10_000,
             snapshot_frame_bytes: tourcast::protocol::snapshot::DEFAULT_MAX_FRAME_BYTES,
+            max_tours: usize::MAX,
         });
         let (clients, mut receivers) = clients(n);
         let subs = Subscriptions::default();

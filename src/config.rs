@@ -180,6 +180,12 @@ pub struct GatewayConfig {
     #[arg(long, env = "NOTIFICATION_HISTORY", default_value_t = 10_000)]
     pub notification_history: usize,
 
+    /// Most tours held. With `HISTORY_SIZE` it bounds the state's memory;
+    /// an event that would add one more tour is refused, logged once and
+    /// counted (`tourcast_events_total{outcome="over_capacity"}`).
+    #[arg(long, env = "MAX_TOURS", default_value_t = 1_000_000)]
+    pub max_tours: usize,
+
     /// Largest snapshot frame: a larger snapshot (a `"*"` of a big
     /// catalog) comes as numbered parts of at most this size.
     #[arg(long, env = "SNAPSHOT_FRAME_BYTES", default_value_t = crate::protocol::snapshot::DEFAULT_MAX_FRAME_BYTES, value_parser = parse_frame_bytes)]

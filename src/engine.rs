@@ -49,6 +49,8 @@ pub enum ApplyOutcome {
     Duplicate,
     /// Older than the tour's state: dropped.
     Stale,
+    /// A new tour beyond `MAX_TOURS`: refused.
+    OverCapacity,
 }
 
 /// The durable, ordered log the engine's events come from, read back for
@@ -116,6 +118,8 @@ pub struct EngineStats {
     pub duplicates: AtomicU64,
     /// Events dropped as stale.
     pub stale: AtomicU64,
+    /// Events refused because they would add a tour beyond `MAX_TOURS`.
+    pub over_capacity: AtomicU64,
 }
 
 /// Settings of the engine.
@@ -140,6 +144,8 @@ pub struct EngineConfig {
     /// Largest snapshot frame; larger snapshots come in parts
     /// (`SNAPSHOT_FRAME_BYTES`).
     pub snapshot_frame_bytes: usize,
+    /// Most tours held (`MAX_TOURS`): with `history_len`, what bounds memory.
+    pub max_tours: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -169,6 +175,7 @@ pub struct Engine {
     max_subscriptions: usize,
     max_log_scan: u64,
     snapshot_frame_bytes: usize,
+    max_tours: usize,
     log: OnceLock<Arc<dyn EventLog>>,
 }
 
@@ -176,12 +183,15 @@ impl Engine {
     /// A fresh engine with an empty book.
     pub fn new(config: EngineConfig) -> Self {
         Engine {
-            book: Mutex::new(Book::with_inbox(
-                config.epoch.clone(),
-                config.history_len,
-                config.dedupe_window,
-                config.notification_history,
-            )),
+            book: Mutex::new(
+                Book::with_inbox(
+                    config.epoch.clone(),
+                    config.history_len,
+                    config.dedupe_window,
+                    config.notification_history,
+                )
+                .with_tour_limit(config.max_tours),
+            ),
             limits: BookLimits {
                 history_len: config.history_len,
                 dedupe_window: config.dedupe_window,
@@ -194,6 +204,7 @@ impl Engine {
             max_subscriptions: config.max_subscriptions,
             max_log_scan: config.max_log_scan,
             snapshot_frame_bytes: config.snapshot_frame_bytes,
+            max_tours: config.max_tours,
             log: OnceLock::new(),
         }
     }
@@ -288,7 +299,8 @@ impl Engine {
             limits.history_len,
             limits.dedupe_window,
             limits.notification_history,
-        )?;
+        )?
+        .with_tour_limit(self.max_tours);
         let position = book.last_position();
         *self.book.lock() = book;
         Ok(position)
@@ -304,7 +316,8 @@ impl Engine {
             limits.history_len,
             limits.dedupe_window,
             limits.notification_history,
-        );
+        )
+        .with_tour_limit(self.max_tours);
     }
 
     /// Seeds tours the book does not know yet as base state (from a catalog
@@ -343,6 +356,15 @@ impl Engine {
             Applied::Stale => {
                 self.stats.stale.fetch_add(1, Ordering::Relaxed);
                 ApplyOutcome::Stale
+            }
+            Applied::OverCapacity => {
+                if self.stats.over_capacity.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        max_tours = self.max_tours,
+                        "an event would add a tour beyond MAX_TOURS; refusing new tours (counted in tourcast_events_total{{outcome=\"over_capacity\"}})"
+                    );
+                }
+                ApplyOutcome::OverCapacity
             }
         }
     }

@@ -93,6 +93,7 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         max_log_scan: config.recovery_max_scan,
         notification_history: config.notification_history,
         snapshot_frame_bytes: config.snapshot_frame_bytes,
+        max_tours: config.max_tours,
     }));
     let shutdown = CancellationToken::new();
     let status = SourceStatus::new(if config.demo { "demo" } else { "rabbitmq" });

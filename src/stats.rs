@@ -352,6 +352,7 @@ mod tests {
             max_log_scan: 16,
             notification_history: 16,
             snapshot_frame_bytes: crate::protocol::snapshot::DEFAULT_MAX_FRAME_BYTES,
+            max_tours: usize::MAX,
         }));
         StatsBoard::new(
             id.into(),

@@ -54,6 +54,7 @@ fn publish_counts(state: &AppState) {
         ("applied", &engine.applied),
         ("duplicate", &engine.duplicates),
         ("stale", &engine.stale),
+        ("over_capacity", &engine.over_capacity),
     ] {
         let count = count.load(Relaxed);
         if count > 0 {

@@ -54,6 +54,9 @@ pub enum Applied {
     /// greater than the tour's, or its log position is behind the book's.
     /// Applying it would roll the state back.
     Stale,
+    /// A new tour while the book holds `max_tours` already: refused, so
+    /// that memory stays bounded (`MAX_TOURS`) whatever a publisher sends.
+    OverCapacity,
 }
 
 /// Which events a snapshot or a recovery covers: a channel's.
@@ -145,6 +148,8 @@ pub struct Book {
     /// The first log position the book applied: memory knows nothing
     /// before it (retention, or `replay-from` past the start).
     first_position: Option<u64>,
+    /// Most tours held (`MAX_TOURS`).
+    max_tours: usize,
 }
 
 impl Book {
@@ -178,7 +183,19 @@ impl Book {
             skipped_len: dedupe_window.max(1),
             skipped_forgotten: 0,
             first_position: None,
+            max_tours: usize::MAX,
         }
+    }
+
+    /// Caps the tours held: events creating one more are refused.
+    pub fn limit_tours(&mut self, max_tours: usize) {
+        self.max_tours = max_tours.max(1);
+    }
+
+    /// [`Book::limit_tours`], by value.
+    pub fn with_tour_limit(mut self, max_tours: usize) -> Self {
+        self.limit_tours(max_tours);
+        self
     }
 
     /// The epoch `seq` numbers count in.
@@ -236,6 +253,13 @@ impl Book {
         {
             self.skip(event.position());
             return Applied::Stale;
+        }
+        if let SourceEvent::Availability(change) = &event
+            && self.tours.len() >= self.max_tours
+            && !self.tours.contains_key(&change.tour_id)
+        {
+            self.skip(event.position());
+            return Applied::OverCapacity;
         }
         if let Some(id) = event.event_id() {
             self.applied_ids.insert(id.to_owned());
@@ -300,7 +324,7 @@ impl Book {
     /// tour; it carries no event, no history, and `seq` 0 ("before the
     /// log"). Returns whether it was added.
     pub fn seed(&mut self, state: TourState) -> bool {
-        if self.tours.contains_key(&state.tour_id) {
+        if self.tours.contains_key(&state.tour_id) || self.tours.len() >= self.max_tours {
             return false;
         }
         let state = TourState { seq: 0, ..state };
@@ -560,6 +584,27 @@ mod tests {
         assert!(matches!(book.apply(versioned(1, 5)), Applied::Stale));
         assert_eq!(seq_of(book.apply(versioned(8, 6))), 3);
         assert_eq!(book.tour("a").unwrap().available_seats, 8);
+    }
+
+    #[test]
+    fn past_max_tours_a_new_tour_is_refused_and_known_ones_go_on() {
+        let mut book = Book::new("stream", 8, 100);
+        book.limit_tours(2);
+        let now = Utc::now();
+        for (position, tour) in [(1, "a"), (2, "b")] {
+            let mut e = event(tour, 5, now);
+            e.position = Some(position);
+            book.apply(e);
+        }
+        let mut third = event("c", 5, now);
+        third.position = Some(3);
+        assert!(matches!(book.apply(third.clone()), Applied::OverCapacity));
+        // Its position is skipped like a duplicate's, on a read-back too.
+        assert!(book.logged_message(&third.into(), 3).is_none());
+        let mut known = event("a", 4, now);
+        known.position = Some(4);
+        assert_eq!(seq_of(book.apply(known)), 4);
+        assert_eq!(book.len(), 2);
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub fn test_engine_config() -> EngineConfig {
         max_log_scan: 100_000,
         notification_history: 1000,
         snapshot_frame_bytes: tourcast::protocol::snapshot::DEFAULT_MAX_FRAME_BYTES,
+        max_tours: usize::MAX,
     }
 }
 
