@@ -249,6 +249,20 @@ impl Hub {
         }
     }
 
+    /// Whether [`Hub::publish`] to `channel` would reach anyone now: a
+    /// member of it, or (for a tour) a connection that receives every
+    /// tour. Subscriptions change under the engine's lock, as publishing
+    /// does; a new connection that opens in between simply came after the
+    /// event, as it could have a moment later anyway.
+    pub fn has_recipients(&self, channel: &Target) -> bool {
+        let members = self
+            .shard(channel)
+            .read()
+            .get(channel)
+            .is_some_and(|members| !members.is_empty());
+        members || (matches!(channel, Target::Tour(_)) && !self.everyone.read().is_empty())
+    }
+
     /// Delivers a message of `channel` to everyone who should get it: its
     /// members, and for a tour also every `"*"` subscriber. Returns how
     /// many clients it was queued for.

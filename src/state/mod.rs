@@ -14,9 +14,11 @@
 
 mod checkpoint;
 mod inbox;
+mod logged;
 mod recent_ids;
 
 pub use checkpoint::{CheckpointLimits, RestoreError};
+pub use logged::Logged;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -38,15 +40,15 @@ use recent_ids::RecentIds;
 /// What became of an event offered to the book.
 #[derive(Debug, Clone)]
 pub enum Applied {
-    /// Applied to the state; `message` is the encoded event to fan out
-    /// to `channel`.
+    /// Applied to the state; `message` is the event to fan out to
+    /// `channel`, encoded once per encoding when someone receives it.
     Fresh {
         /// The event's sequence number.
         seq: u64,
         /// The channel it belongs to (a tour, a user).
         channel: Target,
-        /// The event, encoded once per encoding.
-        message: Arc<Encoded>,
+        /// The event, as its history keeps it.
+        message: Arc<Logged>,
     },
     /// Its `eventId` was applied before (a redelivery).
     Duplicate,
@@ -116,8 +118,8 @@ struct TourEntry {
     /// Timestamps are never compared: they come from publishers' clocks,
     /// and the stream's order is the order.
     version: Option<u64>,
-    /// The last events of this tour, oldest first, already encoded.
-    history: VecDeque<(u64, Arc<Encoded>)>,
+    /// The last events of this tour, oldest first, encoded on first use.
+    history: VecDeque<(u64, Arc<Logged>)>,
     /// `seq` of the newest event dropped from `history` (0: none dropped).
     evicted_through: u64,
 }
@@ -208,8 +210,8 @@ impl Book {
         self.tours.is_empty()
     }
 
-    /// Applies an event: numbers it, folds it into its channel's state and
-    /// history, and encodes it once.
+    /// Applies an event: numbers it, and folds it into its channel's state
+    /// and history (encoded later, once, if anyone needs it).
     pub fn apply(&mut self, event: impl Into<SourceEvent>) -> Applied {
         let event = event.into();
         let seq = match event.position() {
@@ -249,7 +251,7 @@ impl Book {
                 Applied::Fresh {
                     seq,
                     channel: Target::User(notice.user_id),
-                    message,
+                    message: Arc::new(Logged::encoded(message)),
                 }
             }
         }
@@ -282,7 +284,9 @@ impl Book {
             entry.version = event.version;
         }
 
-        let message = Arc::new(Encoded::new(&event_message(&event, state)));
+        // Not encoded yet: during a replay nobody receives it, and most
+        // history entries roll out before anyone asks for them.
+        let message = Arc::new(Logged::pending(event_message(&event, state)));
         entry.history.push_back((seq, Arc::clone(&message)));
         if entry.history.len() > self.history_len
             && let Some((evicted, _)) = entry.history.pop_front()
@@ -418,7 +422,7 @@ impl Book {
                     .history
                     .iter()
                     .filter(|(seq, _)| *seq > since_seq)
-                    .map(|(seq, m)| (*seq, Arc::clone(m))),
+                    .map(|(seq, m)| (*seq, m.get())),
             );
         }
         missed.sort_by_key(|(seq, _)| *seq);
@@ -679,6 +683,7 @@ mod tests {
                 message,
             } => {
                 assert_eq!((seq, channel), (2, Target::User("alice".into())));
+                let message = message.get();
                 let json = message.json.as_str();
                 assert!(json.contains(r#""kind":"booking.confirmed""#), "{json}");
                 assert!(json.contains(r#""notificationId":"evt_b1""#), "{json}");
