@@ -12,12 +12,12 @@
 //! the notification inbox are kept whole: without them a replay after
 //! the checkpoint would apply what the writer dropped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::inbox::Inbox;
 use super::recent_ids::RecentIds;
-use super::{Book, Logged, TourEntry};
+use super::{Book, Logged, TourEntry, Tours};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::{Encoded, decode_server_proto};
 use crate::protocol::v1::{Checkpoint, CheckpointMessage, CheckpointNotification, CheckpointTour};
@@ -134,7 +134,7 @@ impl Book {
         let mut book = Book::with_inbox(epoch, history_len, dedupe_window, notification_history);
         book.last_seq = checkpoint.last_seq;
         book.first_position = (checkpoint.first_position > 0).then_some(checkpoint.first_position);
-        let mut tours = HashMap::with_capacity(checkpoint.tours.len());
+        let mut tours = Tours::with_capacity_and_hasher(checkpoint.tours.len(), Default::default());
         for tour in checkpoint.tours {
             let Some(state) = tour.state else {
                 return inconsistent("a tour without state".into());
@@ -172,7 +172,7 @@ impl Book {
         book.tours = tours;
         let mut ids = RecentIds::new(dedupe_window);
         for id in checkpoint.applied_ids {
-            ids.insert(id);
+            ids.insert(&id);
         }
         book.applied_ids = ids;
         if checkpoint.skipped.windows(2).any(|w| w[0] >= w[1])

@@ -82,7 +82,7 @@ impl Scope<'_> {
         }
     }
 
-    fn entries<'b>(&self, tours: &'b HashMap<String, TourEntry>) -> Vec<&'b TourEntry> {
+    fn entries<'b>(&self, tours: &'b Tours) -> Vec<&'b TourEntry> {
         match self {
             Scope::User(_) => Vec::new(),
             Scope::Tour(id) => tours.get(*id).into_iter().collect(),
@@ -112,6 +112,11 @@ pub enum Recovery {
     Snapshot,
 }
 
+/// Every tour by id. aHash (seeded per process) rather than SipHash: each
+/// applied event looks its tour up, and SipHash was a visible share of a
+/// replay.
+type Tours = HashMap<String, TourEntry, ahash::RandomState>;
+
 struct TourEntry {
     state: TourState,
     /// The publisher-supplied version of the last event that carried one.
@@ -127,7 +132,7 @@ struct TourEntry {
 /// The stream folded: every tour's state, every channel's history.
 pub struct Book {
     epoch: String,
-    tours: HashMap<String, TourEntry>,
+    tours: Tours,
     /// Users' recent notifications.
     inbox: Inbox,
     applied_ids: RecentIds,
@@ -170,7 +175,7 @@ impl Book {
     ) -> Self {
         Book {
             epoch: epoch.into(),
-            tours: HashMap::new(),
+            tours: Tours::default(),
             inbox: Inbox::new(notification_history),
             applied_ids: RecentIds::new(dedupe_window),
             history_len: history_len.max(1),
@@ -240,7 +245,7 @@ impl Book {
             return Applied::Stale;
         }
         if let Some(id) = event.event_id() {
-            self.applied_ids.insert(id.to_owned());
+            self.applied_ids.insert(id);
         }
         self.last_seq = seq;
         match event {
@@ -258,18 +263,26 @@ impl Book {
     }
 
     fn apply_availability(&mut self, seq: u64, event: AvailabilityChange) -> Applied {
-        let entry = self
-            .tours
-            .entry(event.tour_id.clone())
-            .or_insert_with(|| TourEntry {
-                state: TourState {
-                    tour_id: event.tour_id.clone(),
-                    ..TourState::default()
+        // Looked up before inserting: `entry` would copy the id for every
+        // event of a known tour.
+        if !self.tours.contains_key(&event.tour_id) {
+            self.tours.insert(
+                event.tour_id.clone(),
+                TourEntry {
+                    state: TourState {
+                        tour_id: event.tour_id.clone(),
+                        ..TourState::default()
+                    },
+                    version: None,
+                    history: VecDeque::new(),
+                    evicted_through: 0,
                 },
-                version: None,
-                history: VecDeque::new(),
-                evicted_through: 0,
-            });
+            );
+        }
+        let Some(entry) = self.tours.get_mut(&event.tour_id) else {
+            // Inserted just above.
+            return Applied::Stale;
+        };
         let state = &mut entry.state;
         if event.tour_name.is_some() {
             state.tour_name.clone_from(&event.tour_name);

@@ -455,6 +455,11 @@ struct Start {
     /// `replayed` over (ready − first delivery seen).
     replay_per_s: Option<f64>,
     rss_mib: Option<f64>,
+    /// CPU seconds (user + system) the gateway used from start to ready.
+    gateway_cpu_s: Option<f64>,
+    /// CPU seconds the broker (`beam.smp`) used meanwhile, all its work
+    /// included (other users of a shared broker too).
+    broker_cpu_s: Option<f64>,
     snapshot: Option<SnapshotTiming>,
 }
 
@@ -507,8 +512,15 @@ async fn one_round(
         "--checkpoint-interval".into(),
     ]);
     full_args.push(if args.no_checkpoint { "0s" } else { "2s" }.into());
+    let broker = broker_pid();
+    let broker_before = broker.and_then(cpu_seconds);
     let mut process = Process::start(gateway, port, &full_args, log("full"))?;
     let (ready, first) = process.wait_ready(http, args.ready_timeout).await?;
+    let gateway_cpu = cpu_seconds(process.pid);
+    let broker_cpu = broker
+        .and_then(cpu_seconds)
+        .zip(broker_before)
+        .map(|(after, before)| after - before);
     let rss = process.rss_mib();
     let replayed = process
         .metrics(http)
@@ -529,14 +541,18 @@ async fn one_round(
         replayed,
         replay_per_s: first.map(|first| replayed / (ready - first).as_secs_f64().max(1e-3)),
         rss_mib: rss,
+        gateway_cpu_s: gateway_cpu,
+        broker_cpu_s: broker_cpu,
         snapshot: Some(snapshot),
     };
     eprintln!(
-        "replay: {} round {round} full: ready {:.2}s, {replayed} replayed at {:.0}/s, RSS {:.0} MiB, \
-         * snapshot {:.0} ms {} B in {} frames",
+        "replay: {} round {round} full: ready {:.2}s, {replayed} replayed at {:.0}/s, CPU gateway {:.2}s \
+         broker {:.2}s, RSS {:.0} MiB, * snapshot {:.0} ms {} B in {} frames",
         gateway.label,
         full.ready_s,
         full.replay_per_s.unwrap_or(0.0),
+        full.gateway_cpu_s.unwrap_or(0.0),
+        full.broker_cpu_s.unwrap_or(0.0),
         full.rss_mib.unwrap_or(0.0),
         snapshot.ms,
         snapshot.bytes,
@@ -551,6 +567,7 @@ async fn one_round(
         cp_args.extend(["--checkpoint-interval".into(), "0s".into()]);
         let mut process = Process::start(gateway, port, &cp_args, log("checkpoint"))?;
         let (ready, first) = process.wait_ready(http, args.ready_timeout).await?;
+        let gateway_cpu = cpu_seconds(process.pid);
         let rss = process.rss_mib();
         let metrics = process.metrics(http).await;
         let loaded = metrics
@@ -571,6 +588,8 @@ async fn one_round(
             replayed,
             replay_per_s: first.map(|first| replayed / (ready - first).as_secs_f64().max(1e-3)),
             rss_mib: rss,
+            gateway_cpu_s: gateway_cpu,
+            broker_cpu_s: None,
             snapshot: Some(snapshot),
         };
         eprintln!(
@@ -663,6 +682,8 @@ pub(crate) async fn replay(args: ReplayArgs) -> Result<()> {
                 "readyFullS": med(mine.iter().map(|r| r.full.ready_s).collect()),
                 "replayPerS": med(mine.iter().filter_map(|r| r.full.replay_per_s).collect()),
                 "rssFullMiB": med(mine.iter().filter_map(|r| r.full.rss_mib).collect()),
+                "gatewayCpuFullS": med(mine.iter().filter_map(|r| r.full.gateway_cpu_s).collect()),
+                "brokerCpuFullS": med(mine.iter().filter_map(|r| r.full.broker_cpu_s).collect()),
                 "readyCheckpointS": med(mine.iter().filter_map(|r| r.checkpoint.as_ref().map(|c| c.ready_s)).collect()),
                 "rssCheckpointMiB": med(mine.iter().filter_map(|r| r.checkpoint.as_ref().and_then(|c| c.rss_mib)).collect()),
                 "snapshotMs": med(mine.iter().filter_map(|r| r.full.snapshot.map(|s| s.ms)).collect()),
@@ -678,7 +699,7 @@ pub(crate) async fn replay(args: ReplayArgs) -> Result<()> {
     for s in &summary {
         let rate = s["replayPerS"].as_f64().unwrap_or(0.0);
         eprintln!(
-            "replay: {:<12} ready full {:>7.2}s  cp {:>6}s  replay {:>9.0}/s ({:.1}x)  RSS {:>5.0} MiB  * {:>6.0} ms {} B",
+            "replay: {:<12} ready full {:>7.2}s  cp {:>6}s  replay {:>9.0}/s ({:.1}x)  CPU gw {:.2}s broker {:.2}s  RSS {:>5.0} MiB  * {:>6.0} ms {} B",
             s["gateway"].as_str().unwrap_or("?"),
             s["readyFullS"].as_f64().unwrap_or(0.0),
             s["readyCheckpointS"]
@@ -690,6 +711,8 @@ pub(crate) async fn replay(args: ReplayArgs) -> Result<()> {
             } else {
                 0.0
             },
+            s["gatewayCpuFullS"].as_f64().unwrap_or(0.0),
+            s["brokerCpuFullS"].as_f64().unwrap_or(0.0),
             s["rssFullMiB"].as_f64().unwrap_or(0.0),
             s["snapshotMs"].as_f64().unwrap_or(0.0),
             s["snapshotBytes"].as_u64().unwrap_or(0),
@@ -707,6 +730,31 @@ pub(crate) async fn replay(args: ReplayArgs) -> Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// User + system CPU seconds of a process (`/proc/<pid>/stat`).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are
+    // the 14th and 15th fields overall.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks / hz.max(1) as f64)
+}
+
+/// The local broker's Erlang VM, when it runs on this machine.
+fn broker_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == "beam.smp").then_some(pid)
+        })
 }
 
 fn median_f64(mut values: Vec<f64>) -> Option<f64> {
