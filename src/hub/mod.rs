@@ -383,6 +383,26 @@ mod tests {
     }
 
     #[test]
+    fn has_recipients_agrees_with_publish() {
+        let hub = Hub::new();
+        let paris = Target::Tour("paris".into());
+        let alice = Target::User("alice".into());
+        assert!(!hub.has_recipients(&paris));
+        let (a, _a_rx) = client(1, 4);
+        hub.add(&paris, &a);
+        assert!(hub.has_recipients(&paris));
+        assert!(!hub.has_recipients(&Target::Tour("rome".into())));
+        hub.remove(&paris, 1);
+        assert!(!hub.has_recipients(&paris));
+        // A `*` member receives every tour, not a user's channel.
+        let (b, _b_rx) = client(2, 4);
+        hub.add(&Target::All, &b);
+        assert!(hub.has_recipients(&Target::Tour("rome".into())));
+        assert!(!hub.has_recipients(&alice));
+        assert_eq!(hub.publish(&alice, &event()), 0);
+    }
+
+    #[test]
     fn a_full_queue_kicks_the_client_without_blocking_others() {
         let hub = Hub::new();
         let (slow, _slow_rx) = client(1, 1);

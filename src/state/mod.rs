@@ -544,6 +544,23 @@ mod tests {
     }
 
     #[test]
+    fn history_is_encoded_only_when_someone_needs_it() {
+        let mut book = Book::new("e1", 8, 100);
+        let Applied::Fresh { message, .. } = book.apply(event("a", 10, Utc::now())) else {
+            panic!("expected a fresh event");
+        };
+        // Applied with nobody to send it to: nothing encoded yet.
+        assert!(!message.is_encoded());
+        // A recovery encodes it, once, and shares those bytes from then on.
+        let Recovery::Replay(missed) = book.recover(Scope::Tour("a"), "e1", 0) else {
+            panic!("expected a replay");
+        };
+        assert!(message.is_encoded());
+        assert!(Arc::ptr_eq(&missed[0], &message.get()));
+        assert!(missed[0].json.as_str().contains(r#""seq":1"#));
+    }
+
+    #[test]
     fn timestamps_never_make_an_event_stale() {
         // updated (8) → low (3, receipt time) → updated (7) from a publisher
         // whose clock runs ten minutes behind: all three apply, in order.
