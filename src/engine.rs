@@ -343,7 +343,13 @@ impl Engine {
                 channel,
                 message,
             } => {
-                let recipients = self.hub.publish(&channel, &message);
+                // Nobody to send it to (a replay, a quiet tour): it stays
+                // unencoded until a recovery or a later fan-out asks.
+                let recipients = if self.hub.has_recipients(&channel) {
+                    self.hub.publish(&channel, &message.get())
+                } else {
+                    0
+                };
                 drop(book);
                 metrics::histogram!(FANOUT_SECONDS).record(started.elapsed().as_secs_f64());
                 self.stats.applied.fetch_add(1, Ordering::Relaxed);

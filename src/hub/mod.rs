@@ -249,6 +249,20 @@ impl Hub {
         }
     }
 
+    /// Whether [`Hub::publish`] to `channel` would reach anyone now: a
+    /// member of it, or (for a tour) a connection that receives every
+    /// tour. Subscriptions change under the engine's lock, as publishing
+    /// does; a new connection that opens in between simply came after the
+    /// event, as it could have a moment later anyway.
+    pub fn has_recipients(&self, channel: &Target) -> bool {
+        let members = self
+            .shard(channel)
+            .read()
+            .get(channel)
+            .is_some_and(|members| !members.is_empty());
+        members || (matches!(channel, Target::Tour(_)) && !self.everyone.read().is_empty())
+    }
+
     /// Delivers a message of `channel` to everyone who should get it: its
     /// members, and for a tour also every `"*"` subscriber. Returns how
     /// many clients it was queued for.
@@ -366,6 +380,26 @@ mod tests {
         assert!(a_rx.try_recv().is_ok());
         assert!(b_rx.try_recv().is_ok());
         assert!(c_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn has_recipients_agrees_with_publish() {
+        let hub = Hub::new();
+        let paris = Target::Tour("paris".into());
+        let alice = Target::User("alice".into());
+        assert!(!hub.has_recipients(&paris));
+        let (a, _a_rx) = client(1, 4);
+        hub.add(&paris, &a);
+        assert!(hub.has_recipients(&paris));
+        assert!(!hub.has_recipients(&Target::Tour("rome".into())));
+        hub.remove(&paris, 1);
+        assert!(!hub.has_recipients(&paris));
+        // A `*` member receives every tour, not a user's channel.
+        let (b, _b_rx) = client(2, 4);
+        hub.add(&Target::All, &b);
+        assert!(hub.has_recipients(&Target::Tour("rome".into())));
+        assert!(!hub.has_recipients(&alice));
+        assert_eq!(hub.publish(&alice, &event()), 0);
     }
 
     #[test]

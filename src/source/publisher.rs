@@ -197,6 +197,19 @@ impl PublisherDecoder {
             })?;
             return into_availability(event, message, received_at);
         }
+        if let Some(event) = fast_availability(message) {
+            return into_availability(event, message, received_at);
+        }
+        self.decode_json_in_full(message, received_at)
+    }
+
+    /// The JSON path that decides every payload: parsed, checked against
+    /// the schema (which words the refusals), then typed.
+    fn decode_json_in_full(
+        &self,
+        message: Incoming<'_>,
+        received_at: DateTime<Utc>,
+    ) -> Result<SourceEvent, PoisonError> {
         let value =
             decode::parse_object(message.payload).map_err(|r| PoisonError::new(None, r.into()))?;
         // The payload's `eventType` is the more specific statement; the
@@ -210,6 +223,36 @@ impl PublisherDecoder {
             into_availability(event, message, received_at)
         }
     }
+}
+
+/// The common case, decided quickly: a JSON availability event that the
+/// schema accepts, typed by serde straight from the bytes and checked by the
+/// generated [`Validate`](crate::protocol::validate::Validate) impl (the same
+/// rules as the schema). Building a `serde_json::Value` and walking the
+/// schema over it was most of a replayed event's decoding.
+///
+/// `None` hands the payload to the full path, which decides it and words
+/// any refusal; so this only ever accepts, and only what the full path
+/// accepts the same way. Where typed serde is more lenient than the
+/// schema it is not used: a `null` (serde reads it as an absent optional
+/// field, the schema refuses it) or a non-object (serde reads an array as
+/// a struct). Duplicate keys, wrong types and missing fields make serde
+/// fail, and go the full way.
+fn fast_availability(message: Incoming<'_>) -> Option<AvailabilityEvent> {
+    let payload = message.payload;
+    if payload.trim_ascii_start().first() != Some(&b'{')
+        || payload.windows(4).any(|window| window == b"null")
+    {
+        return None;
+    }
+    let event: AvailabilityEvent = serde_json::from_slice(payload).ok()?;
+    let kind_name = event.event_type.as_deref().unwrap_or(message.routing_key);
+    if is_notification(kind_name) {
+        return None;
+    }
+    use crate::protocol::validate::Validate as _;
+    event.validate("").ok()?;
+    Some(event)
 }
 
 /// Whether a routing key or `eventType` names a notification
@@ -578,6 +621,67 @@ mod tests {
             .map(availability)
             .expect("valid event");
         assert_eq!(event.kind, EventKind::Low);
+    }
+
+    /// The fast path decides exactly as the full path, on payloads at
+    /// the edges of what it takes: the same event, or the same refusal in
+    /// the same words.
+    #[test]
+    fn the_fast_path_decides_as_the_full_path() {
+        let decoder = decoder();
+        let payloads = [
+            r#"{"eventId":"e1","tourId":"tour_paris","tourName":"Paris","availableSeats":8,"maxGroupSize":20,"timestamp":"2025-01-08T10:30:00.000Z"}"#,
+            r#"  {"tourId":"t","availableSeats":0}"#,
+            r#"{"tourId":"t","availableSeats":8,"extra":{"nested":[1,2,{"x":true}]}}"#,
+            r#"{"tourId":"t","availableSeats":8,"eventId":null}"#,
+            r#"{"tourId":"t","availableSeats":8,"tourName":"nullarbor"}"#,
+            r#"{"tourId":"t","availableSeats":8,"tourId":"u"}"#,
+            r#"{"tourId":"t","availableSeats":8.0}"#,
+            r#"{"tourId":"t","availableSeats":"8"}"#,
+            r#"{"tourId":"t","availableSeats":-1}"#,
+            r#"{"tourId":"t","availableSeats":1000001}"#,
+            r#"{"tourId":"t","availableSeats":4294967296}"#,
+            r#"{"tourId":"bad id","availableSeats":1}"#,
+            r#"{"tourId":"","availableSeats":1}"#,
+            r#"{"availableSeats":1}"#,
+            r#"{"tourId":"t"}"#,
+            r#"{"tourId":"t","availableSeats":1,"eventId":""}"#,
+            r#"{"tourId":"t","availableSeats":1,"timestamp":"yesterday"}"#,
+            r#"{"tourId":"t","availableSeats":1,"eventType":"tour.availability.low","threshold":3}"#,
+            r#"{"tourId":"t","availableSeats":1,"eventType":"tour.availability.gone"}"#,
+            r#"{"tourId":"t","availableSeats":1,"eventType":"notification.booking.confirmed"}"#,
+            r#"{"tourId":"t","availableSeats":1,"version":18446744073709551615}"#,
+            r#"{"tourId":"t","availableSeats":1,"tourName":"é"}"#,
+            r#"["t",1]"#,
+            r#"{"tourId":"t","availableSeats":1} trailing"#,
+            r#"not json"#,
+        ];
+        let long_name = format!(
+            r#"{{"tourId":"t","availableSeats":1,"tourName":"{}"}}"#,
+            "é".repeat(257)
+        );
+        for payload in payloads.iter().copied().chain([long_name.as_str()]) {
+            for routing_key in [
+                "tour.availability.updated",
+                "tour.availability.low",
+                "other",
+            ] {
+                let message = json(routing_key, payload);
+                let full = decoder.decode_json_in_full(message, now());
+                assert_eq!(
+                    decoder.decode(message, now()),
+                    full,
+                    "{routing_key} {payload}"
+                );
+                if fast_availability(message).is_some() {
+                    // What it takes, the schema takes.
+                    let value = decode::parse_object(payload.as_bytes()).expect("an object");
+                    assert!(decoder.rules.check_json(&value).is_ok(), "{payload}");
+                }
+            }
+        }
+        // The common shape does take the fast path.
+        assert!(fast_availability(json("tour.availability.updated", payloads[0])).is_some());
     }
 
     fn poison(routing_key: &str, payload: &str) -> PoisonError {

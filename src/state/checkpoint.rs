@@ -12,12 +12,13 @@
 //! the notification inbox are kept whole: without them a replay after
 //! the checkpoint would apply what the writer dropped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::inbox::Inbox;
 use super::recent_ids::RecentIds;
-use super::{Book, TourEntry};
+use super::{Book, Logged, TourEntry, Tours};
+use crate::protocol::ServerMessage;
 use crate::protocol::codec::{Encoded, decode_server_proto};
 use crate::protocol::v1::{Checkpoint, CheckpointMessage, CheckpointNotification, CheckpointTour};
 
@@ -73,7 +74,10 @@ impl Book {
                         .history
                         .iter()
                         .skip(dropped)
-                        .map(|(seq, message)| message_of(*seq, message))
+                        .map(|(seq, message)| CheckpointMessage {
+                            seq: *seq,
+                            message: message.proto(),
+                        })
                         .collect(),
                 }
             })
@@ -130,7 +134,7 @@ impl Book {
         let mut book = Book::with_inbox(epoch, history_len, dedupe_window, notification_history);
         book.last_seq = checkpoint.last_seq;
         book.first_position = (checkpoint.first_position > 0).then_some(checkpoint.first_position);
-        let mut tours = HashMap::with_capacity(checkpoint.tours.len());
+        let mut tours = Tours::with_capacity_and_hasher(checkpoint.tours.len(), Default::default());
         for tour in checkpoint.tours {
             let Some(state) = tour.state else {
                 return inconsistent("a tour without state".into());
@@ -144,7 +148,8 @@ impl Book {
                 if history.back().is_some_and(|(last, _)| *last >= seq) {
                     return inconsistent(format!("tour {} history out of order", state.tour_id));
                 }
-                history.push_back((seq, message));
+                // Encoded again when first needed, like a replayed event.
+                history.push_back((seq, Arc::new(Logged::pending(message))));
             }
             // This instance may keep less history than the writer did.
             let mut evicted_through = tour.evicted_through;
@@ -167,7 +172,7 @@ impl Book {
         book.tours = tours;
         let mut ids = RecentIds::new(dedupe_window);
         for id in checkpoint.applied_ids {
-            ids.insert(id);
+            ids.insert(&id);
         }
         book.applied_ids = ids;
         if checkpoint.skipped.windows(2).any(|w| w[0] >= w[1])
@@ -192,7 +197,7 @@ impl Book {
                 return inconsistent("a notification without a message".into());
             };
             let (seq, message) = restore_message(&message, position)?;
-            if !inbox.push_checked(seq, &kept.user_id, message) {
+            if !inbox.push_checked(seq, &kept.user_id, Arc::new(Encoded::new(&message))) {
                 return inconsistent("notifications out of order".into());
             }
         }
@@ -212,12 +217,12 @@ fn message_of(seq: u64, message: &Encoded) -> CheckpointMessage {
     }
 }
 
-/// A kept message, re-encoded from its protobuf (JSON included: the codec
-/// writes the same JSON from the same message).
+/// A kept message, decoded from its protobuf (to be encoded again, JSON
+/// included: the codec writes the same JSON from the same message).
 fn restore_message(
     kept: &CheckpointMessage,
     position: u64,
-) -> Result<(u64, Arc<Encoded>), RestoreError> {
+) -> Result<(u64, ServerMessage), RestoreError> {
     if kept.seq == 0 || kept.seq > position {
         return Err(RestoreError::Inconsistent(format!(
             "a message at seq {} outside 1..={position}",
@@ -226,7 +231,7 @@ fn restore_message(
     }
     let message = decode_server_proto(&kept.message)
         .map_err(|e| RestoreError::Inconsistent(format!("a message does not decode: {e}")))?;
-    Ok((kept.seq, Arc::new(Encoded::new(&message))))
+    Ok((kept.seq, message))
 }
 
 #[cfg(test)]
@@ -346,7 +351,7 @@ mod tests {
             (63, notice(63, "alice")),
         ] {
             let outcome = |applied: Applied| match applied {
-                Applied::Fresh { seq, message, .. } => format!("{seq} {}", message.json),
+                Applied::Fresh { seq, message, .. } => format!("{seq} {}", message.get().json),
                 other => format!("{other:?}"),
             };
             assert_eq!(

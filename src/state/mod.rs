@@ -14,9 +14,11 @@
 
 mod checkpoint;
 mod inbox;
+mod logged;
 mod recent_ids;
 
 pub use checkpoint::{CheckpointLimits, RestoreError};
+pub use logged::Logged;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -38,15 +40,15 @@ use recent_ids::RecentIds;
 /// What became of an event offered to the book.
 #[derive(Debug, Clone)]
 pub enum Applied {
-    /// Applied to the state; `message` is the encoded event to fan out
-    /// to `channel`.
+    /// Applied to the state; `message` is the event to fan out to
+    /// `channel`, encoded once per encoding when someone receives it.
     Fresh {
         /// The event's sequence number.
         seq: u64,
         /// The channel it belongs to (a tour, a user).
         channel: Target,
-        /// The event, encoded once per encoding.
-        message: Arc<Encoded>,
+        /// The event, as its history keeps it.
+        message: Arc<Logged>,
     },
     /// Its `eventId` was applied before (a redelivery).
     Duplicate,
@@ -83,7 +85,7 @@ impl Scope<'_> {
         }
     }
 
-    fn entries<'b>(&self, tours: &'b HashMap<String, TourEntry>) -> Vec<&'b TourEntry> {
+    fn entries<'b>(&self, tours: &'b Tours) -> Vec<&'b TourEntry> {
         match self {
             Scope::User(_) => Vec::new(),
             Scope::Tour(id) => tours.get(*id).into_iter().collect(),
@@ -113,14 +115,19 @@ pub enum Recovery {
     Snapshot,
 }
 
+/// Every tour by id. aHash (seeded per process) rather than SipHash: each
+/// applied event looks its tour up, and SipHash was a visible share of a
+/// replay.
+type Tours = HashMap<String, TourEntry, ahash::RandomState>;
+
 struct TourEntry {
     state: TourState,
     /// The publisher-supplied version of the last event that carried one.
     /// Timestamps are never compared: they come from publishers' clocks,
     /// and the stream's order is the order.
     version: Option<u64>,
-    /// The last events of this tour, oldest first, already encoded.
-    history: VecDeque<(u64, Arc<Encoded>)>,
+    /// The last events of this tour, oldest first, encoded on first use.
+    history: VecDeque<(u64, Arc<Logged>)>,
     /// `seq` of the newest event dropped from `history` (0: none dropped).
     evicted_through: u64,
 }
@@ -128,7 +135,7 @@ struct TourEntry {
 /// The stream folded: every tour's state, every channel's history.
 pub struct Book {
     epoch: String,
-    tours: HashMap<String, TourEntry>,
+    tours: Tours,
     /// Users' recent notifications.
     inbox: Inbox,
     applied_ids: RecentIds,
@@ -173,7 +180,7 @@ impl Book {
     ) -> Self {
         Book {
             epoch: epoch.into(),
-            tours: HashMap::new(),
+            tours: Tours::default(),
             inbox: Inbox::new(notification_history),
             applied_ids: RecentIds::new(dedupe_window),
             history_len: history_len.max(1),
@@ -225,8 +232,8 @@ impl Book {
         self.tours.is_empty()
     }
 
-    /// Applies an event: numbers it, folds it into its channel's state and
-    /// history, and encodes it once.
+    /// Applies an event: numbers it, and folds it into its channel's state
+    /// and history (encoded later, once, if anyone needs it).
     pub fn apply(&mut self, event: impl Into<SourceEvent>) -> Applied {
         let event = event.into();
         let seq = match event.position() {
@@ -262,7 +269,7 @@ impl Book {
             return Applied::OverCapacity;
         }
         if let Some(id) = event.event_id() {
-            self.applied_ids.insert(id.to_owned());
+            self.applied_ids.insert(id);
         }
         self.last_seq = seq;
         match event {
@@ -273,25 +280,33 @@ impl Book {
                 Applied::Fresh {
                     seq,
                     channel: Target::User(notice.user_id),
-                    message,
+                    message: Arc::new(Logged::encoded(message)),
                 }
             }
         }
     }
 
     fn apply_availability(&mut self, seq: u64, event: AvailabilityChange) -> Applied {
-        let entry = self
-            .tours
-            .entry(event.tour_id.clone())
-            .or_insert_with(|| TourEntry {
-                state: TourState {
-                    tour_id: event.tour_id.clone(),
-                    ..TourState::default()
+        // Looked up before inserting: `entry` would copy the id for every
+        // event of a known tour.
+        if !self.tours.contains_key(&event.tour_id) {
+            self.tours.insert(
+                event.tour_id.clone(),
+                TourEntry {
+                    state: TourState {
+                        tour_id: event.tour_id.clone(),
+                        ..TourState::default()
+                    },
+                    version: None,
+                    history: VecDeque::new(),
+                    evicted_through: 0,
                 },
-                version: None,
-                history: VecDeque::new(),
-                evicted_through: 0,
-            });
+            );
+        }
+        let Some(entry) = self.tours.get_mut(&event.tour_id) else {
+            // Inserted just above.
+            return Applied::Stale;
+        };
         let state = &mut entry.state;
         if event.tour_name.is_some() {
             state.tour_name.clone_from(&event.tour_name);
@@ -306,7 +321,9 @@ impl Book {
             entry.version = event.version;
         }
 
-        let message = Arc::new(Encoded::new(&event_message(&event, state)));
+        // Not encoded yet: during a replay nobody receives it, and most
+        // history entries roll out before anyone asks for them.
+        let message = Arc::new(Logged::pending(event_message(&event, state)));
         entry.history.push_back((seq, Arc::clone(&message)));
         if entry.history.len() > self.history_len
             && let Some((evicted, _)) = entry.history.pop_front()
@@ -442,7 +459,7 @@ impl Book {
                     .history
                     .iter()
                     .filter(|(seq, _)| *seq > since_seq)
-                    .map(|(seq, m)| (*seq, Arc::clone(m))),
+                    .map(|(seq, m)| (*seq, m.get())),
             );
         }
         missed.sort_by_key(|(seq, _)| *seq);
@@ -548,6 +565,23 @@ mod tests {
         let a = book.tour("a").unwrap();
         assert_eq!((a.available_seats, a.seq), (9, 3));
         assert_eq!(book.snapshot(Scope::Permitted(&Permissions::All)).len(), 2);
+    }
+
+    #[test]
+    fn history_is_encoded_only_when_someone_needs_it() {
+        let mut book = Book::new("e1", 8, 100);
+        let Applied::Fresh { message, .. } = book.apply(event("a", 10, Utc::now())) else {
+            panic!("expected a fresh event");
+        };
+        // Applied with nobody to send it to: nothing encoded yet.
+        assert!(!message.is_encoded());
+        // A recovery encodes it, once, and shares those bytes from then on.
+        let Recovery::Replay(missed) = book.recover(Scope::Tour("a"), "e1", 0) else {
+            panic!("expected a replay");
+        };
+        assert!(message.is_encoded());
+        assert!(Arc::ptr_eq(&missed[0], &message.get()));
+        assert!(missed[0].json.as_str().contains(r#""seq":1"#));
     }
 
     #[test]
@@ -724,6 +758,7 @@ mod tests {
                 message,
             } => {
                 assert_eq!((seq, channel), (2, Target::User("alice".into())));
+                let message = message.get();
                 let json = message.json.as_str();
                 assert!(json.contains(r#""kind":"booking.confirmed""#), "{json}");
                 assert!(json.contains(r#""notificationId":"evt_b1""#), "{json}");

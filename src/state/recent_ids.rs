@@ -2,14 +2,18 @@
 //!
 //! Written by hand because it is twenty lines: a hash set for lookups and a
 //! queue for eviction order, so memory stays fixed however long we run.
+//! Both hold the same shared string (one allocation per id), and the set
+//! hashes with aHash, seeded per process: every replayed event passes here,
+//! and SipHash was a visible share of a replay.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
 /// Remembers the last `capacity` ids inserted.
 pub struct RecentIds {
     capacity: usize,
-    set: HashSet<String>,
-    order: VecDeque<String>,
+    set: HashSet<Arc<str>, ahash::RandomState>,
+    order: VecDeque<Arc<str>>,
 }
 
 impl RecentIds {
@@ -17,7 +21,7 @@ impl RecentIds {
     pub fn new(capacity: usize) -> Self {
         RecentIds {
             capacity,
-            set: HashSet::new(),
+            set: HashSet::default(),
             order: VecDeque::new(),
         }
     }
@@ -28,8 +32,8 @@ impl RecentIds {
     }
 
     /// Remembers `id`, forgetting the oldest id when full.
-    pub fn insert(&mut self, id: String) {
-        if self.capacity == 0 || self.set.contains(&id) {
+    pub fn insert(&mut self, id: &str) {
+        if self.capacity == 0 || self.set.contains(id) {
             return;
         }
         if self.order.len() == self.capacity
@@ -37,13 +41,14 @@ impl RecentIds {
         {
             self.set.remove(&oldest);
         }
-        self.set.insert(id.clone());
+        let id: Arc<str> = Arc::from(id);
+        self.set.insert(Arc::clone(&id));
         self.order.push_back(id);
     }
 
     /// The remembered ids, oldest first (for a checkpoint).
     pub fn oldest_first(&self) -> impl Iterator<Item = &str> {
-        self.order.iter().map(String::as_str)
+        self.order.iter().map(|id| &**id)
     }
 }
 
@@ -54,9 +59,9 @@ mod tests {
     #[test]
     fn forgets_the_oldest_when_full() {
         let mut ids = RecentIds::new(2);
-        ids.insert("a".into());
-        ids.insert("b".into());
-        ids.insert("c".into());
+        ids.insert("a");
+        ids.insert("b");
+        ids.insert("c");
         assert!(!ids.contains("a"));
         assert!(ids.contains("b") && ids.contains("c"));
     }

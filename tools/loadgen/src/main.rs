@@ -18,6 +18,9 @@
 //!   the broker connection is closed and the gateway restarted; then checks
 //!   every client's received events against the stream (missing,
 //!   duplicated, out of order) and reports the gateway's RSS along the way.
+//! - `loadgen replay` (in `loadgen/replay.rs`): fills a stream with N events
+//!   over T tours, then times each gateway binary's full replay and its
+//!   start from a checkpoint: ready, events/s, RSS, the `*` snapshot.
 //!
 //! Every target must be a loopback address, and every run is bounded in time.
 
@@ -28,6 +31,7 @@ mod bare;
 mod channels;
 mod idle;
 mod latency;
+mod replay;
 mod shared;
 mod soak;
 mod tokens;
@@ -58,6 +62,9 @@ enum Command {
     /// Long run with broker closes and a gateway restart; checks every
     /// client's received set against the stream.
     Soak(soak::SoakArgs),
+    /// Fill a stream, then time full replays and checkpoint starts of
+    /// gateway binaries (ready, events/s, RSS, `*` snapshot).
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> Result<()> {
@@ -76,6 +83,7 @@ fn main() -> Result<()> {
             Command::Latency(args) => latency::latency(args).await,
             Command::Bare(args) => bare::bare(args).await,
             Command::Soak(args) => soak::soak(args).await,
+            Command::Replay(args) => replay::replay(args).await,
         }
     })
 }
