@@ -151,10 +151,19 @@ impl StatsBoard {
 
     /// Folds in a peer's report (this instance's own is ignored: it is
     /// always counted fresh). Returns whether the set of instances changed.
-    pub fn receive(&self, report: InstanceStats) -> bool {
+    pub fn receive(&self, mut report: InstanceStats) -> bool {
         if report.instance_id == self.instance_id {
             return false;
         }
+        // A peer is another process: one that sends a rate that is not a
+        // number, or a list longer than ours, must not spoil every admin's
+        // totals or swell every `stats` frame.
+        let sane = |rate: f64| rate.is_finite() && rate >= 0.0;
+        if !sane(report.events_per_second) || !sane(report.deliveries_per_second) {
+            tracing::debug!(instance = %report.instance_id, "ignored a stats report with a bad rate");
+            return false;
+        }
+        report.top_tours.truncate(TOP_TOURS);
         let mut state = self.state.lock();
         if report.leaving {
             return state.peers.remove(&report.instance_id).is_some();
@@ -200,7 +209,9 @@ impl StatsBoard {
                 by_encoding.json = by_encoding.json.saturating_add(counts.json);
                 by_encoding.proto = by_encoding.proto.saturating_add(counts.proto);
             }
-            stats.events_per_second += instance.events_per_second;
+            // Every instance applies every event: the stream's rate is the
+            // busiest instance's, not their sum (deliveries do add up).
+            stats.events_per_second = stats.events_per_second.max(instance.events_per_second);
             stats.deliveries_per_second += instance.deliveries_per_second;
             stats.slow_client_disconnects = stats
                 .slow_client_disconnects
@@ -392,10 +403,38 @@ mod tests {
         let stats = board.current(Some("r1".into()));
         assert_eq!(stats.instances.len(), 3);
         assert_eq!(stats.connected_clients, 6);
-        assert_eq!(stats.events_per_second, 3.0);
+        // Each folds the same stream: the rate is one instance's, not the sum.
+        assert_eq!(stats.events_per_second, 1.5);
         assert_eq!(stats.top_tours[0].tour_id, "tour_paris");
         assert_eq!(stats.top_tours[0].subscribers, 6);
         assert_eq!(stats.request_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn a_report_with_a_bad_rate_is_ignored_and_long_lists_are_cut() {
+        let board = board("a");
+        let nan = InstanceStats {
+            events_per_second: f64::NAN,
+            ..report("b", 3, "t")
+        };
+        assert!(!board.receive(nan));
+        let mut long = report("c", 3, "t");
+        long.top_tours = (0..500)
+            .map(|i| TourSubscribers {
+                tour_id: format!("t{i}"),
+                subscribers: 1,
+            })
+            .collect();
+        assert!(board.receive(long));
+        let stats = board.current(None);
+        assert_eq!(stats.instances.len(), 2);
+        assert!(
+            stats
+                .instances
+                .iter()
+                .all(|i| i.top_tours.len() <= TOP_TOURS)
+        );
+        assert!(stats.events_per_second.is_finite());
     }
 
     #[test]

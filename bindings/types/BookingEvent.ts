@@ -18,7 +18,8 @@ eventId?: string,
  */
 eventType?: string, 
 /**
- * The user to notify: the `sub` of their access tokens.
+ * The user to notify: the `sub` of their access tokens (any string a
+ * token may carry as `sub`).
  */
 userId: string, 
 /**

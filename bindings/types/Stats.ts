@@ -18,8 +18,8 @@ connectedClients: number,
  */
 clientsByEncoding: ClientsByEncoding, 
 /**
- * Events applied per second, summed over the instances (each applies
- * every event, so this is the stream's rate times the instance count).
+ * Events per second on the stream: the busiest instance's rate (every
+ * instance applies every event, so the rates are not added up).
  */
 eventsPerSecond: number, 
 /**

@@ -36,13 +36,15 @@ struct Shared {
 struct Queue {
     frames: VecDeque<Message>,
     capacity: usize,
-    /// Frames ever pushed and popped, and the push numbers of the last
-    /// recovery replay: a replay is queued whole on top of the live
-    /// capacity, so that a recovery larger than the queue is not a slow
-    /// consumer, while live frames still count only against `capacity`.
+    /// Frames ever pushed and popped, and the push numbers of every unit
+    /// queued whole (a recovery replay, the parts of a large snapshot) not
+    /// yet sent: those sit on top of the live capacity, so that a unit
+    /// larger than the queue is not a slow consumer, while live frames
+    /// still count only against `capacity`. A list, not one range: two
+    /// units queued back to back must both stay exempt.
     pushed: u64,
     popped: u64,
-    replay: std::ops::Range<u64>,
+    exempt: VecDeque<std::ops::Range<u64>>,
     /// The receiver is gone.
     closed: bool,
     /// Why the connection must close, once asked; the first reason wins.
@@ -57,6 +59,20 @@ impl Queue {
             self.frames.shrink_to(IDLE_SLOTS);
         }
         Some(frame)
+    }
+}
+
+impl Queue {
+    /// Exempt frames still queued (forgetting the units already sent).
+    fn exempt_queued(&mut self) -> u64 {
+        let popped = self.popped;
+        while self.exempt.front().is_some_and(|unit| unit.end <= popped) {
+            self.exempt.pop_front();
+        }
+        self.exempt
+            .iter()
+            .map(|unit| unit.end - unit.start.max(popped))
+            .sum()
     }
 }
 
@@ -90,7 +106,7 @@ pub fn channel(capacity: usize) -> (Sender, Receiver) {
             capacity: capacity.max(1),
             pushed: 0,
             popped: 0,
-            replay: 0..0,
+            exempt: VecDeque::new(),
             closed: false,
             kicked: None,
         }),
@@ -118,11 +134,8 @@ impl Sender {
             if queue.closed {
                 return Err(TrySendError::Closed(frame));
             }
-            let replay_queued = queue
-                .replay
-                .end
-                .saturating_sub(queue.replay.start.max(queue.popped));
-            if queue.frames.len() as u64 - replay_queued.min(queue.frames.len() as u64)
+            let exempt = queue.exempt_queued();
+            if queue.frames.len() as u64 - exempt.min(queue.frames.len() as u64)
                 >= queue.capacity as u64
             {
                 return Err(TrySendError::Full(frame));
@@ -148,7 +161,10 @@ impl Sender {
                 queue.frames.push_back(frame);
                 queue.pushed += 1;
             }
-            queue.replay = start..queue.pushed;
+            if queue.pushed > start {
+                let range = start..queue.pushed;
+                queue.exempt.push_back(range);
+            }
         }
         self.shared.waker.wake();
         true
@@ -263,6 +279,17 @@ mod tests {
             tx.try_send(text("d")),
             Err(TrySendError::Closed(_))
         ));
+    }
+
+    #[test]
+    fn two_units_queued_back_to_back_both_stay_on_top_of_the_live_capacity() {
+        let (tx, _rx) = channel(2);
+        assert!(tx.send_replay((0..10).map(|_| text("part"))));
+        assert!(tx.send_replay((0..3).map(|_| text("replayed"))));
+        assert!(tx.send_replay(std::iter::empty()));
+        assert!(tx.try_send(text("live")).is_ok());
+        assert!(tx.try_send(text("live")).is_ok());
+        assert!(tx.try_send(text("live")).is_err());
     }
 
     #[test]

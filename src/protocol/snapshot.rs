@@ -20,8 +20,23 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 /// `max_bytes` each (a single tour larger than that still gets a frame of
 /// its own). A snapshot that fits is returned whole, without `part`.
 pub fn split(snapshot: Snapshot, encoding: Encoding, max_bytes: usize) -> Vec<ServerMessage> {
-    let size = |s: &Snapshot| frame_len(s, encoding);
-    if size(&snapshot) <= max_bytes {
+    // Measured once, from each tour's own size (this runs under the
+    // engine's lock: no whole-snapshot encoding just to measure it).
+    let costs: Vec<usize> = snapshot
+        .tours
+        .iter()
+        .map(|tour| tour_len(tour, encoding) + 1)
+        .collect();
+    let envelope = {
+        let empty = Snapshot {
+            tours: Vec::new(),
+            part: Some(u32::MAX),
+            parts: Some(u32::MAX),
+            ..snapshot.clone_without_tours()
+        };
+        frame_len(&empty, encoding)
+    };
+    if envelope + costs.iter().sum::<usize>() <= max_bytes {
         return vec![ServerMessage::Snapshot(snapshot)];
     }
     let Snapshot {
@@ -43,13 +58,11 @@ pub fn split(snapshot: Snapshot, encoding: Encoding, max_bytes: usize) -> Vec<Se
     };
     // Greedy by measured size: a tour's share of the frame is its own
     // encoding plus a separator, so the parts can be cut in one pass.
-    let overhead = size(&part_of(Vec::new()));
-    let budget = max_bytes.saturating_sub(overhead).max(1);
+    let budget = max_bytes.saturating_sub(envelope).max(1);
     let mut chunks: Vec<Vec<_>> = Vec::new();
     let mut current = Vec::new();
     let mut used = 0usize;
-    for tour in tours {
-        let cost = tour_len(&tour, encoding) + 1;
+    for (tour, cost) in tours.into_iter().zip(costs) {
         if !current.is_empty() && used + cost > budget {
             chunks.push(std::mem::take(&mut current));
             used = 0;
@@ -85,7 +98,41 @@ fn tour_len(tour: &super::v1::TourState, encoding: Encoding) -> usize {
     match encoding {
         // The field tag and length prefix of a repeated message: ≤ 4 bytes.
         Encoding::Proto => prost::Message::encoded_len(tour) + 4,
-        _ => serde_json::to_vec(tour).map_or(0, |json| json.len()),
+        _ => {
+            let mut counter = ByteCounter(0);
+            // Writing to a counter cannot fail; a tour that could not be
+            // serialised would not be sent either.
+            let _ = serde_json::to_writer(&mut counter, tour);
+            counter.0
+        }
+    }
+}
+
+/// Counts the bytes written to it: a JSON length without the JSON.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Snapshot {
+    /// This snapshot's fields but the tours (a cheap template).
+    fn clone_without_tours(&self) -> Snapshot {
+        Snapshot {
+            tours: Vec::new(),
+            epoch: self.epoch.clone(),
+            recovered: self.recovered,
+            request_id: self.request_id.clone(),
+            timestamp: self.timestamp.clone(),
+            part: self.part,
+            parts: self.parts,
+        }
     }
 }
 

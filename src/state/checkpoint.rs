@@ -33,6 +33,10 @@ pub enum RestoreError {
         /// This instance's.
         expected: String,
     },
+    /// Written with settings under which it cannot stand for this
+    /// instance's own fold (a smaller duplicate window).
+    #[error("the checkpoint does not fit this instance's settings: {0}")]
+    Settings(String),
     /// A part of it does not make sense (a message that does not decode,
     /// positions out of order): it is corrupt, whatever its digest says.
     #[error("the checkpoint is inconsistent: {0}")]
@@ -88,6 +92,7 @@ impl Book {
             epoch: self.epoch.clone(),
             stream: stream.to_string(),
             position: self.last_position(),
+            dedupe_window: self.applied_ids.capacity() as u64,
             last_seq: self.last_seq,
             first_position: self.first_position.unwrap_or(0),
             tours,
@@ -122,6 +127,14 @@ impl Book {
                 found: checkpoint.epoch,
                 expected: epoch.to_string(),
             });
+        }
+        // A smaller window than ours remembers fewer ids than our own full
+        // replay would: an old redelivery could then be applied again.
+        if (checkpoint.dedupe_window as usize) < dedupe_window {
+            return Err(RestoreError::Settings(format!(
+                "written with a duplicate window of {}, smaller than this instance's {dedupe_window}",
+                checkpoint.dedupe_window
+            )));
         }
         let position = checkpoint.position;
         let inconsistent = |what: String| Err(RestoreError::Inconsistent(what));
@@ -409,6 +422,24 @@ mod tests {
             Book::restore(ahead, "stream", 8, 1000, 50),
             Err(RestoreError::Inconsistent(_))
         ));
+    }
+
+    #[test]
+    fn a_checkpoint_with_a_smaller_duplicate_window_is_refused() {
+        let checkpoint = busy_book()
+            .checkpoint(
+                "s",
+                CheckpointLimits {
+                    history_budget: 100,
+                },
+            )
+            .expect("checkpoint");
+        assert!(matches!(
+            Book::restore(checkpoint.clone(), "stream", 8, 5000, 50),
+            Err(RestoreError::Settings(_))
+        ));
+        // A smaller window of its own is fine: it remembers at least as much.
+        assert!(Book::restore(checkpoint, "stream", 8, 100, 50).is_ok());
     }
 
     #[test]

@@ -26,6 +26,11 @@ impl RecentIds {
         }
     }
 
+    /// How many ids it remembers at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Whether `id` is among the remembered ids.
     pub fn contains(&self, id: &str) -> bool {
         self.set.contains(id)

@@ -98,7 +98,8 @@ impl Skip {
             Skip::Corrupt | Skip::Malformed(_) => "corrupt",
             Skip::Format(_) | Skip::OtherStream(_) => "incompatible",
             Skip::Gone(_) => "gone",
-            Skip::Restore(crate::state::RestoreError::OtherEpoch { .. }) => "incompatible",
+            Skip::Restore(crate::state::RestoreError::OtherEpoch { .. })
+            | Skip::Restore(crate::state::RestoreError::Settings(_)) => "incompatible",
             Skip::Restore(_) => "corrupt",
         }
     }
@@ -224,6 +225,9 @@ impl CheckpointStore {
             return Err(Skip::OtherStream(checkpoint.stream));
         }
         let position = checkpoint.position;
+        if position == 0 {
+            return Err(Skip::Malformed("position 0".into()));
+        }
         // The event at the checkpoint's position must still be in the
         // stream: otherwise the stream was recreated or has expired past
         // it, and what follows would not follow from this state.

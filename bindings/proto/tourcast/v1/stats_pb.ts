@@ -38,8 +38,8 @@ export type Stats = Message<"tourcast.v1.Stats"> & {
   clientsByEncoding?: ClientsByEncoding | undefined;
 
   /**
-   * Events applied per second, summed over the instances (each applies
-   * every event, so this is the stream's rate times the instance count).
+   * Events per second on the stream: the busiest instance's rate (every
+   * instance applies every event, so the rates are not added up).
    *
    * @generated from field: double events_per_second = 3;
    */
