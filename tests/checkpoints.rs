@@ -384,3 +384,49 @@ async fn two_instances_checkpointing_at_once_are_harmless_and_a_client_misses_no
     stop(third).await;
     rabbit.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_checkpoint_of_a_stream_recreated_under_the_same_name_is_not_believed() {
+    let rabbit = Rabbit::new().await;
+    let writer = rabbit.gateway(1, &["--checkpoint-interval", "1s"]).await;
+    publish_events(&rabbit, 0, 100, 10).await;
+    wait_for_checkpoint(&writer, 1.0).await;
+    stop(writer).await;
+
+    // The stream is deleted and recreated (same name, same epoch), and grows
+    // past the checkpoint's position with other events.
+    rabbit.delete_stream().await;
+    let declarer = rabbit
+        .gateway(2, &["--checkpoint-interval", "0s", "--ignore-checkpoints"])
+        .await;
+    stop(declarer).await;
+    publish_events(&rabbit, 1000, 150, 7).await;
+
+    let restarted = rabbit.gateway(3, &["--checkpoint-interval", "0s"]).await;
+    let fresh = rabbit
+        .gateway(4, &["--checkpoint-interval", "0s", "--ignore-checkpoints"])
+        .await;
+    assert_eq!(
+        metric(&restarted, "tourcast_checkpoints_total{outcome=\"loaded\"}").await,
+        None,
+        "{:#?}",
+        restarted.log_lines("checkpoint")
+    );
+    assert!(
+        metric(&restarted, "tourcast_checkpoints_total{outcome=\"gone\"}")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    // Only the new stream's tours: nothing of the old one survives.
+    let (tours, _) = everything(&restarted).await;
+    assert!(
+        tours
+            .iter()
+            .all(|t| t["tourId"].as_str().unwrap() < "tour_7")
+    );
+    assert_eq!(everything(&restarted).await, everything(&fresh).await);
+    stop(restarted).await;
+    stop(fresh).await;
+    rabbit.cleanup().await;
+}

@@ -93,6 +93,7 @@ impl Book {
             stream: stream.to_string(),
             position: self.last_position(),
             dedupe_window: self.applied_ids.capacity() as u64,
+            position_fingerprint: self.last_fingerprint,
             last_seq: self.last_seq,
             first_position: self.first_position.unwrap_or(0),
             tours,
@@ -146,6 +147,7 @@ impl Book {
         }
         let mut book = Book::with_inbox(epoch, history_len, dedupe_window, notification_history);
         book.last_seq = checkpoint.last_seq;
+        book.last_fingerprint = checkpoint.position_fingerprint;
         book.first_position = (checkpoint.first_position > 0).then_some(checkpoint.first_position);
         let mut tours = Tours::with_capacity_and_hasher(checkpoint.tours.len(), Default::default());
         for tour in checkpoint.tours {

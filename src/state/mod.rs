@@ -157,6 +157,10 @@ pub struct Book {
     first_position: Option<u64>,
     /// Most tours held (`MAX_TOURS`).
     max_tours: usize,
+    /// [`SourceEvent::fingerprint`] of the event at the newest log position
+    /// taken in: a checkpoint carries it, so that a reader can tell the
+    /// stream it resumes is the one the checkpoint folded.
+    last_fingerprint: u64,
 }
 
 impl Book {
@@ -191,6 +195,7 @@ impl Book {
             skipped_forgotten: 0,
             first_position: None,
             max_tours: usize::MAX,
+            last_fingerprint: 0,
         }
     }
 
@@ -241,6 +246,7 @@ impl Book {
             Some(position) if position <= self.last_seq => return Applied::Stale,
             Some(position) => {
                 self.first_position.get_or_insert(position);
+                self.last_fingerprint = event.fingerprint();
                 position
             }
             None => {

@@ -88,6 +88,8 @@ enum Skip {
     OtherStream(String),
     #[error("the event stream no longer holds its position {0}")]
     Gone(u64),
+    #[error("the event stream holds another event at its position {0} (recreated?)")]
+    Replaced(u64),
     #[error("{0}")]
     Restore(#[from] crate::state::RestoreError),
 }
@@ -97,7 +99,7 @@ impl Skip {
         match self {
             Skip::Corrupt | Skip::Malformed(_) => "corrupt",
             Skip::Format(_) | Skip::OtherStream(_) => "incompatible",
-            Skip::Gone(_) => "gone",
+            Skip::Gone(_) | Skip::Replaced(_) => "gone",
             Skip::Restore(crate::state::RestoreError::OtherEpoch { .. })
             | Skip::Restore(crate::state::RestoreError::Settings(_)) => "incompatible",
             Skip::Restore(_) => "corrupt",
@@ -231,8 +233,15 @@ impl CheckpointStore {
         // The event at the checkpoint's position must still be in the
         // stream: otherwise the stream was recreated or has expired past
         // it, and what follows would not follow from this state.
+        // And it must be the same event: a stream recreated under the same
+        // name may have grown past the position with other events.
         match log.read(position - 1, position).await {
-            Ok(_) => {}
+            Ok(events)
+                if events.iter().any(|event| {
+                    event.position() == Some(position)
+                        && event.fingerprint() == checkpoint.position_fingerprint
+                }) => {}
+            Ok(_) => return Err(Skip::Replaced(position)),
             Err(LogError::Expired) => return Err(Skip::Gone(position)),
             Err(error) => {
                 tracing::debug!(%error, "cannot check the checkpoint's position");
