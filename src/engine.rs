@@ -284,7 +284,10 @@ impl Engine {
     /// (`None` when its numbers are not stream positions). Taken under the
     /// lock, as one consistent state; encoding it is the caller's.
     pub fn checkpoint(&self, stream: &str, limits: CheckpointLimits) -> Option<Checkpoint> {
-        self.book.lock().checkpoint(stream, limits)
+        // Drafted under the lock (copies and shared handles only), encoded
+        // and sorted after it, so fan-out waits as little as possible.
+        let draft = self.book.lock().checkpoint_draft(limits)?;
+        Some(draft.finish(stream))
     }
 
     /// Replaces the book with one restored from `checkpoint`, before the

@@ -56,11 +56,20 @@ impl Book {
     /// not stream positions (the demo feed, or a book that numbered an
     /// event itself): a checkpoint of it could not be resumed from.
     pub fn checkpoint(&self, stream: &str, limits: CheckpointLimits) -> Option<Checkpoint> {
+        self.checkpoint_draft(limits)
+            .map(|draft| draft.finish(stream))
+    }
+
+    /// What [`Book::checkpoint`] needs, taken quickly: the engine calls it
+    /// under its lock, where every event waits, and encodes the draft
+    /// after releasing it. Only states, ids and shared handles are copied
+    /// here; history is not encoded, nothing is sorted.
+    pub fn checkpoint_draft(&self, limits: CheckpointLimits) -> Option<CheckpointDraft> {
         if !self.numbered_by_log || self.last_seq == 0 {
             return None;
         }
         let per_tour = (limits.history_budget / self.tours.len().max(1)).clamp(1, self.history_len);
-        let mut tours: Vec<CheckpointTour> = self
+        let tours = self
             .tours
             .values()
             .map(|entry| {
@@ -70,27 +79,16 @@ impl Book {
                     .checked_sub(1)
                     .and_then(|newest_dropped| entry.history.get(newest_dropped))
                     .map_or(entry.evicted_through, |(seq, _)| *seq);
-                CheckpointTour {
-                    state: Some(entry.state.clone()),
+                DraftTour {
+                    state: entry.state.clone(),
                     version: entry.version,
                     evicted_through,
-                    history: entry
-                        .history
-                        .iter()
-                        .skip(dropped)
-                        .map(|(seq, message)| CheckpointMessage {
-                            seq: *seq,
-                            message: message.proto(),
-                        })
-                        .collect(),
+                    history: entry.history.iter().skip(dropped).cloned().collect(),
                 }
             })
             .collect();
-        // Sorted, so that two instances at one position write the same bytes.
-        tours.sort_by(|a, b| tour_id(a).cmp(tour_id(b)));
-        Some(Checkpoint {
+        Some(CheckpointDraft {
             epoch: self.epoch.clone(),
-            stream: stream.to_string(),
             position: self.last_position(),
             dedupe_window: self.applied_ids.capacity() as u64,
             position_fingerprint: self.last_fingerprint,
@@ -103,14 +101,9 @@ impl Book {
             notifications: self
                 .inbox
                 .oldest_first()
-                .map(|(seq, user_id, message)| CheckpointNotification {
-                    user_id: user_id.to_string(),
-                    message: Some(message_of(seq, message)),
-                })
+                .map(|(seq, user_id, message)| (seq, user_id.to_string(), message.clone()))
                 .collect(),
             notifications_evicted_through: self.inbox.evicted_through(),
-            written_by: String::new(),
-            written_at: String::new(),
         })
     }
 
@@ -218,6 +211,78 @@ impl Book {
         }
         book.inbox = inbox;
         Ok(book)
+    }
+}
+
+/// A checkpoint not yet encoded (see [`Book::checkpoint_draft`]).
+pub struct CheckpointDraft {
+    epoch: String,
+    position: u64,
+    dedupe_window: u64,
+    position_fingerprint: u64,
+    last_seq: u64,
+    first_position: u64,
+    tours: Vec<DraftTour>,
+    applied_ids: Vec<String>,
+    skipped: Vec<u64>,
+    skipped_forgotten: u64,
+    notifications: Vec<(u64, String, Encoded)>,
+    notifications_evicted_through: u64,
+}
+
+struct DraftTour {
+    state: crate::protocol::v1::TourState,
+    version: Option<u64>,
+    evicted_through: u64,
+    history: Vec<(u64, Arc<super::logged::Logged>)>,
+}
+
+impl CheckpointDraft {
+    /// The checkpoint of `stream`: history encoded (protobuf only), tours
+    /// sorted so that two instances at one position write the same state.
+    pub fn finish(self, stream: &str) -> Checkpoint {
+        let mut tours: Vec<CheckpointTour> = self
+            .tours
+            .into_iter()
+            .map(|tour| CheckpointTour {
+                state: Some(tour.state),
+                version: tour.version,
+                evicted_through: tour.evicted_through,
+                history: tour
+                    .history
+                    .iter()
+                    .map(|(seq, message)| CheckpointMessage {
+                        seq: *seq,
+                        message: message.proto(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        tours.sort_by(|a, b| tour_id(a).cmp(tour_id(b)));
+        Checkpoint {
+            epoch: self.epoch,
+            stream: stream.to_string(),
+            position: self.position,
+            dedupe_window: self.dedupe_window,
+            position_fingerprint: self.position_fingerprint,
+            last_seq: self.last_seq,
+            first_position: self.first_position,
+            tours,
+            applied_ids: self.applied_ids,
+            skipped: self.skipped,
+            skipped_forgotten: self.skipped_forgotten,
+            notifications: self
+                .notifications
+                .into_iter()
+                .map(|(seq, user_id, message)| CheckpointNotification {
+                    user_id,
+                    message: Some(message_of(seq, &message)),
+                })
+                .collect(),
+            notifications_evicted_through: self.notifications_evicted_through,
+            written_by: String::new(),
+            written_at: String::new(),
+        }
     }
 }
 
