@@ -1,4 +1,4 @@
-//! Fan-out cost per recipient, in process: `Hub::publish` of an encoded event
+//! Fan-out cost per recipient, in process: `Hub::fan_out` of an encoded event
 //! to N subscribers, and `Engine::apply` of a source event (state update,
 //! encode once per encoding, history, then the same fan-out). Each recipient
 //! is a real outbound queue; no sockets. Run with `cargo bench --bench fanout`;
@@ -23,7 +23,7 @@ use axum::extract::ws::Message;
 use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use tourcast::engine::{ApplyOutcome, Engine, EngineConfig};
-use tourcast::event::{AvailabilityChange, EventKind};
+use tourcast::event::{AvailabilityChange, AvailabilityKind};
 use tourcast::hub::{ClientHandle, Hub, Subscriptions, Target, outbox};
 use tourcast::protocol::codec::{Encoded, Encoding};
 use tourcast::protocol::{ServerMessage, v1};
@@ -130,15 +130,15 @@ fn baseline_mpsc(c: &mut Criterion) {
     group.finish();
 }
 
-fn hub_publish(c: &mut Criterion) {
-    let mut group = c.benchmark_group("fanout/hub_publish");
+fn hub_fan_out(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fanout/hub_fan_out");
     group.measurement_time(Duration::from_secs(4));
     let encoded = Encoded::new(&updated());
     for n in RECIPIENTS {
         let hub = Hub::new();
         let (clients, mut receivers) = clients(n);
         for client in &clients {
-            hub.add(&Target::All, client);
+            hub.add(&Target::AllTours, client);
         }
         group.throughput(Throughput::Elements(n as u64));
         let paris = Target::Tour("tour_paris".into());
@@ -147,7 +147,7 @@ fn hub_publish(c: &mut Criterion) {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {
                     let started = Clock::now();
-                    let queued = hub.publish(&paris, black_box(&encoded));
+                    let queued = hub.fan_out(&paris, black_box(&encoded));
                     spent += started.elapsed();
                     assert_eq!(queued, n);
                     drain(&mut receivers);
@@ -169,7 +169,7 @@ fn engine_apply(c: &mut Criterion) {
             dedupe_window: 10_000,
             max_replay: QUEUE / 2,
             max_subscriptions: 256,
-            max_log_scan: 100_000,
+            max_read_back: 100_000,
             notification_history: 10_000,
             snapshot_frame_bytes: tourcast::protocol::snapshot::DEFAULT_MAX_FRAME_BYTES,
             max_tours: usize::MAX,
@@ -177,7 +177,7 @@ fn engine_apply(c: &mut Criterion) {
         let (clients, mut receivers) = clients(n);
         let subs = Subscriptions::default();
         for client in &clients {
-            engine.connect(client, &subs);
+            engine.add_connection(client, &subs);
         }
         let mut next_id = 0u64;
         group.throughput(Throughput::Elements(n as u64));
@@ -187,7 +187,7 @@ fn engine_apply(c: &mut Criterion) {
                 for _ in 0..iters {
                     next_id += 1;
                     let event = AvailabilityChange {
-                        kind: EventKind::Updated,
+                        kind: AvailabilityKind::Updated,
                         event_id: Some(format!("evt_{next_id}")),
                         tour_id: "tour_paris".into(),
                         tour_name: Some("Paris City Tour".into()),
@@ -214,7 +214,7 @@ fn engine_apply(c: &mut Criterion) {
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     baseline_mpsc(&mut criterion);
-    hub_publish(&mut criterion);
+    hub_fan_out(&mut criterion);
     engine_apply(&mut criterion);
     criterion.final_summary();
 }

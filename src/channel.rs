@@ -20,7 +20,7 @@ use crate::protocol::v1::Channel;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     /// Every tour (`"*"`, or a connection that never subscribed).
-    All,
+    AllTours,
     /// One tour.
     Tour(String),
     /// One user's notifications, by the `sub` of their tokens.
@@ -33,7 +33,7 @@ impl Target {
     /// A tour subscription: `"*"` means every tour.
     pub fn tour(tour_id: &str) -> Self {
         if tour_id == "*" {
-            Target::All
+            Target::AllTours
         } else {
             Target::Tour(tour_id.to_string())
         }
@@ -42,7 +42,7 @@ impl Target {
     /// The tour id; `"*"` for every tour; `None` for other channels.
     pub fn tour_id(&self) -> Option<&str> {
         match self {
-            Target::All => Some("*"),
+            Target::AllTours => Some("*"),
             Target::Tour(id) => Some(id),
             Target::User(_) | Target::Stats => None,
         }
@@ -50,7 +50,7 @@ impl Target {
 
     /// Whether this is a tour subscription (one tour, or every tour).
     pub fn is_tour(&self) -> bool {
-        matches!(self, Target::All | Target::Tour(_))
+        matches!(self, Target::AllTours | Target::Tour(_))
     }
 
     /// The protocol's name for a channel target (`None` for tours), as
@@ -59,7 +59,7 @@ impl Target {
         match self {
             Target::User(_) => Some(Channel::Notifications),
             Target::Stats => Some(Channel::Stats),
-            Target::All | Target::Tour(_) => None,
+            Target::AllTours | Target::Tour(_) => None,
         }
     }
 
@@ -205,6 +205,9 @@ mod tests {
             Request::Tour("tour_rome".into()).resolve(&alice),
             Err(Refused::Tour("tour_rome".into()))
         );
-        assert_eq!(Request::Tour("*".into()).resolve(&alice), Ok(Target::All));
+        assert_eq!(
+            Request::Tour("*".into()).resolve(&alice),
+            Ok(Target::AllTours)
+        );
     }
 }

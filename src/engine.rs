@@ -1,19 +1,20 @@
-//! The engine: applies source events to the book and fans them out
+//! The engine: applies source events to the projection and fans them out
 //! through the hub to their channel, and serves subscriptions with
 //! snapshots or replays.
 //!
-//! One lock (the book's) orders everything that must be ordered: an event is
-//! applied and queued to every recipient under it, and a subscription is
-//! registered and answered under it. So a subscriber's snapshot or replay is
+//! One lock (the projection's) orders everything that must be ordered: an
+//! event is applied and queued to every recipient under it, and a
+//! subscription is registered and answered under it. So a subscriber's snapshot or replay is
 //! always followed by exactly the events after it, never a gap or a repeat.
 //! The lock is a `parking_lot::Mutex` held only for synchronous work.
 //!
-//! A recovery that memory can no longer serve is read back from the durable
-//! log ([`EventLog`], the RabbitMQ stream) in two steps: [`Engine::subscribe`]
-//! answers [`Subscribing::FromLog`] without registering anything; the
-//! connection reads the log range without any lock held; then
-//! [`Engine::subscribe_from_log`] takes the lock, adds whatever memory holds
-//! after that range, and registers the subscription, as one step again.
+//! A recovery that memory can no longer serve reads the stream back
+//! ([`ReadBack`], implemented over the RabbitMQ stream) in two steps:
+//! [`Engine::subscribe`] answers [`Subscribing::ReadBack`] without
+//! registering anything; the connection reads the range of the stream
+//! without any lock held; then [`Engine::subscribe_after_read_back`] takes
+//! the lock, adds whatever memory holds after that range, and registers the
+//! subscription, as one step again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -25,13 +26,13 @@ use parking_lot::Mutex;
 
 use crate::auth::Permissions;
 use crate::event::SourceEvent;
-use crate::hub::{ClientHandle, Disconnect, Hub, Offer, Subscriptions, Target};
+use crate::hub::{ClientHandle, CloseReason, Hub, Offer, Subscriptions, Target};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
 use crate::protocol::snapshot;
 use crate::protocol::v1::Checkpoint;
 use crate::protocol::v1::{Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed};
-use crate::state::{Applied, Book, CheckpointLimits, Recovery, RestoreError, Scope};
+use crate::state::{Applied, CheckpointLimits, Projection, Recovery, RestoreError, Scope};
 use crate::telemetry::FANOUT_SECONDS;
 use crate::time::rfc3339;
 
@@ -53,31 +54,32 @@ pub enum ApplyOutcome {
     OverCapacity,
 }
 
-/// The durable, ordered log the engine's events come from, read back for
-/// recoveries that memory cannot serve. Every `seq` is a log position.
-pub trait EventLog: Send + Sync {
-    /// The logged events with positions in `(after, through]`, oldest
+/// The durable, ordered stream the engine's events come from, read back
+/// for recoveries that memory cannot serve. Every `seq` is a stream
+/// position.
+pub trait ReadBack: Send + Sync {
+    /// The stream's events with positions in `(after, through]`, oldest
     /// first, each with its `position` set. Fails with
-    /// [`LogError::Expired`] when the log no longer holds position
+    /// [`ReadBackError::Expired`] when the stream no longer holds position
     /// `after + 1` (retention dropped it).
     fn read(
         &self,
         after: u64,
         through: u64,
-    ) -> BoxFuture<'static, Result<Vec<SourceEvent>, LogError>>;
+    ) -> BoxFuture<'static, Result<Vec<SourceEvent>, ReadBackError>>;
 }
 
-/// Why the log could not be read back.
+/// Why the stream could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LogError {
+pub enum ReadBackError {
     /// Retention dropped the start of the range.
-    #[error("the log no longer holds those events")]
+    #[error("the stream no longer holds those events")]
     Expired,
     /// The range is longer than one recovery may read.
     #[error("the gap is {0} events, more than one recovery reads")]
     TooLong(u64),
     /// The broker is unreachable, or the read timed out.
-    #[error("the log cannot be read now: {0}")]
+    #[error("the stream cannot be read now: {0}")]
     Unavailable(String),
 }
 
@@ -87,31 +89,31 @@ pub enum Subscribing {
     /// Answered: the acknowledgement and the state or missed events are queued.
     Answered,
     /// Memory no longer holds what the client missed: read this range of
-    /// the log, then call [`Engine::subscribe_from_log`]. Nothing is
+    /// the stream, then call [`Engine::subscribe_after_read_back`]. Nothing is
     /// registered or queued yet.
-    FromLog(LogRange),
+    ReadBack(ReadBackRange),
 }
 
-/// A range of the log a recovery needs, with what earlier reads found.
+/// A range of the stream a recovery needs, with what earlier reads found.
 #[derive(Debug)]
-pub struct LogRange {
+pub struct ReadBackRange {
     /// Read the events after this position…
     pub after: u64,
     /// …through this one.
     pub through: u64,
     /// Events of the subscription's scope found by earlier rounds.
     found: Vec<Arc<Encoded>>,
-    /// Rounds read so far (a busy log can outrun memory again meanwhile).
+    /// Rounds read so far (a busy stream can outrun memory again meanwhile).
     rounds: u32,
 }
 
-/// Log reads one recovery may take before settling for a snapshot.
-const MAX_LOG_ROUNDS: u32 = 3;
+/// Reads of the stream one recovery may take before settling for a snapshot.
+const MAX_READ_BACK_ROUNDS: u32 = 3;
 
 /// Event counters, by outcome: the one count, which `/metrics` renders as
 /// `tourcast_events_total{outcome}` (sources add `poison` themselves).
 #[derive(Debug, Default)]
-pub struct EngineStats {
+pub struct EventCounters {
     /// Events applied and fanned out.
     pub applied: AtomicU64,
     /// Events dropped as duplicates.
@@ -136,8 +138,8 @@ pub struct EngineConfig {
     pub max_replay: usize,
     /// Most explicit subscriptions one connection may hold.
     pub max_subscriptions: usize,
-    /// Most log events one recovery may read back (`RECOVERY_MAX_SCAN`).
-    pub max_log_scan: u64,
+    /// Most stream events one recovery may read back (`RECOVERY_MAX_SCAN`).
+    pub max_read_back: u64,
     /// Notifications kept in memory for recovery, over all users
     /// (`NOTIFICATION_HISTORY`).
     pub notification_history: usize,
@@ -149,7 +151,7 @@ pub struct EngineConfig {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct BookLimits {
+struct ProjectionLimits {
     history_len: usize,
     dedupe_window: usize,
     notification_history: usize,
@@ -166,25 +168,26 @@ pub enum SubscribeError {
 /// State, fan-out and subscriptions.
 pub struct Engine {
     epoch: String,
-    book: Mutex<Book>,
-    /// The book's limits, for a book restored from a checkpoint.
-    limits: BookLimits,
+    projection: Mutex<Projection>,
+    /// The projection's limits, for a projection restored from a checkpoint.
+    limits: ProjectionLimits,
     hub: Hub,
-    stats: EngineStats,
+    counters: EventCounters,
     max_replay: usize,
     max_subscriptions: usize,
-    max_log_scan: u64,
+    max_read_back: u64,
     snapshot_frame_bytes: usize,
     max_tours: usize,
-    log: OnceLock<Arc<dyn EventLog>>,
+    /// The stream, read back for recoveries memory cannot serve.
+    stream: OnceLock<Arc<dyn ReadBack>>,
 }
 
 impl Engine {
-    /// A fresh engine with an empty book.
+    /// A fresh engine with an empty projection.
     pub fn new(config: EngineConfig) -> Self {
         Engine {
-            book: Mutex::new(
-                Book::with_inbox(
+            projection: Mutex::new(
+                Projection::with_inbox(
                     config.epoch.clone(),
                     config.history_len,
                     config.dedupe_window,
@@ -192,42 +195,42 @@ impl Engine {
                 )
                 .with_tour_limit(config.max_tours),
             ),
-            limits: BookLimits {
+            limits: ProjectionLimits {
                 history_len: config.history_len,
                 dedupe_window: config.dedupe_window,
                 notification_history: config.notification_history,
             },
             epoch: config.epoch,
             hub: Hub::new(),
-            stats: EngineStats::default(),
+            counters: EventCounters::default(),
             max_replay: config.max_replay,
             max_subscriptions: config.max_subscriptions,
-            max_log_scan: config.max_log_scan,
+            max_read_back: config.max_read_back,
             snapshot_frame_bytes: config.snapshot_frame_bytes,
             max_tours: config.max_tours,
-            log: OnceLock::new(),
+            stream: OnceLock::new(),
         }
     }
 
-    /// Attaches the durable log the events come from (once; later calls
+    /// Attaches the stream the events come from (once; later calls
     /// are ignored), so that recoveries can reach past memory.
-    pub fn attach_log(&self, log: Arc<dyn EventLog>) {
-        let _ = self.log.set(log);
+    pub fn attach_read_back(&self, stream: Arc<dyn ReadBack>) {
+        let _ = self.stream.set(stream);
     }
 
-    /// Reads a range of the log for a recovery (see [`Subscribing::FromLog`]).
-    pub fn read_log(
+    /// Reads a range of the stream for a recovery (see [`Subscribing::ReadBack`]).
+    pub fn read_back(
         &self,
-        range: &LogRange,
-    ) -> BoxFuture<'static, Result<Vec<SourceEvent>, LogError>> {
+        range: &ReadBackRange,
+    ) -> BoxFuture<'static, Result<Vec<SourceEvent>, ReadBackError>> {
         let span = range.through.saturating_sub(range.after);
-        match self.log.get() {
-            _ if span > self.max_log_scan => {
-                Box::pin(std::future::ready(Err(LogError::TooLong(span))))
+        match self.stream.get() {
+            _ if span > self.max_read_back => {
+                Box::pin(std::future::ready(Err(ReadBackError::TooLong(span))))
             }
-            Some(log) => log.read(range.after, range.through),
-            None => Box::pin(std::future::ready(Err(LogError::Unavailable(
-                "no log attached".into(),
+            Some(stream) => stream.read(range.after, range.through),
+            None => Box::pin(std::future::ready(Err(ReadBackError::Unavailable(
+                "no stream to read back".into(),
             )))),
         }
     }
@@ -243,60 +246,60 @@ impl Engine {
     }
 
     /// Event counters.
-    pub fn stats(&self) -> &EngineStats {
-        &self.stats
+    pub fn counters(&self) -> &EventCounters {
+        &self.counters
     }
 
     /// The state of every known tour.
     pub fn tours(&self) -> Vec<TourState> {
-        self.book
+        self.projection
             .lock()
             .snapshot(Scope::Permitted(&Permissions::All))
     }
 
     /// The highest `seq` applied.
     pub fn last_seq(&self) -> u64 {
-        self.book.lock().last_seq()
+        self.projection.lock().last_seq()
     }
 
     /// Applies an event and queues it to every recipient. Never waits on a
     /// client: a source may acknowledge its input as soon as this returns.
     pub fn apply(&self, event: impl Into<SourceEvent>) -> ApplyOutcome {
         let started = Instant::now();
-        let book = self.book.lock();
-        self.apply_locked(book, event.into(), started)
+        let projection = self.projection.lock();
+        self.apply_locked(projection, event.into(), started)
     }
 
-    /// Applies an event read from the durable log at `offset`: its `seq`
-    /// is the position `offset + 1`, checked against the book in the same
-    /// step. A position the book has passed (a stream deleted and
-    /// recreated, whose offsets restarted) cannot be a `seq`; the book
+    /// Applies an event read from the stream at `offset`: its `seq`
+    /// is the position `offset + 1`, checked against the projection in the same
+    /// step. A position the projection has passed (a stream deleted and
+    /// recreated, whose offsets restarted) cannot be a `seq`; the projection
     /// numbers that event itself rather than drop it.
-    pub fn apply_logged(&self, mut event: SourceEvent, offset: u64) -> ApplyOutcome {
+    pub fn apply_from_stream(&self, mut event: SourceEvent, offset: u64) -> ApplyOutcome {
         let started = Instant::now();
-        let book = self.book.lock();
+        let projection = self.projection.lock();
         let position = offset + 1;
-        event.set_position((position > book.last_seq()).then_some(position));
-        self.apply_locked(book, event, started)
+        event.set_position((position > projection.last_seq()).then_some(position));
+        self.apply_locked(projection, event, started)
     }
 
-    /// The book as a checkpoint of `stream` at its current position
+    /// The projection as a checkpoint of `stream` at its current position
     /// (`None` when its numbers are not stream positions). Taken under the
     /// lock, as one consistent state; encoding it is the caller's.
     pub fn checkpoint(&self, stream: &str, limits: CheckpointLimits) -> Option<Checkpoint> {
         // Drafted under the lock (copies and shared handles only), encoded
         // and sorted after it, so fan-out waits as little as possible.
-        let draft = self.book.lock().checkpoint_draft(limits)?;
+        let draft = self.projection.lock().checkpoint_draft(limits)?;
         Some(draft.finish(stream))
     }
 
-    /// Replaces the book with one restored from `checkpoint`, before the
-    /// source replays what follows it. Returns the log position it has
+    /// Replaces the projection with one restored from `checkpoint`, before the
+    /// source replays what follows it. Returns the stream position it has
     /// taken in (applied or dropped), after which reading resumes. Only
     /// for start-up: nobody may be subscribed yet.
     pub fn restore(&self, checkpoint: Checkpoint) -> Result<u64, RestoreError> {
         let limits = self.limits;
-        let book = Book::restore(
+        let projection = Projection::restore(
             checkpoint,
             &self.epoch,
             limits.history_len,
@@ -304,17 +307,17 @@ impl Engine {
             limits.notification_history,
         )?
         .with_tour_limit(self.max_tours);
-        let position = book.last_position();
-        *self.book.lock() = book;
+        let position = projection.last_position();
+        *self.projection.lock() = projection;
         Ok(position)
     }
 
-    /// Forgets everything: an empty book, as at start-up. For a restored
+    /// Forgets everything: an empty projection, as at start-up. For a restored
     /// checkpoint that the stream turned out not to continue (recreated
     /// under it), before anything was served.
     pub fn reset(&self) {
         let limits = self.limits;
-        *self.book.lock() = Book::with_inbox(
+        *self.projection.lock() = Projection::with_inbox(
             self.epoch.clone(),
             limits.history_len,
             limits.dedupe_window,
@@ -323,24 +326,24 @@ impl Engine {
         .with_tour_limit(self.max_tours);
     }
 
-    /// Seeds tours the book does not know yet as base state (from a catalog
+    /// Seeds tours the projection does not know yet as base state (from a catalog
     /// service, say), atomically: no event is numbered or sent, so every
-    /// `seq` stays a log position. Returns how many were new.
+    /// `seq` stays a stream position. Returns how many were new.
     pub fn seed(&self, tours: impl IntoIterator<Item = TourState>) -> usize {
-        let mut book = self.book.lock();
+        let mut projection = self.projection.lock();
         tours
             .into_iter()
-            .filter(|tour| book.seed(tour.clone()))
+            .filter(|tour| projection.seed(tour.clone()))
             .count()
     }
 
     fn apply_locked(
         &self,
-        mut book: parking_lot::MutexGuard<'_, Book>,
+        mut projection: parking_lot::MutexGuard<'_, Projection>,
         event: SourceEvent,
         started: Instant,
     ) -> ApplyOutcome {
-        match book.apply(event) {
+        match projection.apply(event) {
             Applied::Fresh {
                 seq,
                 channel,
@@ -349,25 +352,25 @@ impl Engine {
                 // Nobody to send it to (a replay, a quiet tour): it stays
                 // unencoded until a recovery or a later fan-out asks.
                 let recipients = if self.hub.has_recipients(&channel) {
-                    self.hub.publish(&channel, &message.get())
+                    self.hub.fan_out(&channel, &message.encoded())
                 } else {
                     0
                 };
-                drop(book);
+                drop(projection);
                 metrics::histogram!(FANOUT_SECONDS).record(started.elapsed().as_secs_f64());
-                self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                self.counters.applied.fetch_add(1, Ordering::Relaxed);
                 ApplyOutcome::Applied { seq, recipients }
             }
             Applied::Duplicate => {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 ApplyOutcome::Duplicate
             }
             Applied::Stale => {
-                self.stats.stale.fetch_add(1, Ordering::Relaxed);
+                self.counters.stale.fetch_add(1, Ordering::Relaxed);
                 ApplyOutcome::Stale
             }
             Applied::OverCapacity => {
-                if self.stats.over_capacity.fetch_add(1, Ordering::Relaxed) == 0 {
+                if self.counters.over_capacity.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!(
                         max_tours = self.max_tours,
                         "an event would add a tour beyond MAX_TOURS; refusing new tours (counted in tourcast_events_total{{outcome=\"over_capacity\"}})"
@@ -379,30 +382,30 @@ impl Engine {
     }
 
     /// Registers a new connection (which receives every tour until it subscribes).
-    pub fn connect(&self, client: &ClientHandle, subs: &Subscriptions) {
-        self.hub.open(client);
+    pub fn add_connection(&self, client: &ClientHandle, subs: &Subscriptions) {
+        self.hub.add_connection(client);
         for target in subs.effective() {
             self.hub.add(&target, client);
         }
     }
 
     /// Removes a connection from the hub.
-    pub fn disconnect(&self, client: &ClientHandle, subs: &Subscriptions) {
+    pub fn remove_connection(&self, client: &ClientHandle, subs: &Subscriptions) {
         for target in subs.effective() {
             self.hub.remove(&target, client.id());
         }
-        self.hub.close(client.id());
+        self.hub.remove_connection(client.id());
     }
 
     /// Asks every open connection to close (e.g. `ServerShutdown`).
-    pub fn kick_all(&self, reason: Disconnect) -> usize {
-        self.hub.kick_all(reason)
+    pub fn close_all(&self, reason: CloseReason) -> usize {
+        self.hub.close_all(reason)
     }
 
     /// Subscribes `client` to `target`, queuing `subscribed` then a
     /// `snapshot`, or (with `since`) the missed events when memory still
-    /// holds them. When only the log does, nothing happens yet: the answer
-    /// is [`Subscribing::FromLog`].
+    /// holds them. When only the stream does, nothing happens yet: the answer
+    /// is [`Subscribing::ReadBack`].
     pub fn subscribe(
         &self,
         client: &ClientHandle,
@@ -411,60 +414,65 @@ impl Engine {
         since: Option<&StreamPosition>,
         request_id: Option<String>,
     ) -> Result<Subscribing, SubscribeError> {
-        self.check_room(subs, &target)?;
-        let book = self.book.lock();
+        self.check_limit(subs, &target)?;
+        let projection = self.projection.lock();
         let scope = scope_of(&target, subs);
         // Channels without history (stats) have nothing to recover.
         let recovery = match since.zip(scope) {
             None => None,
-            Some((position, scope)) => match book.recover(scope, &position.epoch, position.seq) {
-                Recovery::Replay(missed) if missed.len() <= self.max_replay => Some(Some(missed)),
-                Recovery::FromLog { through } if self.log.get().is_some() => {
-                    // While the log is read, nothing of the target's scope
-                    // may reach the client live (it would come again, out
-                    // of order, in the recovery): stop the implicit
-                    // broadcast and any registration of the target now;
-                    // `answer` registers it when the recovery is complete.
-                    self.reregister(client, subs, |subs| {
-                        subs.unsubscribe(&target);
-                    });
-                    return Ok(Subscribing::FromLog(LogRange {
-                        after: position.seq,
-                        through,
-                        found: Vec::new(),
-                        rounds: 0,
-                    }));
+            Some((position, scope)) => {
+                match projection.recover(scope, &position.epoch, position.seq) {
+                    Recovery::Replay(missed) if missed.len() <= self.max_replay => {
+                        Some(Some(missed))
+                    }
+                    Recovery::ReadBack { through } if self.stream.get().is_some() => {
+                        // While the stream is read back, nothing of the
+                        // target's scope may reach the client live (it would
+                        // come again, out of order, in the recovery): stop
+                        // the implicit every-tour delivery and any
+                        // registration of the target now; `answer`
+                        // registers it when the recovery is complete.
+                        self.reregister(client, subs, |subs| {
+                            subs.unsubscribe(&target);
+                        });
+                        return Ok(Subscribing::ReadBack(ReadBackRange {
+                            after: position.seq,
+                            through,
+                            found: Vec::new(),
+                            rounds: 0,
+                        }));
+                    }
+                    _ => Some(None),
                 }
-                _ => Some(None),
-            },
+            }
         };
-        self.answer(&book, client, subs, target, recovery, request_id);
+        self.answer(&projection, client, subs, target, recovery, request_id);
         Ok(Subscribing::Answered)
     }
 
-    /// Completes a subscription whose recovery needed the log: `read` is
-    /// what [`Engine::read_log`] returned for `range`. Events after the
+    /// Completes a subscription whose recovery needed the stream: `read` is
+    /// what [`Engine::read_back`] returned for `range`. Events after the
     /// range come from memory, under the same lock that registers the
     /// subscription; if memory has lost those too, another (bounded) round
     /// of reading is asked for.
     #[allow(clippy::too_many_arguments)]
-    pub fn subscribe_from_log(
+    pub fn subscribe_after_read_back(
         &self,
         client: &ClientHandle,
         subs: &mut Subscriptions,
         target: Target,
         since: &StreamPosition,
         request_id: Option<String>,
-        mut range: LogRange,
-        read: Result<Vec<SourceEvent>, LogError>,
+        mut range: ReadBackRange,
+        read: Result<Vec<SourceEvent>, ReadBackError>,
     ) -> Result<Subscribing, SubscribeError> {
-        self.check_room(subs, &target)?;
-        let book = self.book.lock();
+        self.check_limit(subs, &target)?;
+        let projection = self.projection.lock();
         let scope = scope_of(&target, subs);
         let recovery = match (read, scope) {
             (_, None) => None,
             (Err(error), _) => {
-                tracing::debug!(conn = client.id(), %error, "recovery from the log failed; answering unrecovered");
+                tracing::debug!(conn = client.id(), %error, "recovery from the stream failed; answering unrecovered");
                 None
             }
             (Ok(events), Some(scope)) => {
@@ -477,37 +485,44 @@ impl Engine {
                 range.rounds += 1;
                 if range.found.len() + in_scope.len() <= self.max_replay {
                     range.found.extend(
-                        in_scope
-                            .into_iter()
-                            .filter_map(|event| book.logged_message(event, event.position()?)),
+                        in_scope.into_iter().filter_map(|event| {
+                            projection.rebuilt_message(event, event.position()?)
+                        }),
                     );
                 } else {
                     range.found.clear();
-                    range.rounds = MAX_LOG_ROUNDS + 1;
+                    range.rounds = MAX_READ_BACK_ROUNDS + 1;
                 }
-                match book.recover(scope, &since.epoch, range.through) {
-                    _ if range.rounds > MAX_LOG_ROUNDS => None,
+                match projection.recover(scope, &since.epoch, range.through) {
+                    _ if range.rounds > MAX_READ_BACK_ROUNDS => None,
                     Recovery::Replay(newer)
                         if range.found.len() + newer.len() <= self.max_replay =>
                     {
                         range.found.extend(newer);
                         Some(std::mem::take(&mut range.found))
                     }
-                    Recovery::FromLog { through } if range.rounds < MAX_LOG_ROUNDS => {
+                    Recovery::ReadBack { through } if range.rounds < MAX_READ_BACK_ROUNDS => {
                         range.after = range.through;
                         range.through = through;
-                        return Ok(Subscribing::FromLog(range));
+                        return Ok(Subscribing::ReadBack(range));
                     }
                     _ => None,
                 }
             }
         };
-        self.answer(&book, client, subs, target, Some(recovery), request_id);
+        self.answer(
+            &projection,
+            client,
+            subs,
+            target,
+            Some(recovery),
+            request_id,
+        );
         Ok(Subscribing::Answered)
     }
 
     /// Refuses a new subscription beyond `max_subscriptions`.
-    fn check_room(&self, subs: &Subscriptions, target: &Target) -> Result<(), SubscribeError> {
+    fn check_limit(&self, subs: &Subscriptions, target: &Target) -> Result<(), SubscribeError> {
         if !subs.contains(target) && subs.len() >= self.max_subscriptions {
             return Err(SubscribeError::TooMany(self.max_subscriptions));
         }
@@ -519,10 +534,10 @@ impl Engine {
     /// after a failed recovery (`Some(None)`). A notification channel has
     /// no snapshot: an unrecovered gap is said in `subscribed` alone. The
     /// stats channel's first message comes from the stats task. Called
-    /// under the book lock.
+    /// under the projection lock.
     fn answer(
         &self,
-        book: &Book,
+        projection: &Projection,
         client: &ClientHandle,
         subs: &mut Subscriptions,
         target: Target,
@@ -533,7 +548,7 @@ impl Engine {
         let (tour_id, channel) = target.reply_names();
         // A notification channel has no snapshot to resume from: the ack
         // says where it starts (what follows is what this client gets).
-        let seq = matches!(target, Target::User(_)).then(|| book.last_seq());
+        let seq = matches!(target, Target::User(_)).then(|| projection.last_seq());
         let ack = ServerMessage::Subscribed(Subscribed {
             tour_id,
             channel,
@@ -548,7 +563,7 @@ impl Engine {
             }
             (recovery, Some(scope)) if target.is_tour() => {
                 let snapshot = Snapshot {
-                    tours: book.snapshot(scope),
+                    tours: projection.snapshot(scope),
                     epoch: self.epoch.clone(),
                     recovered: recovery.map(|_| false),
                     request_id,
@@ -577,9 +592,9 @@ impl Engine {
         target: Target,
         request_id: Option<String>,
     ) {
-        // Under the book lock so no event slips between the registration
+        // Under the projection lock so no event slips between the registration
         // change and the acknowledgement.
-        let _book = self.book.lock();
+        let _book = self.projection.lock();
         self.reregister(client, subs, |subs| {
             subs.unsubscribe(&target);
         });
@@ -602,7 +617,7 @@ impl Engine {
         subs: &mut Subscriptions,
         permissions: Permissions,
     ) {
-        let _book = self.book.lock();
+        let _book = self.projection.lock();
         let mut revoked = Vec::new();
         self.reregister(client, subs, |subs| {
             revoked = subs.set_permissions(permissions)
@@ -642,7 +657,7 @@ impl Engine {
 fn scope_of<'a>(target: &'a Target, subs: &'a Subscriptions) -> Option<Scope<'a>> {
     match target {
         Target::Tour(id) => Some(Scope::Tour(id)),
-        Target::All => Some(Scope::Permitted(subs.permissions())),
+        Target::AllTours => Some(Scope::Permitted(subs.permissions())),
         Target::User(user) => Some(Scope::User(user)),
         Target::Stats => None,
     }

@@ -4,34 +4,34 @@
 //!
 //! The stream carries more than one kind of event: availability changes
 //! (tour channels) and booking notifications (a user's channel). They share
-//! what the log gives every event: a position, an optional publisher id
+//! what the stream gives every event: a position, an optional publisher id
 //! (for duplicates) and a timestamp.
 
 use chrono::{DateTime, Utc};
 
 /// The two kinds of availability event on the platform's bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
+pub enum AvailabilityKind {
     /// `tour.availability.updated`: the tour's seat count changed.
     Updated,
     /// `tour.availability.low`: the tour fell to or below a threshold.
     Low,
 }
 
-impl EventKind {
+impl AvailabilityKind {
     /// The routing key and JSON `type` of this kind.
     pub fn as_str(self) -> &'static str {
         match self {
-            EventKind::Updated => "tour.availability.updated",
-            EventKind::Low => "tour.availability.low",
+            AvailabilityKind::Updated => "tour.availability.updated",
+            AvailabilityKind::Low => "tour.availability.low",
         }
     }
 
     /// Parses a routing key or `eventType`.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
-            "tour.availability.updated" => Some(EventKind::Updated),
-            "tour.availability.low" => Some(EventKind::Low),
+            "tour.availability.updated" => Some(AvailabilityKind::Updated),
+            "tour.availability.low" => Some(AvailabilityKind::Low),
             _ => None,
         }
     }
@@ -55,7 +55,7 @@ impl SourceEvent {
         }
     }
 
-    /// The event's position in the durable log, when it came from one.
+    /// The event's position in the stream, when it came from one.
     pub fn position(&self) -> Option<u64> {
         match self {
             SourceEvent::Availability(e) => e.position,
@@ -63,7 +63,7 @@ impl SourceEvent {
         }
     }
 
-    /// Sets (or clears) the log position.
+    /// Sets (or clears) the stream position.
     pub fn set_position(&mut self, position: Option<u64>) {
         match self {
             SourceEvent::Availability(e) => e.position = position,
@@ -83,7 +83,7 @@ impl SourceEvent {
 impl SourceEvent {
     /// A stable hash of what the publisher sent (not of what the receiver
     /// added, such as a receipt time): the same event read from the same
-    /// log position hashes alike in every process and build. It tells a
+    /// stream position hashes alike in every process and build. It tells a
     /// checkpoint's last event from another one at the same position (a
     /// stream recreated under the same name).
     pub fn fingerprint(&self) -> u64 {
@@ -219,7 +219,7 @@ pub struct BookingNotice {
     pub message: String,
     /// When it happened (the publisher's timestamp, or receipt time).
     pub timestamp: DateTime<Utc>,
-    /// The event's position in the durable log (see [`AvailabilityChange::position`]).
+    /// The event's position in the stream (see [`AvailabilityChange::position`]).
     pub position: Option<u64>,
 }
 
@@ -227,7 +227,7 @@ pub struct BookingNotice {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AvailabilityChange {
     /// Which kind of event this is.
-    pub kind: EventKind,
+    pub kind: AvailabilityKind,
     /// The publisher's unique id, used to drop redelivered duplicates.
     pub event_id: Option<String>,
     /// The tour the event is about.
@@ -246,7 +246,7 @@ pub struct AvailabilityChange {
     /// The publisher's per-tour version, when it sends one: an event whose
     /// version is not above the tour's last one is stale.
     pub version: Option<u64>,
-    /// The event's position in a durable, ordered log (e.g. a RabbitMQ stream
+    /// The event's position in a durable, ordered stream (e.g. a RabbitMQ stream
     /// offset). When set it becomes the event's `seq`, so every gateway
     /// instance reading the same log numbers events identically; when unset
     /// the engine numbers the tour's events itself.
@@ -259,7 +259,7 @@ mod tests {
 
     fn change(seats: u32, at: DateTime<Utc>) -> SourceEvent {
         SourceEvent::Availability(AvailabilityChange {
-            kind: EventKind::Updated,
+            kind: AvailabilityKind::Updated,
             event_id: Some("evt_1".into()),
             tour_id: "tour_paris".into(),
             tour_name: None,

@@ -4,7 +4,7 @@
 //! The parts, in the order data flows through them:
 //! - [`source`]: where events come from (the demo feed, RabbitMQ), each
 //!   turned into an [`event`];
-//! - [`engine`]: applies events to the [`state`] (the book: current state,
+//! - [`engine`]: applies events to the [`state`] (the projection: current state,
 //!   every channel's history, duplicate filter) and fans them out through
 //!   the [`hub`] (who is subscribed to which [`channel`], bounded
 //!   per-connection queues);

@@ -90,7 +90,7 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         dedupe_window: config.dedupe_window,
         max_replay: config.max_replay,
         max_subscriptions: MAX_SUBSCRIPTIONS,
-        max_log_scan: config.recovery_max_scan,
+        max_read_back: config.recovery_max_scan,
         notification_history: config.notification_history,
         snapshot_frame_bytes: config.snapshot_frame_bytes,
         max_tours: config.max_tours,

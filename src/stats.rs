@@ -85,8 +85,8 @@ impl StatsBoard {
             started: now,
             state: Mutex::new(BoardState {
                 sampled_at: now,
-                applied: engine.stats().applied.load(Ordering::Relaxed),
-                delivered: engine.hub().stats().delivered.load(Ordering::Relaxed),
+                applied: engine.counters().applied.load(Ordering::Relaxed),
+                delivered: engine.hub().counters().delivered.load(Ordering::Relaxed),
                 rates: (0.0, 0.0),
                 peers: HashMap::new(),
             }),
@@ -102,8 +102,13 @@ impl StatsBoard {
 
     /// Takes a new sample: the rates become those since the last one.
     fn sample(&self) {
-        let applied = self.engine.stats().applied.load(Ordering::Relaxed);
-        let delivered = self.engine.hub().stats().delivered.load(Ordering::Relaxed);
+        let applied = self.engine.counters().applied.load(Ordering::Relaxed);
+        let delivered = self
+            .engine
+            .hub()
+            .counters()
+            .delivered
+            .load(Ordering::Relaxed);
         let now = Instant::now();
         let mut state = self.state.lock();
         let seconds = now.duration_since(state.sampled_at).as_secs_f64();
@@ -132,7 +137,7 @@ impl StatsBoard {
             }),
             events_per_second: round2(events_per_second),
             deliveries_per_second: round2(deliveries_per_second),
-            slow_client_disconnects: hub.stats().slow_disconnects.load(Ordering::Relaxed),
+            slow_client_disconnects: hub.counters().slow_closed.load(Ordering::Relaxed),
             source_kind: self.source.kind().to_string(),
             source_state: source_state(self.source.get()).into(),
             uptime_seconds: self.started.elapsed().as_secs(),
@@ -250,9 +255,9 @@ impl StatsBoard {
     }
 
     /// Sends the current `stats` to every subscriber of the channel.
-    pub fn broadcast(&self) -> usize {
+    pub fn fan_out(&self) -> usize {
         let message = Encoded::new(&ServerMessage::Stats(self.current(None)));
-        self.engine.hub().publish(&Target::Stats, &message)
+        self.engine.hub().fan_out(&Target::Stats, &message)
     }
 }
 
@@ -279,18 +284,18 @@ pub async fn run(board: Arc<StatsBoard>, peers: Option<Peers>, shutdown: Cancell
                     let _ = outgoing.try_send(board.local().encode_to_vec());
                 }
                 board.expire();
-                board.broadcast();
+                board.fan_out();
             }
             _ = check.tick() => {
                 if board.expire() {
-                    board.broadcast();
+                    board.fan_out();
                 }
             }
             Some(payload) = recv(&mut incoming) => {
                 match InstanceStats::decode(payload.as_slice()) {
                     Ok(peer) if peer.validate("").is_ok() => {
                         if board.receive(peer) {
-                            board.broadcast();
+                            board.fan_out();
                         }
                     }
                     // A peer on another protocol version, or noise on the key.
@@ -360,7 +365,7 @@ mod tests {
             dedupe_window: 16,
             max_replay: 16,
             max_subscriptions: 16,
-            max_log_scan: 16,
+            max_read_back: 16,
             notification_history: 16,
             snapshot_frame_bytes: crate::protocol::snapshot::DEFAULT_MAX_FRAME_BYTES,
             max_tours: usize::MAX,

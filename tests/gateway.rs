@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use common::{Client, Encoding, TestServer, event, http_get, updated};
 use tourcast::engine::ApplyOutcome;
-use tourcast::event::EventKind;
+use tourcast::event::AvailabilityKind;
 use tourcast::source::SourceState;
 
 #[tokio::test]
@@ -182,7 +182,7 @@ async fn unsubscribe_is_acknowledged_and_stops_the_events() {
 async fn low_availability_keeps_the_old_shape_plus_seq() {
     let server = TestServer::start().await;
     let mut client = server.json_client().await;
-    let mut low = event(EventKind::Low, "tour_alps", 3, Utc::now());
+    let mut low = event(AvailabilityKind::Low, "tour_alps", 3, Utc::now());
     low.tour_name = Some("Randonnée Montagne".into());
     low.max_group_size = Some(15);
     server.engine.apply(low);
@@ -450,8 +450,8 @@ async fn a_client_that_stops_reading_is_disconnected_while_others_keep_receiving
     let slow = server
         .engine
         .hub()
-        .stats()
-        .slow_disconnects
+        .counters()
+        .slow_closed
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(slow, 1, "the stalled client was counted once");
 
@@ -578,7 +578,7 @@ async fn duplicate_and_stale_events_are_not_delivered() {
     assert_eq!(server.engine.apply(first), ApplyOutcome::Duplicate);
     // Stale means an older publisher version; a timestamp never decides.
     let mut older = event(
-        EventKind::Updated,
+        AvailabilityKind::Updated,
         "tour_paris",
         2,
         Utc::now() + chrono::Duration::minutes(5),

@@ -80,10 +80,10 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::event::{BookingKind, SourceEvent};
 use crate::protocol::v1::{AvailabilityEvent, BookingEvent};
-use crate::source::EventKind;
-use crate::source::publisher::{
-    DEFAULT_MAX_EVENT_BYTES, Incoming, JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, PoisonError,
-    PublisherDecoder, SchemaError,
+use crate::source::AvailabilityKind;
+use crate::source::inbound::{
+    DEFAULT_MAX_EVENT_BYTES, EventDecoder, Incoming, JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
+    PoisonError, SchemaError,
 };
 use crate::source::rabbitmq::{BrokerArgs, declare_exchange, parse_amqp_name};
 
@@ -195,8 +195,8 @@ impl Kind {
     /// The routing key (and `eventType`) of this kind.
     pub fn routing_key(self) -> &'static str {
         match self {
-            Kind::Updated => EventKind::Updated.as_str(),
-            Kind::Low => EventKind::Low.as_str(),
+            Kind::Updated => AvailabilityKind::Updated.as_str(),
+            Kind::Low => AvailabilityKind::Low.as_str(),
             Kind::BookingConfirmed => BookingKind::Confirmed.routing_key(),
             Kind::BookingCancelled => BookingKind::Cancelled.routing_key(),
         }
@@ -316,13 +316,13 @@ pub fn event_from_flags(args: &PublishArgs) -> Result<Outgoing, PublishError> {
         };
         let value = serde_json::to_value(&event)
             .map_err(|e| PublishError::Usage(format!("cannot encode the event: {e}")))?;
-        let decoder = PublisherDecoder::new(DEFAULT_MAX_EVENT_BYTES)?;
+        let decoder = EventDecoder::new(DEFAULT_MAX_EVENT_BYTES)?;
         return prepare(&decoder, value, args, 1);
     }
     let kind = if args.kind == Kind::Low {
-        EventKind::Low
+        AvailabilityKind::Low
     } else {
-        EventKind::Updated
+        AvailabilityKind::Updated
     };
     let event = AvailabilityEvent {
         event_id: Some(args.event_id.clone().unwrap_or_else(new_event_id)),
@@ -332,8 +332,11 @@ pub fn event_from_flags(args: &PublishArgs) -> Result<Outgoing, PublishError> {
         tour_name: args
             .tour_name
             .clone()
-            .filter(|_| kind == EventKind::Updated),
-        tour_title: args.tour_name.clone().filter(|_| kind == EventKind::Low),
+            .filter(|_| kind == AvailabilityKind::Updated),
+        tour_title: args
+            .tour_name
+            .clone()
+            .filter(|_| kind == AvailabilityKind::Low),
         available_seats: seats,
         max_group_size: args.max_group_size,
         threshold: args.threshold,
@@ -342,13 +345,13 @@ pub fn event_from_flags(args: &PublishArgs) -> Result<Outgoing, PublishError> {
     };
     let value = serde_json::to_value(&event)
         .map_err(|e| PublishError::Usage(format!("cannot encode the event: {e}")))?;
-    let decoder = PublisherDecoder::new(DEFAULT_MAX_EVENT_BYTES)?;
+    let decoder = EventDecoder::new(DEFAULT_MAX_EVENT_BYTES)?;
     prepare(&decoder, value, args, 1)
 }
 
 /// Turns one stdin line into a message (`None` for a blank line).
 pub fn event_from_line(
-    decoder: &PublisherDecoder,
+    decoder: &EventDecoder,
     line: &str,
     number: usize,
     args: &PublishArgs,
@@ -377,7 +380,7 @@ pub fn event_from_line(
         line: number,
         error: PoisonError {
             event_id: None,
-            reason: crate::source::publisher::PoisonReason::MalformedJson(e.to_string()),
+            reason: crate::source::inbound::PoisonReason::MalformedJson(e.to_string()),
         },
     })?;
     if let Value::Object(object) = &mut value {
@@ -393,7 +396,7 @@ pub fn event_from_line(
 
 /// Validates an event as the gateway would, then encodes it.
 fn prepare(
-    decoder: &PublisherDecoder,
+    decoder: &EventDecoder,
     value: Value,
     args: &PublishArgs,
     number: usize,
@@ -443,7 +446,7 @@ fn prepare(
                 line: number,
                 error: PoisonError {
                     event_id: event_id.clone(),
-                    reason: crate::source::publisher::PoisonReason::Invalid {
+                    reason: crate::source::inbound::PoisonReason::Invalid {
                         path: String::new(),
                         message: e.to_string(),
                     },
@@ -913,7 +916,7 @@ enum Input {
     Flags(Option<Outgoing>),
     Stdin {
         lines: mpsc::Receiver<std::io::Result<String>>,
-        decoder: Box<PublisherDecoder>,
+        decoder: Box<EventDecoder>,
         number: usize,
     },
 }
@@ -923,7 +926,7 @@ impl Input {
         if args.tour_id.is_some() {
             return Ok(Input::Flags(Some(event_from_flags(args)?)));
         }
-        let decoder = Box::new(PublisherDecoder::new(DEFAULT_MAX_EVENT_BYTES)?);
+        let decoder = Box::new(EventDecoder::new(DEFAULT_MAX_EVENT_BYTES)?);
         let (tx, lines) = mpsc::channel(READ_AHEAD);
         // A thread of its own rather than tokio's stdin: a read pending on
         // tokio's blocking pool would hold the runtime's shutdown (and so
@@ -1078,8 +1081,8 @@ mod tests {
         Cli::try_parse_from(argv).expect("valid arguments").publish
     }
 
-    fn decoder() -> PublisherDecoder {
-        PublisherDecoder::new(DEFAULT_MAX_EVENT_BYTES).expect("schema compiles")
+    fn decoder() -> EventDecoder {
+        EventDecoder::new(DEFAULT_MAX_EVENT_BYTES).expect("schema compiles")
     }
 
     #[test]

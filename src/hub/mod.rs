@@ -1,17 +1,21 @@
-//! The hub: who receives which tour's events, and delivery to them.
+//! The hub: who receives which channel's messages, and delivery to them.
 //!
 //! Each connection is a [`ClientHandle`]: a bounded outbound queue that also
-//! carries its kick (see [`outbox`]). Delivering is a non-blocking `try_send` of an already
-//! encoded frame (a reference-count bump), so publishing never waits on a
-//! client; a client whose queue is full is kicked as too slow and counted.
+//! carries the server's request to close it, with its [`CloseReason`] (see
+//! [`outbox`]). A fan-out delivers one message to every recipient of a
+//! channel; each delivery is a non-blocking `try_send` of an already encoded
+//! frame (a reference-count bump), so a fan-out never waits on a client; a
+//! client whose queue is full is closed as too slow and counted.
 //!
-//! Subscriptions are sharded by tour id so that connections coming and going
-//! on different tours do not contend on one lock. Every open connection is
-//! also listed (sharded by id), so that shutdown can kick them all. Locks are `parking_lot`
-//! locks held only for map operations and `try_send`s, never across an
-//! `.await`.
+//! The hub knows channels only as [`Target`]s: it keeps no per-kind logic
+//! beyond "every tour" (a `"*"` subscriber receives each tour's messages).
+//! Memberships are sharded by target so that connections coming and going
+//! on different channels do not contend on one lock. Every open connection
+//! is also listed (sharded by id), so that shutdown can close them all.
+//! Locks are `parking_lot` locks held only for map operations and
+//! `try_send`s, never across an `.await`.
 
-mod kick;
+mod close;
 pub mod outbox;
 mod subscriptions;
 
@@ -27,7 +31,7 @@ use crate::protocol::ServerMessage;
 use crate::protocol::codec::{Encoded, Encoding, encode_frame, frame};
 
 pub use crate::channel::Target;
-pub use kick::Disconnect;
+pub use close::CloseReason;
 pub use subscriptions::Subscriptions;
 
 /// Identifies a connection within this process.
@@ -48,16 +52,16 @@ pub struct ClientHandle {
 pub enum Offer {
     /// Queued for sending.
     Queued,
-    /// The queue was full: the client has just been kicked as too slow.
+    /// The queue was full: the client has just been closed as too slow.
     Slow,
-    /// The queue was full of a client already kicked; the frame is dropped.
+    /// The queue was full of a client already closing; the frame is dropped.
     Dropped,
     /// The connection is already gone.
     Closed,
 }
 
 impl ClientHandle {
-    /// A handle sending (and kicking) through `tx`.
+    /// A handle sending (and closing) through `tx`.
     pub fn new(id: ConnId, encoding: Encoding, tx: outbox::Sender) -> Self {
         ClientHandle { id, encoding, tx }
     }
@@ -72,12 +76,12 @@ impl ClientHandle {
         self.encoding
     }
 
-    /// Queues a frame without waiting; a full queue kicks the client.
+    /// Queues a frame without waiting; a full queue closes the client.
     pub fn offer(&self, frame: Message) -> Offer {
         match self.tx.try_send(frame) {
             Ok(()) => Offer::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.tx.kick(Disconnect::SlowConsumer) {
+                if self.tx.close(CloseReason::SlowConsumer) {
                     Offer::Slow
                 } else {
                     Offer::Dropped
@@ -88,13 +92,13 @@ impl ClientHandle {
     }
 
     /// Asks the connection to close; returns true if this was the first ask.
-    pub fn kick(&self, reason: Disconnect) -> bool {
-        self.tx.kick(reason)
+    pub fn close(&self, reason: CloseReason) -> bool {
+        self.tx.close(reason)
     }
 
-    /// Why the connection was kicked, if it was.
-    pub fn kicked(&self) -> Option<Disconnect> {
-        self.tx.kicked()
+    /// Why the connection was asked to close, if it was.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.tx.close_reason()
     }
 
     /// Queues a shared event in this client's encoding.
@@ -103,10 +107,10 @@ impl ClientHandle {
     }
 
     /// Queues a recovery replay (events of one shared encoding each) whole:
-    /// see [`outbox::Sender::send_replay`].
+    /// see [`outbox::Sender::send_whole`].
     pub fn offer_replay(&self, events: &[std::sync::Arc<Encoded>]) -> Offer {
         let frames = events.iter().map(|event| frame(event, self.encoding));
-        if self.tx.send_replay(frames) {
+        if self.tx.send_whole(frames) {
             Offer::Queued
         } else {
             Offer::Closed
@@ -127,7 +131,7 @@ impl ClientHandle {
         let frames = messages
             .iter()
             .map(|message| encode_frame(message, self.encoding));
-        if self.tx.send_replay(frames) {
+        if self.tx.send_whole(frames) {
             Offer::Queued
         } else {
             Offer::Closed
@@ -136,13 +140,14 @@ impl ClientHandle {
 }
 
 /// Delivery counters: the one count, which `/metrics` renders as
-/// `tourcast_deliveries_total` and `tourcast_slow_client_disconnects_total`.
+/// `tourcast_deliveries_total` and `tourcast_slow_client_disconnects_total`
+/// (and the `stats` channel samples).
 #[derive(Debug, Default)]
-pub struct HubStats {
+pub struct DeliveryCounters {
     /// Frames queued to clients.
     pub delivered: AtomicU64,
-    /// Clients kicked because their queue was full.
-    pub slow_disconnects: AtomicU64,
+    /// Clients closed because their queue was full.
+    pub slow_closed: AtomicU64,
 }
 
 type Members = HashMap<ConnId, ClientHandle>;
@@ -152,12 +157,12 @@ pub struct Hub {
     /// Members of each channel (a tour, a user, the stats), sharded by channel.
     shards: Box<[RwLock<HashMap<Target, Members>>]>,
     /// Connections receiving every tour: `"*"` subscribers and connections
-    /// that never subscribed (the old service broadcast to everyone).
-    everyone: RwLock<Members>,
+    /// that never subscribed (the old service sent every event to everyone).
+    all_tours: RwLock<Members>,
     /// Every open connection, sharded by id.
     connections: Box<[RwLock<Members>]>,
     hasher: RandomState,
-    stats: HubStats,
+    counters: DeliveryCounters,
 }
 
 impl Default for Hub {
@@ -171,10 +176,10 @@ impl Hub {
     pub fn new() -> Self {
         Hub {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            everyone: RwLock::new(HashMap::new()),
+            all_tours: RwLock::new(HashMap::new()),
             connections: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
-            stats: HubStats::default(),
+            counters: DeliveryCounters::default(),
         }
     }
 
@@ -187,28 +192,28 @@ impl Hub {
         &self.connections[id as usize % SHARDS]
     }
 
-    /// Lists an open connection (see [`Hub::kick_all`]).
-    pub fn open(&self, client: &ClientHandle) {
+    /// Lists an open connection (see [`Hub::close_all`]).
+    pub fn add_connection(&self, client: &ClientHandle) {
         self.connection_shard(client.id)
             .write()
             .insert(client.id, client.clone());
     }
 
     /// Forgets a connection that has ended.
-    pub fn close(&self, id: ConnId) {
+    pub fn remove_connection(&self, id: ConnId) {
         self.connection_shard(id).write().remove(&id);
     }
 
-    /// Kicks every open connection (e.g. at shutdown); returns how many
-    /// were asked for the first time.
-    pub fn kick_all(&self, reason: Disconnect) -> usize {
+    /// Asks every open connection to close (e.g. at shutdown); returns
+    /// how many were asked for the first time.
+    pub fn close_all(&self, reason: CloseReason) -> usize {
         self.connections
             .iter()
             .map(|shard| {
                 shard
                     .read()
                     .values()
-                    .filter(|client| client.kick(reason))
+                    .filter(|client| client.close(reason))
                     .count()
             })
             .sum()
@@ -217,8 +222,8 @@ impl Hub {
     /// Starts delivering `target`'s messages to `client`.
     pub fn add(&self, target: &Target, client: &ClientHandle) {
         match target {
-            Target::All => {
-                self.everyone.write().insert(client.id, client.clone());
+            Target::AllTours => {
+                self.all_tours.write().insert(client.id, client.clone());
             }
             channel => {
                 self.shard(channel)
@@ -233,8 +238,8 @@ impl Hub {
     /// Stops delivering `target`'s messages to connection `id`.
     pub fn remove(&self, target: &Target, id: ConnId) {
         match target {
-            Target::All => {
-                self.everyone.write().remove(&id);
+            Target::AllTours => {
+                self.all_tours.write().remove(&id);
             }
             channel => {
                 let mut shard = self.shard(channel).write();
@@ -249,10 +254,10 @@ impl Hub {
         }
     }
 
-    /// Whether [`Hub::publish`] to `channel` would reach anyone now: a
+    /// Whether [`Hub::fan_out`] to `channel` would reach anyone now: a
     /// member of it, or (for a tour) a connection that receives every
-    /// tour. Subscriptions change under the engine's lock, as publishing
-    /// does; a new connection that opens in between simply came after the
+    /// tour. Subscriptions change under the engine's lock, as fan-outs
+    /// do; a new connection that opens in between simply came after the
     /// event, as it could have a moment later anyway.
     pub fn has_recipients(&self, channel: &Target) -> bool {
         let members = self
@@ -260,13 +265,13 @@ impl Hub {
             .read()
             .get(channel)
             .is_some_and(|members| !members.is_empty());
-        members || (matches!(channel, Target::Tour(_)) && !self.everyone.read().is_empty())
+        members || (matches!(channel, Target::Tour(_)) && !self.all_tours.read().is_empty())
     }
 
-    /// Delivers a message of `channel` to everyone who should get it: its
-    /// members, and for a tour also every `"*"` subscriber. Returns how
-    /// many clients it was queued for.
-    pub fn publish(&self, channel: &Target, encoded: &Encoded) -> usize {
+    /// Fans a message of `channel` out to every recipient: its members,
+    /// and for a tour also every `"*"` subscriber. Returns how many clients
+    /// it was delivered to (queued for).
+    pub fn fan_out(&self, channel: &Target, encoded: &Encoded) -> usize {
         // Encoded once per encoding upstream; here each recipient costs a
         // reference-count bump and a `try_send`.
         let json = frame(encoded, Encoding::Json);
@@ -288,14 +293,12 @@ impl Hub {
             members.values().for_each(&mut deliver);
         }
         if let Target::Tour(_) = channel {
-            self.everyone.read().values().for_each(&mut deliver);
+            self.all_tours.read().values().for_each(&mut deliver);
         }
-        self.stats
+        self.counters
             .delivered
             .fetch_add(queued as u64, Ordering::Relaxed);
-        self.stats
-            .slow_disconnects
-            .fetch_add(slow, Ordering::Relaxed);
+        self.counters.slow_closed.fetch_add(slow, Ordering::Relaxed);
         queued
     }
 
@@ -329,14 +332,14 @@ impl Hub {
         tours
     }
 
-    /// Counts a slow client found outside `publish` (e.g. while replaying).
+    /// Counts a slow client found outside a fan-out (e.g. while replaying).
     pub fn count_slow(&self) {
-        self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+        self.counters.slow_closed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Delivery counters.
-    pub fn stats(&self) -> &HubStats {
-        &self.stats
+    pub fn counters(&self) -> &DeliveryCounters {
+        &self.counters
     }
 
     /// Number of (connection, channel) registrations, `"*"` included.
@@ -346,7 +349,7 @@ impl Hub {
             .iter()
             .map(|s| s.read().values().map(HashMap::len).sum::<usize>())
             .sum();
-        tours + self.everyone.read().len()
+        tours + self.all_tours.read().len()
     }
 }
 
@@ -368,22 +371,22 @@ mod tests {
     }
 
     #[test]
-    fn delivers_to_tour_and_everyone_subscribers_only() {
+    fn delivers_to_tour_and_all_tours_subscribers_only() {
         let hub = Hub::new();
         let (a, a_rx) = client(1, 4);
         let (b, b_rx) = client(2, 4);
         let (c, c_rx) = client(3, 4);
         hub.add(&Target::Tour("paris".into()), &a);
-        hub.add(&Target::All, &b);
+        hub.add(&Target::AllTours, &b);
         hub.add(&Target::Tour("rome".into()), &c);
-        assert_eq!(hub.publish(&Target::Tour("paris".into()), &event()), 2);
+        assert_eq!(hub.fan_out(&Target::Tour("paris".into()), &event()), 2);
         assert!(a_rx.try_recv().is_ok());
         assert!(b_rx.try_recv().is_ok());
         assert!(c_rx.try_recv().is_err());
     }
 
     #[test]
-    fn has_recipients_agrees_with_publish() {
+    fn has_recipients_agrees_with_fan_out() {
         let hub = Hub::new();
         let paris = Target::Tour("paris".into());
         let alice = Target::User("alice".into());
@@ -396,27 +399,27 @@ mod tests {
         assert!(!hub.has_recipients(&paris));
         // A `*` member receives every tour, not a user's channel.
         let (b, _b_rx) = client(2, 4);
-        hub.add(&Target::All, &b);
+        hub.add(&Target::AllTours, &b);
         assert!(hub.has_recipients(&Target::Tour("rome".into())));
         assert!(!hub.has_recipients(&alice));
-        assert_eq!(hub.publish(&alice, &event()), 0);
+        assert_eq!(hub.fan_out(&alice, &event()), 0);
     }
 
     #[test]
-    fn a_full_queue_kicks_the_client_without_blocking_others() {
+    fn a_full_queue_closes_the_client_without_blocking_others() {
         let hub = Hub::new();
         let (slow, _slow_rx) = client(1, 1);
         let (fast, fast_rx) = client(2, 8);
-        hub.add(&Target::All, &slow);
-        hub.add(&Target::All, &fast);
+        hub.add(&Target::AllTours, &slow);
+        hub.add(&Target::AllTours, &fast);
         for _ in 0..3 {
-            hub.publish(&Target::Tour("paris".into()), &event());
+            hub.fan_out(&Target::Tour("paris".into()), &event());
             assert!(fast_rx.try_recv().is_ok());
         }
-        assert_eq!(slow.kicked(), Some(Disconnect::SlowConsumer));
-        assert_eq!(fast.kicked(), None);
+        assert_eq!(slow.close_reason(), Some(CloseReason::SlowConsumer));
+        assert_eq!(fast.close_reason(), None);
         // Counted once, however many events it then misses before it is gone.
-        assert_eq!(hub.stats().slow_disconnects.load(Ordering::Relaxed), 1);
+        assert_eq!(hub.counters().slow_closed.load(Ordering::Relaxed), 1);
     }
 
     #[test]
@@ -425,11 +428,11 @@ mod tests {
         let (alice, alice_rx) = client(1, 4);
         let (star, star_rx) = client(2, 4);
         hub.add(&Target::User("alice".into()), &alice);
-        hub.add(&Target::All, &star);
-        assert_eq!(hub.publish(&Target::User("alice".into()), &event()), 1);
+        hub.add(&Target::AllTours, &star);
+        assert_eq!(hub.fan_out(&Target::User("alice".into()), &event()), 1);
         assert!(alice_rx.try_recv().is_ok());
         assert!(star_rx.try_recv().is_err());
-        assert_eq!(hub.publish(&Target::User("bob".into()), &event()), 0);
+        assert_eq!(hub.fan_out(&Target::User("bob".into()), &event()), 0);
     }
 
     #[test]
@@ -442,16 +445,19 @@ mod tests {
     }
 
     #[test]
-    fn kick_all_reaches_every_open_connection_once() {
+    fn close_all_reaches_every_open_connection_once() {
         let hub = Hub::new();
         let clients: Vec<_> = (1..=40).map(|id| client(id, 1)).collect();
         for (handle, _) in &clients {
-            hub.open(handle);
+            hub.add_connection(handle);
         }
-        hub.close(7);
-        assert_eq!(hub.kick_all(Disconnect::ServerShutdown), 39);
-        assert_eq!(hub.kick_all(Disconnect::ServerShutdown), 0);
-        assert_eq!(clients[6].0.kicked(), None);
-        assert_eq!(clients[0].0.kicked(), Some(Disconnect::ServerShutdown));
+        hub.remove_connection(7);
+        assert_eq!(hub.close_all(CloseReason::ServerShutdown), 39);
+        assert_eq!(hub.close_all(CloseReason::ServerShutdown), 0);
+        assert_eq!(clients[6].0.close_reason(), None);
+        assert_eq!(
+            clients[0].0.close_reason(),
+            Some(CloseReason::ServerShutdown)
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! A connection's outbound queue: bounded, one consumer, and sized by what
-//! it holds. It also carries the connection's kick (the hub's "close this
-//! connection, for this reason"), so that one lock and one waker serve both
+//! it holds. It also carries the server's request to close the connection
+//! (with its [`CloseReason`]), so that one lock and one waker serve both
 //! and a woken connection task checks a single place.
 //!
 //! `tokio::sync::mpsc::channel` allocates its first block of 32 slots
@@ -22,7 +22,7 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 
-use super::Disconnect;
+use super::CloseReason;
 
 /// Capacity kept when a drained queue shrinks.
 const IDLE_SLOTS: usize = 4;
@@ -48,7 +48,7 @@ struct Queue {
     /// The receiver is gone.
     closed: bool,
     /// Why the connection must close, once asked; the first reason wins.
-    kicked: Option<Disconnect>,
+    close: Option<CloseReason>,
 }
 
 impl Queue {
@@ -82,7 +82,7 @@ pub enum Outbound {
     /// The next frame to send.
     Frame(Message),
     /// The connection must close, for this reason (ahead of queued frames).
-    Kicked(Disconnect),
+    Close(CloseReason),
     /// Every sender is gone and the queue is empty.
     Closed,
 }
@@ -108,7 +108,7 @@ pub fn channel(capacity: usize) -> (Sender, Receiver) {
             popped: 0,
             exempt: VecDeque::new(),
             closed: false,
-            kicked: None,
+            close: None,
         }),
         waker: AtomicWaker::new(),
     });
@@ -147,10 +147,11 @@ impl Sender {
         Ok(())
     }
 
-    /// Queues a recovery replay whole, on top of the live capacity (its
-    /// size is bounded by the engine's `max_replay`). Fails only when the
-    /// receiver is gone (returns false).
-    pub fn send_replay(&self, frames: impl IntoIterator<Item = Message>) -> bool {
+    /// Queues a unit whole (a recovery replay, the parts of a large
+    /// snapshot), on top of the live capacity (its size is bounded by the
+    /// caller: the engine's `max_replay`, the snapshot's parts). Fails only
+    /// when the receiver is gone (returns false).
+    pub fn send_whole(&self, frames: impl IntoIterator<Item = Message>) -> bool {
         {
             let mut queue = self.shared.queue.lock();
             if queue.closed {
@@ -171,11 +172,11 @@ impl Sender {
     }
 
     /// Asks the connection to close; returns true if this was the first ask.
-    pub fn kick(&self, reason: Disconnect) -> bool {
+    pub fn close(&self, reason: CloseReason) -> bool {
         let first = {
             let mut queue = self.shared.queue.lock();
-            queue.kicked.is_none() && {
-                queue.kicked = Some(reason);
+            queue.close.is_none() && {
+                queue.close = Some(reason);
                 true
             }
         };
@@ -183,9 +184,9 @@ impl Sender {
         first
     }
 
-    /// Why the connection was kicked, if it was.
-    pub fn kicked(&self) -> Option<Disconnect> {
-        self.shared.queue.lock().kicked
+    /// Why the connection was asked to close, if it was.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.queue.lock().close
     }
 }
 
@@ -199,7 +200,7 @@ impl Drop for Sender {
 }
 
 impl Receiver {
-    /// A kick if there is one, else the next frame; waits for either.
+    /// A request to close if there is one, else the next frame; waits for either.
     pub async fn recv(&mut self) -> Outbound {
         poll_fn(|cx| {
             if let Some(next) = self.poll_once() {
@@ -214,8 +215,8 @@ impl Receiver {
     /// What `recv` would return now, under one lock; `None` to wait.
     fn poll_once(&mut self) -> Option<Outbound> {
         let mut queue = self.shared.queue.lock();
-        if let Some(reason) = queue.kicked {
-            return Some(Outbound::Kicked(reason));
+        if let Some(reason) = queue.close {
+            return Some(Outbound::Close(reason));
         }
         match queue.pop() {
             Some(frame) => Some(Outbound::Frame(frame)),
@@ -224,14 +225,15 @@ impl Receiver {
         }
     }
 
-    /// Resolves once the connection has been kicked (frames stay queued).
-    pub async fn kicked(&self) -> Disconnect {
+    /// Resolves once the connection has been asked to close (frames stay
+    /// queued).
+    pub async fn close_requested(&self) -> CloseReason {
         poll_fn(|cx| {
-            if let Some(reason) = self.shared.queue.lock().kicked {
+            if let Some(reason) = self.shared.queue.lock().close {
                 return Poll::Ready(reason);
             }
             self.shared.waker.register(cx.waker());
-            match self.shared.queue.lock().kicked {
+            match self.shared.queue.lock().close {
                 Some(reason) => Poll::Ready(reason),
                 None => Poll::Pending,
             }
@@ -284,9 +286,9 @@ mod tests {
     #[test]
     fn two_units_queued_back_to_back_both_stay_on_top_of_the_live_capacity() {
         let (tx, _rx) = channel(2);
-        assert!(tx.send_replay((0..10).map(|_| text("part"))));
-        assert!(tx.send_replay((0..3).map(|_| text("replayed"))));
-        assert!(tx.send_replay(std::iter::empty()));
+        assert!(tx.send_whole((0..10).map(|_| text("part"))));
+        assert!(tx.send_whole((0..3).map(|_| text("replayed"))));
+        assert!(tx.send_whole(std::iter::empty()));
         assert!(tx.try_send(text("live")).is_ok());
         assert!(tx.try_send(text("live")).is_ok());
         assert!(tx.try_send(text("live")).is_err());
@@ -296,7 +298,7 @@ mod tests {
     fn a_replay_sits_on_top_of_the_live_capacity() {
         let (tx, rx) = channel(2);
         tx.try_send(text("live")).unwrap();
-        assert!(tx.send_replay((0..10).map(|_| text("replayed"))));
+        assert!(tx.send_whole((0..10).map(|_| text("replayed"))));
         // Still room for one live frame: the replay does not count.
         assert!(tx.try_send(text("live 2")).is_ok());
         assert!(matches!(
@@ -335,23 +337,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_kick_wakes_the_receiver_ahead_of_queued_frames_and_the_first_reason_wins() {
+    async fn a_close_wakes_the_receiver_ahead_of_queued_frames_and_the_first_reason_wins() {
         let (tx, mut rx) = channel(4);
         tx.try_send(text("queued")).unwrap();
-        let kicker = tokio::spawn({
+        let closer = tokio::spawn({
             let tx = tx.clone();
             async move {
                 tokio::task::yield_now().await;
-                assert!(tx.kick(Disconnect::SlowConsumer));
-                assert!(!tx.kick(Disconnect::ServerShutdown));
+                assert!(tx.close(CloseReason::SlowConsumer));
+                assert!(!tx.close(CloseReason::ServerShutdown));
             }
         });
-        assert_eq!(rx.kicked().await, Disconnect::SlowConsumer);
-        kicker.await.unwrap();
+        assert_eq!(rx.close_requested().await, CloseReason::SlowConsumer);
+        closer.await.unwrap();
         assert!(matches!(
             rx.recv().await,
-            Outbound::Kicked(Disconnect::SlowConsumer)
+            Outbound::Close(CloseReason::SlowConsumer)
         ));
-        assert_eq!(tx.kicked(), Some(Disconnect::SlowConsumer));
+        assert_eq!(tx.close_reason(), Some(CloseReason::SlowConsumer));
     }
 }

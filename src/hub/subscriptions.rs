@@ -5,24 +5,25 @@ use std::collections::BTreeSet;
 use crate::auth::Permissions;
 use crate::channel::Target;
 
-/// A connection's subscription state.
+/// A connection's subscription state: the channels it subscribed to, by
+/// [`Target`], under the permissions of its token.
 ///
 /// A connection that never subscribed receives every tour (as the old
-/// service broadcast to everyone); its first `subscribe` switches it to
-/// explicit subscriptions. The hub holds exactly the *effective*
-/// registrations: `All` alone while every tour is covered, the individual
-/// tours otherwise, so an event is never delivered twice. A connection whose
-/// token grants only some tours never covers more than those: for it, "every
-/// tour" means every tour it may see.
+/// service sent every event to everyone); its first `subscribe` switches
+/// it to explicit subscriptions. The hub holds exactly the *effective*
+/// registrations: `AllTours` alone while every tour is covered, the
+/// individual tours otherwise, so an event is never delivered twice. A
+/// connection whose token grants only some tours never covers more than
+/// those: for it, "every tour" means every tour it may see.
 ///
-/// Channels other than tours (notifications, stats) are registered as
-/// they are; subscribing to one is a first subscribe like any other.
+/// Tours are the one kind with rules here ("every tour", and per-tour
+/// permissions); every other channel (notifications, stats, and any kind
+/// added later) is registered as it was subscribed, so a new kind of
+/// channel does not touch this type.
 #[derive(Debug, Clone)]
 pub struct Subscriptions {
     explicit: bool,
-    all: bool,
-    tours: BTreeSet<String>,
-    /// Subscribed non-tour channels.
+    /// Every channel subscribed explicitly, `AllTours` (`"*"`) included.
     channels: BTreeSet<Target>,
     permissions: Permissions,
 }
@@ -38,8 +39,6 @@ impl Subscriptions {
     pub fn new(permissions: Permissions) -> Self {
         Subscriptions {
             explicit: false,
-            all: false,
-            tours: BTreeSet::new(),
             channels: BTreeSet::new(),
             permissions,
         }
@@ -54,13 +53,15 @@ impl Subscriptions {
     /// subscribed tours they no longer allow, which are dropped.
     pub fn set_permissions(&mut self, permissions: Permissions) -> Vec<String> {
         let revoked: Vec<String> = self
-            .tours
+            .channels
             .iter()
-            .filter(|t| !permissions.allows(t))
-            .cloned()
+            .filter_map(|target| match target {
+                Target::Tour(id) if !permissions.allows(id) => Some(id.clone()),
+                _ => None,
+            })
             .collect();
         for tour in &revoked {
-            self.tours.remove(tour);
+            self.channels.remove(&Target::Tour(tour.clone()));
         }
         self.permissions = permissions;
         revoked
@@ -69,68 +70,56 @@ impl Subscriptions {
     /// The hub registrations matching this state.
     pub fn effective(&self) -> Vec<Target> {
         let mut targets = self.effective_tours();
-        targets.extend(self.channels.iter().cloned());
+        targets.extend(
+            self.channels
+                .iter()
+                .filter(|target| !target.is_tour())
+                .cloned(),
+        );
         targets
     }
 
     fn effective_tours(&self) -> Vec<Target> {
-        let covers_all = !self.explicit || self.all;
+        let covers_all = !self.explicit || self.channels.contains(&Target::AllTours);
         match (&self.permissions, covers_all) {
-            (Permissions::All, true) => vec![Target::All],
+            (Permissions::All, true) => vec![Target::AllTours],
             (Permissions::Tours(permitted), true) => {
                 permitted.iter().cloned().map(Target::Tour).collect()
             }
             (permissions, false) => self
-                .tours
+                .channels
                 .iter()
-                .filter(|t| permissions.allows(t))
+                .filter(|target| matches!(target, Target::Tour(id) if permissions.allows(id)))
                 .cloned()
-                .map(Target::Tour)
                 .collect(),
         }
     }
 
     /// Number of explicit subscriptions (`"*"` and each channel count as one).
     pub fn len(&self) -> usize {
-        self.tours.len() + usize::from(self.all) + self.channels.len()
+        self.channels.len()
     }
 
     /// Whether there are no explicit subscriptions.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.channels.is_empty()
     }
 
     /// Whether `target` is already subscribed explicitly.
     pub fn contains(&self, target: &Target) -> bool {
-        match target {
-            Target::All => self.all,
-            Target::Tour(id) => self.tours.contains(id),
-            channel => self.channels.contains(channel),
-        }
+        self.channels.contains(target)
     }
 
     /// Records a subscription.
     pub fn subscribe(&mut self, target: &Target) {
         self.explicit = true;
-        match target {
-            Target::All => self.all = true,
-            Target::Tour(id) => {
-                self.tours.insert(id.clone());
-            }
-            channel => {
-                self.channels.insert(channel.clone());
-            }
-        }
+        self.channels.insert(target.clone());
     }
 
     /// Records an unsubscription; returns whether it was subscribed.
     pub fn unsubscribe(&mut self, target: &Target) -> bool {
         self.explicit = true;
-        match target {
-            Target::All => std::mem::take(&mut self.all),
-            Target::Tour(id) => self.tours.remove(id),
-            channel => self.channels.remove(channel),
-        }
+        self.channels.remove(target)
     }
 }
 
@@ -141,7 +130,7 @@ mod tests {
     #[test]
     fn implicit_until_the_first_subscribe() {
         let mut subs = Subscriptions::default();
-        assert_eq!(subs.effective(), vec![Target::All]);
+        assert_eq!(subs.effective(), vec![Target::AllTours]);
         subs.subscribe(&Target::tour("paris"));
         assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
     }
@@ -151,7 +140,7 @@ mod tests {
         let permitted = Permissions::Tours(["paris".to_string()].into());
         let mut subs = Subscriptions::new(permitted);
         assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
-        subs.subscribe(&Target::All);
+        subs.subscribe(&Target::AllTours);
         assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
         let revoked = subs.set_permissions(Permissions::Tours(Default::default()));
         assert!(revoked.is_empty());
@@ -163,23 +152,23 @@ mod tests {
         let mut subs = Subscriptions::default();
         subs.subscribe(&Target::User("alice".into()));
         assert_eq!(subs.effective(), vec![Target::User("alice".into())]);
-        subs.subscribe(&Target::All);
+        subs.subscribe(&Target::AllTours);
         assert_eq!(
             subs.effective(),
-            vec![Target::All, Target::User("alice".into())]
+            vec![Target::AllTours, Target::User("alice".into())]
         );
         assert_eq!(subs.len(), 2);
         assert!(subs.unsubscribe(&Target::User("alice".into())));
-        assert_eq!(subs.effective(), vec![Target::All]);
+        assert_eq!(subs.effective(), vec![Target::AllTours]);
     }
 
     #[test]
     fn star_covers_individual_tours_until_removed() {
         let mut subs = Subscriptions::default();
         subs.subscribe(&Target::tour("paris"));
-        subs.subscribe(&Target::All);
-        assert_eq!(subs.effective(), vec![Target::All]);
-        subs.unsubscribe(&Target::All);
+        subs.subscribe(&Target::AllTours);
+        assert_eq!(subs.effective(), vec![Target::AllTours]);
+        subs.unsubscribe(&Target::AllTours);
         assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
     }
 }

@@ -1,6 +1,6 @@
 //! The decode pipeline: bytes in an encoding → a validated, typed message,
 //! or a [`Refusal`] saying why not. Client frames ([`codec`](super::codec))
-//! and publisher events ([`crate::source::publisher`]) both go through it,
+//! and publisher events ([`crate::source::inbound`]) both go through it,
 //! so they parse, validate and word their errors the same way.
 //!
 //! - JSON: parsed, required to be an object, checked against its JSON

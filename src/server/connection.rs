@@ -1,7 +1,8 @@
 //! One WebSocket connection, from greeting to close.
 //!
 //! A single task owns the socket and waits on three things: its outbox
-//! (queued frames, or a kick from the hub: too slow, server shutdown), frames
+//! (queued frames, or the server's request to close: too slow, server
+//! shutdown), frames
 //! from the client, and the keep-alive timer (plus token expiry, with auth).
 //! A command that has to wait (a subscribe recovering from the stream) adds
 //! a fourth, and the client's next frames wait in the socket until it is
@@ -34,7 +35,7 @@ use super::commands::{self, ErrorReply};
 use super::limits::ConnectionSlot;
 use crate::auth::Identity;
 use crate::hub::outbox::{self, Outbound};
-use crate::hub::{ClientHandle, Disconnect, Subscriptions};
+use crate::hub::{ClientHandle, CloseReason, Subscriptions};
 use crate::protocol::codec::Encoding;
 use crate::protocol::v1::{Connection, ErrorCode};
 use crate::protocol::{PROTOCOL, ServerMessage};
@@ -48,48 +49,36 @@ const WRITE_BATCH: usize = 64;
 /// How long the client's answer to our close frame may take.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Why a connection ended, for the close log line.
+/// How a connection ends: the one answer of the serving loop, of a write,
+/// and of the close log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ended {
-    /// The server closed it, for this reason.
-    Server(Disconnect),
+enum Ending {
+    /// The server closes it, for this reason (a close frame to send).
+    Close(CloseReason),
     /// The client sent a close frame.
     ClientClosed,
     /// The socket failed or hit EOF without a close frame.
-    Gone,
+    Lost,
 }
 
-impl Ended {
+impl Ending {
     fn label(self) -> &'static str {
         match self {
-            Ended::Server(reason) => reason.label(),
-            Ended::ClientClosed => "client_closed",
-            Ended::Gone => "connection_lost",
+            Ending::Close(reason) => reason.label(),
+            Ending::ClientClosed => "client_closed",
+            Ending::Lost => "connection_lost",
         }
     }
 }
 
-/// How the serving loop ended: with a close frame still to send, or not.
-enum Exit {
-    Close(Disconnect),
-    Ended(Ended),
-}
-
-/// How a batch write ended.
-enum Written {
-    Done,
-    Failed,
-    Kicked(Disconnect),
-}
-
 /// One thing the connection loop woke up for.
 enum Wake {
-    Kicked(Disconnect),
+    Close(CloseReason),
     Outbound(Message),
     Inbound(Option<Result<Message, axum::Error>>),
     KeepaliveTick,
     TokenExpired,
-    Recovered(Result<Vec<crate::event::SourceEvent>, crate::engine::LogError>),
+    Recovered(Result<Vec<crate::event::SourceEvent>, crate::engine::ReadBackError>),
 }
 
 /// Runs one accepted connection.
@@ -173,33 +162,34 @@ impl Handler {
             timestamp: rfc3339(Utc::now()),
         });
         self.client.send(&greeting);
-        self.state.engine.connect(&self.client, &self.subs);
-        // Shutdown kicks every connection the hub lists; one that registered
+        self.state.engine.add_connection(&self.client, &self.subs);
+        // Shutdown closes every connection the hub lists; one that registered
         // just after that sweep sees the cancelled token here instead.
         if self.state.shutdown.is_cancelled() {
-            self.client.kick(Disconnect::ServerShutdown);
+            self.client.close(CloseReason::ServerShutdown);
         }
 
-        let exit = self.serve().await;
+        let ending = self.serve().await;
         // Free the subscriptions first: a closing client gets no more events.
-        self.state.engine.disconnect(&self.client, &self.subs);
-        let ended = match exit {
-            Exit::Close(reason) => self.close(reason).await,
-            Exit::Ended(ended) => ended,
-        };
+        self.state
+            .engine
+            .remove_connection(&self.client, &self.subs);
+        if let Ending::Close(reason) = ending {
+            self.send_close(reason).await;
+        }
         metrics::gauge!(CONNECTIONS_OPEN, "encoding" => self.encoding_label()).decrement(1.0);
-        metrics::counter!(DISCONNECTS, "reason" => ended.label()).increment(1);
+        metrics::counter!(DISCONNECTS, "reason" => ending.label()).increment(1);
         tracing::info!(
             conn = self.client.id(),
             client_id = %self.client_id,
             user = self.identity.subject.as_deref().unwrap_or("-"),
-            reason = ended.label(),
+            reason = ending.label(),
             duration_ms = opened.elapsed().as_millis() as u64,
             "connection closed"
         );
     }
 
-    async fn serve(&mut self) -> Exit {
+    async fn serve(&mut self) -> Ending {
         let period = self.state.settings.keepalive_interval;
         let mut keepalive = interval_at(tokio::time::Instant::now() + period, period);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -220,9 +210,9 @@ impl Handler {
                 _ = &mut expiry, if has_token => Wake::TokenExpired,
                 outbound = self.outbound.recv() => match outbound {
                     Outbound::Frame(frame) => Wake::Outbound(frame),
-                    Outbound::Kicked(reason) => Wake::Kicked(reason),
+                    Outbound::Close(reason) => Wake::Close(reason),
                     // Unreachable while the handler holds its own sender.
-                    Outbound::Closed => Wake::Kicked(Disconnect::ServerShutdown),
+                    Outbound::Closed => Wake::Close(CloseReason::ServerShutdown),
                 },
                 read = wait_for(&mut self.waiting), if self.waiting.is_some() => Wake::Recovered(read),
                 incoming = self.socket.recv(), if self.waiting.is_none() => Wake::Inbound(incoming),
@@ -234,41 +224,42 @@ impl Handler {
                         self.waiting = waiting.resume(read, &mut self.context()).map(Box::new);
                     }
                 }
-                Wake::Kicked(reason) => return Exit::Close(reason),
-                Wake::TokenExpired => return Exit::Close(Disconnect::TokenExpired),
-                Wake::Outbound(frame) => match self.write_batch(frame).await {
-                    Written::Done => {}
-                    Written::Failed => return Exit::Ended(Ended::Gone),
-                    // Kicked mid-write (a slow consumer, typically): the
-                    // close frame goes out behind what the socket already
-                    // took, skipping the queue, once the client reads.
-                    Written::Kicked(reason) => return Exit::Close(reason),
-                },
-                Wake::Inbound(None) => return Exit::Ended(Ended::Gone),
+                Wake::Close(reason) => return Ending::Close(reason),
+                Wake::TokenExpired => return Ending::Close(CloseReason::TokenExpired),
+                Wake::Outbound(frame) => {
+                    // Asked to close mid-write (a slow consumer, typically):
+                    // the close frame goes out behind what the socket
+                    // already took, skipping the queue, once the client
+                    // reads.
+                    if let Err(ending) = self.write_batch(frame).await {
+                        return ending;
+                    }
+                }
+                Wake::Inbound(None) => return Ending::Lost,
                 Wake::Inbound(Some(Err(error))) => {
                     let error = error.into_inner();
                     if let Some(reason) = refused_frame(error.as_ref()) {
-                        return Exit::Close(reason);
+                        return Ending::Close(reason);
                     }
                     tracing::debug!(conn = self.client.id(), %error, "read failed");
-                    return Exit::Ended(Ended::Gone);
+                    return Ending::Lost;
                 }
                 Wake::Inbound(Some(Ok(frame))) => {
                     self.missed_pongs = 0;
                     if let Message::Close(_) = frame {
-                        return Exit::Ended(Ended::ClientClosed);
+                        return Ending::ClientClosed;
                     }
                     if let Some(reason) = self.on_frame(frame) {
-                        return Exit::Close(reason);
+                        return Ending::Close(reason);
                     }
                 }
                 Wake::KeepaliveTick => {
                     if self.missed_pongs >= MAX_MISSED_PONGS {
-                        return Exit::Close(Disconnect::KeepaliveTimeout);
+                        return Ending::Close(CloseReason::KeepaliveTimeout);
                     }
                     self.missed_pongs += 1;
                     if !self.send_now(Message::Ping(Default::default())).await {
-                        return Exit::Ended(Ended::Gone);
+                        return Ending::Lost;
                     }
                 }
             }
@@ -277,8 +268,9 @@ impl Handler {
 
     /// Writes `first` and whatever else is already queued, then flushes once.
     /// A peer that does not take the bytes within a keep-alive interval is
-    /// gone; a kick (e.g. the queue filled while we waited) ends the wait.
-    async fn write_batch(&mut self, first: Message) -> Written {
+    /// lost; a request to close (e.g. the queue filled while we waited)
+    /// ends the wait.
+    async fn write_batch(&mut self, first: Message) -> Result<(), Ending> {
         let deadline = self.state.settings.keepalive_interval;
         let socket = &mut self.socket;
         let outbound = &self.outbound;
@@ -294,10 +286,10 @@ impl Handler {
         };
         tokio::select! {
             written = tokio::time::timeout(deadline, write) => match written {
-                Ok(Ok(())) => Written::Done,
-                _ => Written::Failed,
+                Ok(Ok(())) => Ok(()),
+                _ => Err(Ending::Lost),
             },
-            reason = outbound.kicked() => Written::Kicked(reason),
+            reason = outbound.close_requested() => Err(Ending::Close(reason)),
         }
     }
 
@@ -317,7 +309,7 @@ impl Handler {
     /// client to read: as long as any write may (a keep-alive interval),
     /// after which the peer counts as gone. Without that wait a slow client
     /// saw 1006 instead of 1008.
-    async fn close(&mut self, reason: Disconnect) -> Ended {
+    async fn send_close(&mut self, reason: CloseReason) {
         let frame = CloseFrame {
             code: reason.close_code(),
             reason: Utf8Bytes::from_static(reason.reason()),
@@ -337,7 +329,6 @@ impl Handler {
             })
             .await;
         }
-        Ended::Server(reason)
     }
 
     /// When the token expires, as a tokio instant (far away without a token).
@@ -361,7 +352,7 @@ impl Handler {
     }
 
     /// Handles one frame; returns a reason when the connection must close.
-    fn on_frame(&mut self, frame: Message) -> Option<Disconnect> {
+    fn on_frame(&mut self, frame: Message) -> Option<CloseReason> {
         if !matches!(frame, Message::Text(_) | Message::Binary(_)) {
             // Pings are answered by the WebSocket layer; pongs only prove liveness.
             return None;
@@ -370,7 +361,7 @@ impl Handler {
             metrics::counter!(RATE_LIMITED).increment(1);
             self.flood_strikes += 1;
             if self.flood_strikes >= self.state.settings.flood_limit {
-                return Some(Disconnect::PolicyViolation);
+                return Some(CloseReason::PolicyViolation);
             }
             self.reply_error(ErrorReply::new(
                 ErrorCode::RateLimited,
@@ -435,7 +426,7 @@ impl Handler {
 /// The result of the waiting command's read; pending when none waits.
 async fn wait_for(
     waiting: &mut Option<Box<commands::Recovering>>,
-) -> Result<Vec<crate::event::SourceEvent>, crate::engine::LogError> {
+) -> Result<Vec<crate::event::SourceEvent>, crate::engine::ReadBackError> {
     match waiting {
         Some(waiting) => waiting.read().await,
         None => std::future::pending().await,
@@ -451,15 +442,15 @@ fn unsupported(message: &str) -> ErrorReply {
 /// network going away. (axum boxes tungstenite's error; `tungstenite` is a
 /// direct dependency, pinned to axum's version, only so these can be told
 /// apart.)
-fn refused_frame(error: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<Disconnect> {
+fn refused_frame(error: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<CloseReason> {
     match error.downcast_ref::<tungstenite::Error>()? {
-        tungstenite::Error::Capacity(_) => Some(Disconnect::FrameTooLarge),
-        tungstenite::Error::Utf8(_) => Some(Disconnect::InvalidPayload),
+        tungstenite::Error::Capacity(_) => Some(CloseReason::FrameTooLarge),
+        tungstenite::Error::Utf8(_) => Some(CloseReason::InvalidPayload),
         // A peer that vanished without a close frame is network loss.
         tungstenite::Error::Protocol(
             tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
         ) => None,
-        tungstenite::Error::Protocol(_) => Some(Disconnect::ProtocolError),
+        tungstenite::Error::Protocol(_) => Some(CloseReason::ProtocolError),
         _ => None,
     }
 }

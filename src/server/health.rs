@@ -34,7 +34,7 @@ pub async fn metrics(
     let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
     match &state.metrics {
         Some(handle) => {
-            publish_counts(&state);
+            record_counters(&state);
             (StatusCode::OK, content_type, handle.render())
         }
         None => (
@@ -47,9 +47,9 @@ pub async fn metrics(
 
 /// Copies the engine's and the hub's own counters into the recorder, so
 /// that each count is kept once (the stats channel reads the same ones).
-fn publish_counts(state: &AppState) {
+fn record_counters(state: &AppState) {
     use std::sync::atomic::Ordering::Relaxed;
-    let engine = state.engine.stats();
+    let engine = state.engine.counters();
     for (outcome, count) in [
         ("applied", &engine.applied),
         ("duplicate", &engine.duplicates),
@@ -61,9 +61,9 @@ fn publish_counts(state: &AppState) {
             metrics::counter!(EVENTS, "outcome" => outcome).absolute(count);
         }
     }
-    let hub = state.engine.hub().stats();
+    let hub = state.engine.hub().counters();
     metrics::counter!(DELIVERIES).absolute(hub.delivered.load(Relaxed));
-    metrics::counter!(SLOW_DISCONNECTS).absolute(hub.slow_disconnects.load(Relaxed));
+    metrics::counter!(SLOW_DISCONNECTS).absolute(hub.slow_closed.load(Relaxed));
 }
 
 /// Readiness: 200 when the event source is live, 503 otherwise.

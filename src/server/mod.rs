@@ -29,7 +29,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::auth::Authenticator;
 use crate::config::GatewayConfig;
 use crate::engine::Engine;
-use crate::hub::Disconnect;
+use crate::hub::CloseReason;
 use crate::protocol::codec::{Codec, SchemaError};
 use crate::source::SourceStatus;
 use crate::stats::StatsBoard;
@@ -197,9 +197,9 @@ pub async fn serve(
     let app = router(state, with_metrics);
     listener::run(listener, app, limits, shutdown).await;
     // Every handler sends 1001 and ends.
-    engine.kick_all(Disconnect::ServerShutdown);
+    engine.close_all(CloseReason::ServerShutdown);
     // Upgraded connections live in their own tasks: wait for their
-    // handlers, kicked just above.
+    // handlers, asked to close just above.
     tasks.close();
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::warn!(

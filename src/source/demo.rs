@@ -17,7 +17,7 @@ use chrono::Utc;
 use rand::RngExt as _;
 use tokio_util::sync::CancellationToken;
 
-use super::{EventKind, SourceEvent, SourceState, SourceStatus};
+use super::{AvailabilityKind, SourceEvent, SourceState, SourceStatus};
 use crate::engine::Engine;
 use crate::event::{AvailabilityChange, BookingKind, BookingNotice};
 
@@ -71,7 +71,7 @@ pub struct DemoConfig {
 /// listens (the handshake refuses clients until then).
 pub fn seed(engine: &Engine, status: &SourceStatus) {
     for tour in &CATALOG {
-        engine.apply(event(EventKind::Updated, tour, tour.capacity, None));
+        engine.apply(event(AvailabilityKind::Updated, tour, tour.capacity, None));
     }
     status.set(SourceState::Connected);
 }
@@ -96,10 +96,10 @@ pub async fn run(
         }
         let before = seats.clone();
         for (kind, index, left) in next_bookings(&mut seats, config.low_threshold) {
-            let threshold = (kind == EventKind::Low).then_some(config.low_threshold);
+            let threshold = (kind == AvailabilityKind::Low).then_some(config.low_threshold);
             engine.apply(event(kind, &CATALOG[index], left, threshold));
             let booked = before[index].saturating_sub(left);
-            if kind == EventKind::Updated && booked > 0 {
+            if kind == AvailabilityKind::Updated && booked > 0 {
                 bookings += 1;
                 if bookings.is_multiple_of(DEMO_USER_EVERY) {
                     engine.apply(notification(&CATALOG[index], booked, bookings));
@@ -111,7 +111,7 @@ pub async fn run(
 }
 
 /// One step of the simulation: the events it produces, as (kind, tour index, seats left).
-fn next_bookings(seats: &mut [u32], low_threshold: u32) -> Vec<(EventKind, usize, u32)> {
+fn next_bookings(seats: &mut [u32], low_threshold: u32) -> Vec<(AvailabilityKind, usize, u32)> {
     let mut rng = rand::rng();
     let open: Vec<usize> = (0..seats.len()).filter(|&i| seats[i] > 0).collect();
     if open.is_empty() {
@@ -121,7 +121,7 @@ fn next_bookings(seats: &mut [u32], low_threshold: u32) -> Vec<(EventKind, usize
             .enumerate()
             .map(|(i, tour)| {
                 seats[i] = tour.capacity;
-                (EventKind::Updated, i, tour.capacity)
+                (AvailabilityKind::Updated, i, tour.capacity)
             })
             .collect();
     }
@@ -129,9 +129,9 @@ fn next_bookings(seats: &mut [u32], low_threshold: u32) -> Vec<(EventKind, usize
     let before = seats[index];
     let booked = rng.random_range(1..=3).min(before);
     seats[index] = before - booked;
-    let mut events = vec![(EventKind::Updated, index, seats[index])];
+    let mut events = vec![(AvailabilityKind::Updated, index, seats[index])];
     if before > low_threshold && seats[index] <= low_threshold {
-        events.push((EventKind::Low, index, seats[index]));
+        events.push((AvailabilityKind::Low, index, seats[index]));
     }
     events
 }
@@ -155,7 +155,12 @@ fn notification(tour: &DemoTour, seats: u32, number: u64) -> SourceEvent {
     })
 }
 
-fn event(kind: EventKind, tour: &DemoTour, seats: u32, threshold: Option<u32>) -> SourceEvent {
+fn event(
+    kind: AvailabilityKind,
+    tour: &DemoTour,
+    seats: u32,
+    threshold: Option<u32>,
+) -> SourceEvent {
     SourceEvent::Availability(AvailabilityChange {
         kind,
         event_id: None,
@@ -184,7 +189,7 @@ mod tests {
             let events = next_bookings(&mut seats, 5);
             lows += events
                 .iter()
-                .filter(|(k, _, _)| *k == EventKind::Low)
+                .filter(|(k, _, _)| *k == AvailabilityKind::Low)
                 .count();
             if events.len() == CATALOG.len() {
                 refills += 1;

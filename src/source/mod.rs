@@ -1,15 +1,16 @@
-//! Where availability events come from.
+//! Where events come from: availability changes and booking
+//! notifications (see [`crate::event`]).
 //!
 //! Every source (the embedded demo feed, RabbitMQ) turns its input into
 //! [`SourceEvent`]s and hands each one to
 //! [`Engine::apply`](crate::engine::Engine::apply), which applies it
-//! to the tour state and fans it out. `apply` is synchronous and never waits
+//! to the projection and fans it out to its channel. `apply` is synchronous and never waits
 //! on a client, so a source can acknowledge its input as soon as it returns.
 //! Each source reports its liveness through a [`SourceStatus`], which
 //! `/health` and `/ready` read.
 
 pub mod demo;
-pub mod publisher;
+pub mod inbound;
 pub mod rabbitmq;
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 
-pub use crate::event::{EventKind, SourceEvent};
+pub use crate::event::{AvailabilityKind, SourceEvent};
 
 /// The liveness of an event source, as `/health` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

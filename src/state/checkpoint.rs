@@ -1,23 +1,24 @@
-//! The book, written down and read back: [`Book::checkpoint`] turns the
-//! folded state into a `tourcast.v1.Checkpoint` valid at one stream
-//! position, and [`Book::restore`] rebuilds a book from one, so that a
+//! The projection, written down and read back:
+//! [`Projection::checkpoint`] turns the folded state into a
+//! `tourcast.v1.Checkpoint` valid at one stream position, and
+//! [`Projection::restore`] rebuilds a projection from one, so that a
 //! starting instance replays only the events after it.
 //!
-//! A restored book must answer exactly as the book that wrote it, except
-//! that it keeps less history in memory: a checkpoint holds at most a
-//! budget of recent events (spread over the tours), and every older one
-//! is marked evicted, so a recovery reaching past it is read back from
-//! the stream, as it would be on the writing instance once its own
-//! history rolled over. The duplicate filter, the skipped positions and
-//! the notification inbox are kept whole: without them a replay after
-//! the checkpoint would apply what the writer dropped.
+//! A restored projection must answer exactly as the projection that wrote
+//! it, except that it keeps less history in memory: a checkpoint holds at
+//! most a budget of recent events (spread over the tours), and every older
+//! one is marked dropped (each tour's [`Ring`] watermark), so a recovery
+//! reaching past it is read back from the stream, as it would be on the
+//! writing instance once its own history rolled over. The duplicate
+//! filter, the skipped positions and the notification inbox are kept
+//! whole: without them a replay after the checkpoint would apply what the
+//! writer dropped.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::inbox::Inbox;
 use super::recent_ids::RecentIds;
-use super::{Book, Logged, TourEntry, Tours};
+use super::{LazyMessage, Projection, Ring, TourEntry, Tours};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::{Encoded, decode_server_proto};
 use crate::protocol::v1::{Checkpoint, CheckpointMessage, CheckpointNotification, CheckpointTour};
@@ -47,44 +48,36 @@ pub enum RestoreError {
 #[derive(Debug, Clone, Copy)]
 pub struct CheckpointLimits {
     /// Most recent events kept over all tours (at least one per tour that
-    /// has any, at most the book's history length per tour).
+    /// has any, at most the projection's history length per tour).
     pub history_budget: usize,
 }
 
-impl Book {
-    /// The book at its current position, or `None` when its numbers are
-    /// not stream positions (the demo feed, or a book that numbered an
+impl Projection {
+    /// The projection at its current position, or `None` when its numbers are
+    /// not stream positions (the demo feed, or a projection that numbered an
     /// event itself): a checkpoint of it could not be resumed from.
     pub fn checkpoint(&self, stream: &str, limits: CheckpointLimits) -> Option<Checkpoint> {
         self.checkpoint_draft(limits)
             .map(|draft| draft.finish(stream))
     }
 
-    /// What [`Book::checkpoint`] needs, taken quickly: the engine calls it
+    /// What [`Projection::checkpoint`] needs, taken quickly: the engine calls it
     /// under its lock, where every event waits, and encodes the draft
     /// after releasing it. Only states, ids and shared handles are copied
     /// here; history is not encoded, nothing is sorted.
     pub fn checkpoint_draft(&self, limits: CheckpointLimits) -> Option<CheckpointDraft> {
-        if !self.numbered_by_log || self.last_seq == 0 {
+        if !self.numbered_by_stream || self.last_seq == 0 {
             return None;
         }
         let per_tour = (limits.history_budget / self.tours.len().max(1)).clamp(1, self.history_len);
         let tours = self
             .tours
             .values()
-            .map(|entry| {
-                let keep = entry.history.len().min(per_tour);
-                let dropped = entry.history.len() - keep;
-                let evicted_through = dropped
-                    .checked_sub(1)
-                    .and_then(|newest_dropped| entry.history.get(newest_dropped))
-                    .map_or(entry.evicted_through, |(seq, _)| *seq);
-                DraftTour {
-                    state: entry.state.clone(),
-                    version: entry.version,
-                    evicted_through,
-                    history: entry.history.iter().skip(dropped).cloned().collect(),
-                }
+            .map(|entry| DraftTour {
+                state: entry.state.clone(),
+                version: entry.version,
+                evicted_through: entry.history.dropped_through_keeping(per_tour),
+                history: entry.history.newest(per_tour).cloned().collect(),
             })
             .collect();
         Some(CheckpointDraft {
@@ -96,8 +89,12 @@ impl Book {
             first_position: self.first_position.unwrap_or(0),
             tours,
             applied_ids: self.applied_ids.oldest_first().map(str::to_owned).collect(),
-            skipped: self.skipped.iter().copied().collect(),
-            skipped_forgotten: self.skipped_forgotten,
+            skipped: self
+                .skipped
+                .iter()
+                .map(|(position, ())| *position)
+                .collect(),
+            skipped_forgotten: self.skipped.dropped_through(),
             notifications: self
                 .inbox
                 .oldest_first()
@@ -107,7 +104,7 @@ impl Book {
         })
     }
 
-    /// A book rebuilt from `checkpoint`, with this instance's limits
+    /// A projection rebuilt from `checkpoint`, with this instance's limits
     /// (history length, duplicate window, inbox size).
     pub fn restore(
         checkpoint: Checkpoint,
@@ -115,7 +112,7 @@ impl Book {
         history_len: usize,
         dedupe_window: usize,
         notification_history: usize,
-    ) -> Result<Book, RestoreError> {
+    ) -> Result<Projection, RestoreError> {
         if checkpoint.epoch != epoch {
             return Err(RestoreError::OtherEpoch {
                 found: checkpoint.epoch,
@@ -138,10 +135,12 @@ impl Book {
                 checkpoint.last_seq
             ));
         }
-        let mut book = Book::with_inbox(epoch, history_len, dedupe_window, notification_history);
-        book.last_seq = checkpoint.last_seq;
-        book.last_fingerprint = checkpoint.position_fingerprint;
-        book.first_position = (checkpoint.first_position > 0).then_some(checkpoint.first_position);
+        let mut projection =
+            Projection::with_inbox(epoch, history_len, dedupe_window, notification_history);
+        projection.last_seq = checkpoint.last_seq;
+        projection.last_fingerprint = checkpoint.position_fingerprint;
+        projection.first_position =
+            (checkpoint.first_position > 0).then_some(checkpoint.first_position);
         let mut tours = Tours::with_capacity_and_hasher(checkpoint.tours.len(), Default::default());
         for tour in checkpoint.tours {
             let Some(state) = tour.state else {
@@ -150,20 +149,15 @@ impl Book {
             if state.seq > position || tour.evicted_through > position {
                 return inconsistent(format!("tour {} is ahead of the position", state.tour_id));
             }
-            let mut history = VecDeque::with_capacity(tour.history.len());
+            // This instance may keep less history than the writer did: the
+            // ring drops the oldest, and says so in its watermark.
+            let mut history = Ring::new(projection.history_len);
+            history.mark_dropped(tour.evicted_through);
             for kept in tour.history {
                 let (seq, message) = restore_message(&kept, position)?;
-                if history.back().is_some_and(|(last, _)| *last >= seq) {
-                    return inconsistent(format!("tour {} history out of order", state.tour_id));
-                }
                 // Encoded again when first needed, like a replayed event.
-                history.push_back((seq, Arc::new(Logged::pending(message))));
-            }
-            // This instance may keep less history than the writer did.
-            let mut evicted_through = tour.evicted_through;
-            while history.len() > book.history_len {
-                if let Some((seq, _)) = history.pop_front() {
-                    evicted_through = seq;
+                if !history.push_checked(seq, Arc::new(LazyMessage::new(message))) {
+                    return inconsistent(format!("tour {} history out of order", state.tour_id));
                 }
             }
             let id = state.tour_id.clone();
@@ -171,18 +165,17 @@ impl Book {
                 state,
                 version: tour.version,
                 history,
-                evicted_through,
             };
             if tours.insert(id.clone(), entry).is_some() {
                 return inconsistent(format!("tour {id} twice"));
             }
         }
-        book.tours = tours;
+        projection.tours = tours;
         let mut ids = RecentIds::new(dedupe_window);
         for id in checkpoint.applied_ids {
             ids.insert(&id);
         }
-        book.applied_ids = ids;
+        projection.applied_ids = ids;
         if checkpoint.skipped.windows(2).any(|w| w[0] >= w[1])
             || checkpoint
                 .skipped
@@ -191,13 +184,14 @@ impl Book {
         {
             return inconsistent("skipped positions out of order".into());
         }
-        book.skipped = checkpoint.skipped.into_iter().collect();
-        while book.skipped.len() > book.skipped_len {
-            if let Some(forgotten) = book.skipped.pop_front() {
-                book.skipped_forgotten = forgotten;
-            }
+        // Pushed in order (checked above); a reader with a smaller duplicate
+        // window forgets the oldest, and its watermark says so.
+        for position in checkpoint.skipped {
+            projection.skipped.push(position, ());
         }
-        book.skipped_forgotten = book.skipped_forgotten.max(checkpoint.skipped_forgotten);
+        projection
+            .skipped
+            .mark_dropped(checkpoint.skipped_forgotten);
         let mut inbox = Inbox::new(notification_history);
         inbox.mark_evicted(checkpoint.notifications_evicted_through);
         for kept in checkpoint.notifications {
@@ -209,12 +203,12 @@ impl Book {
                 return inconsistent("notifications out of order".into());
             }
         }
-        book.inbox = inbox;
-        Ok(book)
+        projection.inbox = inbox;
+        Ok(projection)
     }
 }
 
-/// A checkpoint not yet encoded (see [`Book::checkpoint_draft`]).
+/// A checkpoint not yet encoded (see [`Projection::checkpoint_draft`]).
 pub struct CheckpointDraft {
     epoch: String,
     position: u64,
@@ -234,7 +228,7 @@ struct DraftTour {
     state: crate::protocol::v1::TourState,
     version: Option<u64>,
     evicted_through: u64,
-    history: Vec<(u64, Arc<super::logged::Logged>)>,
+    history: Vec<(u64, Arc<LazyMessage>)>,
 }
 
 impl CheckpointDraft {
@@ -321,15 +315,17 @@ mod tests {
 
     use super::*;
     use crate::auth::Permissions;
-    use crate::event::{AvailabilityChange, BookingKind, BookingNotice, EventKind, SourceEvent};
+    use crate::event::{
+        AvailabilityChange, AvailabilityKind, BookingKind, BookingNotice, SourceEvent,
+    };
     use crate::state::{Applied, Recovery, Scope};
 
     fn tour_event(position: u64, tour: &str, seats: u32, id: Option<&str>) -> SourceEvent {
         SourceEvent::Availability(AvailabilityChange {
             kind: if seats < 3 {
-                EventKind::Low
+                AvailabilityKind::Low
             } else {
-                EventKind::Updated
+                AvailabilityKind::Updated
             },
             event_id: id.map(str::to_owned),
             tour_id: tour.into(),
@@ -358,9 +354,9 @@ mod tests {
         })
     }
 
-    /// A book with tours, duplicates and notifications over 60 positions.
-    fn busy_book() -> Book {
-        let mut book = Book::with_inbox("stream", 8, 1000, 50);
+    /// A projection with tours, duplicates and notifications over 60 positions.
+    fn busy_book() -> Projection {
+        let mut projection = Projection::with_inbox("stream", 8, 1000, 50);
         for position in 1..=60u64 {
             let event = match position % 5 {
                 0 => notice(position, if position % 2 == 0 { "alice" } else { "bob" }),
@@ -373,12 +369,12 @@ mod tests {
                     Some(&format!("evt_{position}")),
                 ),
             };
-            book.apply(event);
+            projection.apply(event);
         }
-        book
+        projection
     }
 
-    fn recoveries(book: &Book) -> Vec<String> {
+    fn recoveries(projection: &Projection) -> Vec<String> {
         let mut answers = Vec::new();
         for since in [0, 1, 10, 30, 55, 59, 60, 61] {
             for scope in [
@@ -388,7 +384,7 @@ mod tests {
                 Scope::User("alice"),
                 Scope::User("bob"),
             ] {
-                answers.push(match book.recover(scope, "stream", since) {
+                answers.push(match projection.recover(scope, "stream", since) {
                     Recovery::Replay(missed) => format!(
                         "replay {:?}",
                         missed
@@ -396,7 +392,7 @@ mod tests {
                             .map(|m| m.json.to_string())
                             .collect::<Vec<_>>()
                     ),
-                    Recovery::FromLog { through } => format!("log {through}"),
+                    Recovery::ReadBack { through } => format!("read back {through}"),
                     Recovery::Snapshot => "snapshot".into(),
                 });
             }
@@ -406,24 +402,26 @@ mod tests {
 
     #[test]
     fn a_restored_book_answers_as_the_one_that_wrote_it() {
-        let book = busy_book();
+        let projection = busy_book();
         let limits = CheckpointLimits {
             history_budget: 1000,
         };
-        let checkpoint = book.checkpoint("s", limits).expect("numbered by the log");
+        let checkpoint = projection
+            .checkpoint("s", limits)
+            .expect("numbered by the stream");
         // Through the wire format, as it is stored.
         let bytes = checkpoint.encode_to_vec();
         let decoded = Checkpoint::decode(bytes.as_slice()).expect("decodes");
-        let mut restored = Book::restore(decoded, "stream", 8, 1000, 50).expect("restores");
-        let mut original = book;
+        let mut restored = Projection::restore(decoded, "stream", 8, 1000, 50).expect("restores");
+        let mut original = projection;
         assert_eq!(restored.last_seq(), original.last_seq());
         let all = Scope::Permitted(&Permissions::All);
         assert_eq!(restored.snapshot(all), original.snapshot(all));
         assert_eq!(recoveries(&restored), recoveries(&original));
         // Read back from the stream, skipped positions are skipped alike.
         let duplicate = tour_event(54, "b", 9, Some("evt_53"));
-        assert!(original.logged_message(&duplicate, 54).is_none());
-        assert!(restored.logged_message(&duplicate, 54).is_none());
+        assert!(original.rebuilt_message(&duplicate, 54).is_none());
+        assert!(restored.rebuilt_message(&duplicate, 54).is_none());
         // And both go on alike: the same duplicates dropped, the same bytes.
         for (position, event) in [
             (61, tour_event(61, "a", 4, Some("evt_58"))),
@@ -431,7 +429,7 @@ mod tests {
             (63, notice(63, "alice")),
         ] {
             let outcome = |applied: Applied| match applied {
-                Applied::Fresh { seq, message, .. } => format!("{seq} {}", message.get().json),
+                Applied::Fresh { seq, message, .. } => format!("{seq} {}", message.encoded().json),
                 other => format!("{other:?}"),
             };
             assert_eq!(
@@ -444,12 +442,12 @@ mod tests {
 
     #[test]
     fn a_small_budget_sends_older_recoveries_to_the_stream() {
-        let book = busy_book();
-        let checkpoint = book
+        let projection = busy_book();
+        let checkpoint = projection
             .checkpoint("s", CheckpointLimits { history_budget: 3 })
             .expect("checkpoint");
         assert!(checkpoint.tours.iter().all(|t| t.history.len() == 1));
-        let restored = Book::restore(checkpoint, "stream", 8, 1000, 50).expect("restores");
+        let restored = Projection::restore(checkpoint, "stream", 8, 1000, 50).expect("restores");
         // The newest event of a tour is still in memory…
         let last_a = restored.tour("a").expect("a").seq;
         assert!(matches!(
@@ -459,7 +457,7 @@ mod tests {
         // …and anything older is read back, never answered wrongly.
         assert!(matches!(
             restored.recover(Scope::Tour("a"), "stream", 1),
-            Recovery::FromLog { through: 60 }
+            Recovery::ReadBack { through: 60 }
         ));
     }
 
@@ -474,19 +472,19 @@ mod tests {
             )
             .expect("checkpoint");
         assert!(matches!(
-            Book::restore(checkpoint.clone(), "other", 8, 1000, 50),
+            Projection::restore(checkpoint.clone(), "other", 8, 1000, 50),
             Err(RestoreError::OtherEpoch { .. })
         ));
         let mut broken = checkpoint.clone();
         broken.tours[0].history[0].message = vec![0xff, 0xff, 0xff];
         assert!(matches!(
-            Book::restore(broken, "stream", 8, 1000, 50),
+            Projection::restore(broken, "stream", 8, 1000, 50),
             Err(RestoreError::Inconsistent(_))
         ));
         let mut ahead = checkpoint;
         ahead.position = 10;
         assert!(matches!(
-            Book::restore(ahead, "stream", 8, 1000, 50),
+            Projection::restore(ahead, "stream", 8, 1000, 50),
             Err(RestoreError::Inconsistent(_))
         ));
     }
@@ -502,20 +500,20 @@ mod tests {
             )
             .expect("checkpoint");
         assert!(matches!(
-            Book::restore(checkpoint.clone(), "stream", 8, 5000, 50),
+            Projection::restore(checkpoint.clone(), "stream", 8, 5000, 50),
             Err(RestoreError::Settings(_))
         ));
         // A smaller window of its own is fine: it remembers at least as much.
-        assert!(Book::restore(checkpoint, "stream", 8, 100, 50).is_ok());
+        assert!(Projection::restore(checkpoint, "stream", 8, 100, 50).is_ok());
     }
 
     #[test]
     fn a_book_that_numbered_events_itself_writes_no_checkpoint() {
-        let mut book = Book::new("demo", 8, 100);
+        let mut projection = Projection::new("demo", 8, 100);
         let mut event = tour_event(1, "a", 5, None);
         event.set_position(None);
-        book.apply(event);
+        projection.apply(event);
         let limits = CheckpointLimits { history_budget: 10 };
-        assert!(book.checkpoint("s", limits).is_none());
+        assert!(projection.checkpoint("s", limits).is_none());
     }
 }

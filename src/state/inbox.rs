@@ -6,21 +6,17 @@
 //! recovery filters the ring; what the ring has dropped is read back from
 //! the stream, like a tour's evicted history.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::Ring;
 use crate::protocol::codec::Encoded;
 
 /// Recent notifications, oldest first.
 pub struct Inbox {
-    kept: VecDeque<Kept>,
-    capacity: usize,
-    /// `seq` of the newest notification dropped from the ring (0: none).
-    evicted_through: u64,
+    kept: Ring<Kept>,
 }
 
 struct Kept {
-    seq: u64,
     user_id: Box<str>,
     message: Arc<Encoded>,
 }
@@ -29,66 +25,56 @@ impl Inbox {
     /// An empty inbox keeping the last `capacity` notifications.
     pub fn new(capacity: usize) -> Self {
         Inbox {
-            kept: VecDeque::new(),
-            capacity: capacity.max(1),
-            evicted_through: 0,
+            kept: Ring::new(capacity),
+        }
+    }
+
+    fn kept(user_id: &str, message: Arc<Encoded>) -> Kept {
+        Kept {
+            user_id: user_id.into(),
+            message,
         }
     }
 
     /// Keeps a notification numbered `seq` (greater than every earlier one).
     pub fn push(&mut self, seq: u64, user_id: &str, message: Arc<Encoded>) {
-        if self.kept.len() == self.capacity
-            && let Some(evicted) = self.kept.pop_front()
-        {
-            self.evicted_through = evicted.seq;
-        }
-        self.kept.push_back(Kept {
-            seq,
-            user_id: user_id.into(),
-            message,
-        });
+        self.kept.push(seq, Inbox::kept(user_id, message));
     }
 
     /// Keeps a notification restored from a checkpoint; `false` (and
     /// nothing kept) when `seq` is not above the newest kept one.
     pub fn push_checked(&mut self, seq: u64, user_id: &str, message: Arc<Encoded>) -> bool {
-        if self.kept.back().is_some_and(|newest| newest.seq >= seq) || seq <= self.evicted_through {
-            return false;
-        }
-        self.push(seq, user_id, message);
-        true
+        self.kept.push_checked(seq, Inbox::kept(user_id, message))
     }
 
     /// Records that notifications through `seq` are no longer kept.
     pub fn mark_evicted(&mut self, seq: u64) {
-        self.evicted_through = self.evicted_through.max(seq);
+        self.kept.mark_dropped(seq);
     }
 
     /// `seq` of the newest notification dropped (0: none).
     pub fn evicted_through(&self) -> u64 {
-        self.evicted_through
+        self.kept.dropped_through()
     }
 
     /// The kept notifications, oldest first: `(seq, user, message)`.
     pub fn oldest_first(&self) -> impl Iterator<Item = (u64, &str, &Encoded)> {
         self.kept
             .iter()
-            .map(|kept| (kept.seq, &*kept.user_id, &*kept.message))
+            .map(|(seq, kept)| (*seq, &*kept.user_id, &*kept.message))
     }
 
     /// `user_id`'s notifications after `since_seq`, oldest first; `None`
     /// when the ring dropped some that may have been theirs.
     pub fn since(&self, user_id: &str, since_seq: u64) -> Option<Vec<Arc<Encoded>>> {
-        if self.evicted_through > since_seq {
+        if !self.kept.holds_all_after(since_seq) {
             return None;
         }
-        // Newest last: skip from the back only what is newer than `since`.
-        let start = self.kept.partition_point(|kept| kept.seq <= since_seq);
         Some(
             self.kept
-                .range(start..)
-                .filter(|kept| &*kept.user_id == user_id)
-                .map(|kept| Arc::clone(&kept.message))
+                .after(since_seq)
+                .filter(|(_, kept)| &*kept.user_id == user_id)
+                .map(|(_, kept)| Arc::clone(&kept.message))
                 .collect(),
         )
     }

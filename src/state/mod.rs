@@ -1,7 +1,8 @@
-//! The book: the stream folded into state. It holds the current
+//! The projection: the stream folded into state. It holds the current
 //! availability of every tour, the bounded history of every channel that
 //! serves recovery (each tour's events, and the [`inbox`] of users'
-//! notifications), and the memory of applied event ids.
+//! notifications, each a [`Ring`]), and the memory of applied event ids
+//! and of the stream positions it skipped.
 //!
 //! It is plain synchronous data; the [`Engine`](crate::engine::Engine) owns
 //! it behind a lock and decides when to fan events out. Every event it
@@ -14,18 +15,20 @@
 
 mod checkpoint;
 mod inbox;
-mod logged;
+mod lazy_message;
 mod recent_ids;
+mod ring;
 
-pub use checkpoint::{CheckpointLimits, RestoreError};
-pub use logged::Logged;
+pub use checkpoint::{CheckpointDraft, CheckpointLimits, RestoreError};
+pub use lazy_message::LazyMessage;
+pub use ring::Ring;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::auth::Permissions;
 use crate::channel::Target;
-use crate::event::{AvailabilityChange, BookingKind, BookingNotice, EventKind, SourceEvent};
+use crate::event::{AvailabilityChange, AvailabilityKind, BookingKind, BookingNotice, SourceEvent};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
 use crate::protocol::v1::{
@@ -37,7 +40,7 @@ use crate::time::rfc3339;
 use inbox::Inbox;
 use recent_ids::RecentIds;
 
-/// What became of an event offered to the book.
+/// What became of an event offered to the projection.
 #[derive(Debug, Clone)]
 pub enum Applied {
     /// Applied to the state; `message` is the event to fan out to
@@ -48,15 +51,15 @@ pub enum Applied {
         /// The channel it belongs to (a tour, a user).
         channel: Target,
         /// The event, as its history keeps it.
-        message: Arc<Logged>,
+        message: Arc<LazyMessage>,
     },
     /// Its `eventId` was applied before (a redelivery).
     Duplicate,
     /// Behind the tour's state: its publisher-supplied `version` is not
-    /// greater than the tour's, or its log position is behind the book's.
+    /// greater than the tour's, or its stream position is behind the projection's.
     /// Applying it would roll the state back.
     Stale,
-    /// A new tour while the book holds `max_tours` already: refused, so
+    /// A new tour while the projection holds `max_tours` already: refused, so
     /// that memory stays bounded (`MAX_TOURS`) whatever a publisher sends.
     OverCapacity,
 }
@@ -104,14 +107,14 @@ pub enum Recovery {
     /// These events (oldest first) are all the client missed.
     Replay(Vec<Arc<Encoded>>),
     /// Memory no longer holds every event after `since`, but each `seq` up
-    /// to the book's last is a position in the durable log: reading the log
+    /// to the projection's last is a position in the stream: reading the stream
     /// back over `(since, last_seq]` recovers them.
-    FromLog {
-        /// The highest `seq` the book has applied.
+    ReadBack {
+        /// The highest `seq` the projection has applied.
         through: u64,
     },
     /// Nothing can fill the gap (another epoch, a `seq` from the future,
-    /// or events the book numbered itself): send a snapshot.
+    /// or events the projection numbered itself): send a snapshot.
     Snapshot,
 }
 
@@ -126,48 +129,45 @@ struct TourEntry {
     /// Timestamps are never compared: they come from publishers' clocks,
     /// and the stream's order is the order.
     version: Option<u64>,
-    /// The last events of this tour, oldest first, encoded on first use.
-    history: VecDeque<(u64, Arc<Logged>)>,
-    /// `seq` of the newest event dropped from `history` (0: none dropped).
-    evicted_through: u64,
+    /// The last events of this tour, encoded on first use.
+    history: Ring<Arc<LazyMessage>>,
 }
 
 /// The stream folded: every tour's state, every channel's history.
-pub struct Book {
+pub struct Projection {
     epoch: String,
     tours: Tours,
     /// Users' recent notifications.
     inbox: Inbox,
     applied_ids: RecentIds,
+    /// Events kept per tour.
     history_len: usize,
     last_seq: u64,
-    /// Whether every `seq` so far is the event's log position, so that a
-    /// range of `seq`s can be read back from the log. Cleared for good by
-    /// the first event the book numbers itself.
-    numbered_by_log: bool,
-    /// Log positions of events that were not applied (duplicates, stale
-    /// versions), newest last: a replay from the log must skip them too.
-    skipped: VecDeque<u64>,
-    skipped_len: usize,
-    /// The newest skipped position forgotten to keep `skipped` bounded: a
-    /// read-back of the log from before it could no longer tell.
-    skipped_forgotten: u64,
-    /// The first log position the book applied: memory knows nothing
+    /// Whether every `seq` so far is the event's stream position, so that a
+    /// range of `seq`s can be read back from the stream. Cleared for good by
+    /// the first event the projection numbers itself.
+    numbered_by_stream: bool,
+    /// Stream positions of events that were not applied (duplicates,
+    /// stale versions): a read-back of the stream must skip them too. Its
+    /// watermark is the newest one forgotten to keep it bounded: a
+    /// read-back from before it could no longer tell.
+    skipped: Ring<()>,
+    /// The first stream position the projection applied: memory knows nothing
     /// before it (retention, or `replay-from` past the start).
     first_position: Option<u64>,
     /// Most tours held (`MAX_TOURS`).
     max_tours: usize,
-    /// [`SourceEvent::fingerprint`] of the event at the newest log position
+    /// [`SourceEvent::fingerprint`] of the event at the newest stream position
     /// taken in: a checkpoint carries it, so that a reader can tell the
     /// stream it resumes is the one the checkpoint folded.
     last_fingerprint: u64,
 }
 
-impl Book {
-    /// An empty book for `epoch`, keeping `history_len` events per tour and
+impl Projection {
+    /// An empty projection for `epoch`, keeping `history_len` events per tour and
     /// remembering `dedupe_window` event ids.
     pub fn new(epoch: impl Into<String>, history_len: usize, dedupe_window: usize) -> Self {
-        Book::with_inbox(
+        Projection::with_inbox(
             epoch,
             history_len,
             dedupe_window,
@@ -175,24 +175,22 @@ impl Book {
         )
     }
 
-    /// [`Book::new`], keeping the last `notification_history` notifications.
+    /// [`Projection::new`], keeping the last `notification_history` notifications.
     pub fn with_inbox(
         epoch: impl Into<String>,
         history_len: usize,
         dedupe_window: usize,
         notification_history: usize,
     ) -> Self {
-        Book {
+        Projection {
             epoch: epoch.into(),
             tours: Tours::default(),
             inbox: Inbox::new(notification_history),
             applied_ids: RecentIds::new(dedupe_window),
             history_len: history_len.max(1),
             last_seq: 0,
-            numbered_by_log: true,
-            skipped: VecDeque::new(),
-            skipped_len: dedupe_window.max(1),
-            skipped_forgotten: 0,
+            numbered_by_stream: true,
+            skipped: Ring::new(dedupe_window),
             first_position: None,
             max_tours: usize::MAX,
             last_fingerprint: 0,
@@ -204,7 +202,7 @@ impl Book {
         self.max_tours = max_tours.max(1);
     }
 
-    /// [`Book::limit_tours`], by value.
+    /// [`Projection::limit_tours`], by value.
     pub fn with_tour_limit(mut self, max_tours: usize) -> Self {
         self.limit_tours(max_tours);
         self
@@ -220,11 +218,11 @@ impl Book {
         self.last_seq
     }
 
-    /// The highest log position taken in, applied or not: where a reader
-    /// of the log resumes after (see [`Book::checkpoint`]).
+    /// The highest stream position taken in, applied or not: where a reader
+    /// of the stream resumes after (see [`Projection::checkpoint`]).
     pub fn last_position(&self) -> u64 {
         self.last_seq
-            .max(self.skipped.back().copied().unwrap_or_default())
+            .max(self.skipped.newest_seq().unwrap_or_default())
     }
 
     /// Number of known tours.
@@ -242,7 +240,7 @@ impl Book {
     pub fn apply(&mut self, event: impl Into<SourceEvent>) -> Applied {
         let event = event.into();
         let seq = match event.position() {
-            // A log position is only meaningful if it moves forward.
+            // A stream position is only meaningful if it moves forward.
             Some(position) if position <= self.last_seq => return Applied::Stale,
             Some(position) => {
                 self.first_position.get_or_insert(position);
@@ -250,7 +248,7 @@ impl Book {
                 position
             }
             None => {
-                self.numbered_by_log = false;
+                self.numbered_by_stream = false;
                 self.last_seq + 1
             }
         };
@@ -286,7 +284,7 @@ impl Book {
                 Applied::Fresh {
                     seq,
                     channel: Target::User(notice.user_id),
-                    message: Arc::new(Logged::encoded(message)),
+                    message: Arc::new(LazyMessage::from_encoded(message)),
                 }
             }
         }
@@ -304,8 +302,7 @@ impl Book {
                         ..TourState::default()
                     },
                     version: None,
-                    history: VecDeque::new(),
-                    evicted_through: 0,
+                    history: Ring::new(self.history_len),
                 },
             );
         }
@@ -329,13 +326,8 @@ impl Book {
 
         // Not encoded yet: during a replay nobody receives it, and most
         // history entries roll out before anyone asks for them.
-        let message = Arc::new(Logged::pending(event_message(&event, state)));
-        entry.history.push_back((seq, Arc::clone(&message)));
-        if entry.history.len() > self.history_len
-            && let Some((evicted, _)) = entry.history.pop_front()
-        {
-            entry.evicted_through = evicted;
-        }
+        let message = Arc::new(LazyMessage::new(event_message(&event, state)));
+        entry.history.push(seq, Arc::clone(&message));
         Applied::Fresh {
             seq,
             channel: Target::Tour(event.tour_id),
@@ -343,9 +335,9 @@ impl Book {
         }
     }
 
-    /// Adds `state` as a tour's base state if the book does not know the
-    /// tour; it carries no event, no history, and `seq` 0 ("before the
-    /// log"). Returns whether it was added.
+    /// Adds `state` as a tour's base state if the projection does not know
+    /// the tour; it carries no event, no history, and `seq` 0 ("before the
+    /// stream"). Returns whether it was added.
     pub fn seed(&mut self, state: TourState) -> bool {
         if self.tours.contains_key(&state.tour_id) || self.tours.len() >= self.max_tours {
             return false;
@@ -356,33 +348,26 @@ impl Book {
             TourEntry {
                 state,
                 version: None,
-                history: VecDeque::new(),
-                evicted_through: 0,
+                history: Ring::new(self.history_len),
             },
         );
         true
     }
 
-    /// Remembers a log position that was not applied.
+    /// Remembers a stream position that was not applied.
     fn skip(&mut self, position: Option<u64>) {
         if let Some(position) = position {
-            if self.skipped.len() == self.skipped_len
-                && let Some(forgotten) = self.skipped.pop_front()
-            {
-                self.skipped_forgotten = forgotten;
-            }
-            self.skipped.push_back(position);
+            self.skipped.push(position, ());
         }
     }
 
-    /// The message clients were sent for an event read back from the log
-    /// at `position`, or `None` if the book did not apply it then (a
+    /// The message clients were sent for an event read back from the stream
+    /// at `position`, or `None` if the projection did not apply it then (a
     /// duplicate or a stale version). A field the event left out is taken
     /// from the tour's current state, as close to what was sent as the
-    /// book can tell without keeping every past state.
-    pub fn logged_message(&self, event: &SourceEvent, position: u64) -> Option<Arc<Encoded>> {
-        // Positions are skipped in increasing order: `skipped` is sorted.
-        if position > self.last_seq || self.skipped.binary_search(&position).is_ok() {
+    /// projection can tell without keeping every past state.
+    pub fn rebuilt_message(&self, event: &SourceEvent, position: u64) -> Option<Arc<Encoded>> {
+        if position > self.last_seq || self.skipped.contains(position) {
             return None;
         }
         let event = match event {
@@ -430,42 +415,40 @@ impl Book {
         if epoch != self.epoch || since_seq > self.last_seq {
             return Recovery::Snapshot;
         }
-        let from_log = || {
-            if self.numbered_by_log && since_seq >= self.skipped_forgotten {
-                Recovery::FromLog {
+        let read_back = || {
+            if self.numbered_by_stream && self.skipped.holds_all_after(since_seq) {
+                Recovery::ReadBack {
                     through: self.last_seq,
                 }
             } else {
                 Recovery::Snapshot
             }
         };
-        // Older than anything memory saw: only the log can tell what came
+        // Older than anything memory saw: only the stream can tell what came
         // between (and says so when retention dropped it).
         if self
             .first_position
             .is_some_and(|first| since_seq + 1 < first)
         {
-            return from_log();
+            return read_back();
         }
         if let Scope::User(user) = scope {
             return match self.inbox.since(user, since_seq) {
                 Some(missed) => Recovery::Replay(missed),
-                None => from_log(),
+                None => read_back(),
             };
         }
         let entries = scope.entries(&self.tours);
         let mut missed: Vec<(u64, Arc<Encoded>)> = Vec::new();
         for entry in entries {
-            // Events after `since_seq` were evicted from memory.
-            if entry.evicted_through > since_seq {
-                return from_log();
+            if !entry.history.holds_all_after(since_seq) {
+                return read_back();
             }
             missed.extend(
                 entry
                     .history
-                    .iter()
-                    .filter(|(seq, _)| *seq > since_seq)
-                    .map(|(seq, m)| (*seq, m.get())),
+                    .after(since_seq)
+                    .map(|(seq, m)| (*seq, m.encoded())),
             );
         }
         missed.sort_by_key(|(seq, _)| *seq);
@@ -504,7 +487,7 @@ fn notification_message(notice: &BookingNotice, seq: u64) -> ServerMessage {
 fn event_message(event: &AvailabilityChange, state: &TourState) -> ServerMessage {
     let timestamp = rfc3339(event.timestamp);
     match event.kind {
-        EventKind::Updated => ServerMessage::AvailabilityUpdated(AvailabilityUpdated {
+        AvailabilityKind::Updated => ServerMessage::AvailabilityUpdated(AvailabilityUpdated {
             data: Some(TourAvailability {
                 tour_id: state.tour_id.clone(),
                 tour_name: state.tour_name.clone(),
@@ -515,7 +498,7 @@ fn event_message(event: &AvailabilityChange, state: &TourState) -> ServerMessage
             timestamp,
             event_id: event.event_id.clone(),
         }),
-        EventKind::Low => ServerMessage::AvailabilityLow(AvailabilityLow {
+        AvailabilityKind::Low => ServerMessage::AvailabilityLow(AvailabilityLow {
             data: Some(LowAvailability {
                 tour_id: state.tour_id.clone(),
                 // Old clients read `tourTitle`; fall back to the id for unnamed tours.
@@ -541,7 +524,7 @@ mod tests {
 
     fn event(tour: &str, seats: u32, at: DateTime<Utc>) -> AvailabilityChange {
         AvailabilityChange {
-            kind: EventKind::Updated,
+            kind: AvailabilityKind::Updated,
             event_id: None,
             tour_id: tour.into(),
             tour_name: Some(format!("{tour} name")),
@@ -563,30 +546,35 @@ mod tests {
 
     #[test]
     fn seq_grows_across_tours_and_state_follows() {
-        let mut book = Book::new("e1", 8, 100);
+        let mut projection = Projection::new("e1", 8, 100);
         let now = Utc::now();
-        assert_eq!(seq_of(book.apply(event("a", 10, now))), 1);
-        assert_eq!(seq_of(book.apply(event("b", 5, now))), 2);
-        assert_eq!(seq_of(book.apply(event("a", 9, now))), 3);
-        let a = book.tour("a").unwrap();
+        assert_eq!(seq_of(projection.apply(event("a", 10, now))), 1);
+        assert_eq!(seq_of(projection.apply(event("b", 5, now))), 2);
+        assert_eq!(seq_of(projection.apply(event("a", 9, now))), 3);
+        let a = projection.tour("a").unwrap();
         assert_eq!((a.available_seats, a.seq), (9, 3));
-        assert_eq!(book.snapshot(Scope::Permitted(&Permissions::All)).len(), 2);
+        assert_eq!(
+            projection
+                .snapshot(Scope::Permitted(&Permissions::All))
+                .len(),
+            2
+        );
     }
 
     #[test]
     fn history_is_encoded_only_when_someone_needs_it() {
-        let mut book = Book::new("e1", 8, 100);
-        let Applied::Fresh { message, .. } = book.apply(event("a", 10, Utc::now())) else {
+        let mut projection = Projection::new("e1", 8, 100);
+        let Applied::Fresh { message, .. } = projection.apply(event("a", 10, Utc::now())) else {
             panic!("expected a fresh event");
         };
         // Applied with nobody to send it to: nothing encoded yet.
         assert!(!message.is_encoded());
         // A recovery encodes it, once, and shares those bytes from then on.
-        let Recovery::Replay(missed) = book.recover(Scope::Tour("a"), "e1", 0) else {
+        let Recovery::Replay(missed) = projection.recover(Scope::Tour("a"), "e1", 0) else {
             panic!("expected a replay");
         };
         assert!(message.is_encoded());
-        assert!(Arc::ptr_eq(&missed[0], &message.get()));
+        assert!(Arc::ptr_eq(&missed[0], &message.encoded()));
         assert!(missed[0].json.as_str().contains(r#""seq":1"#));
     }
 
@@ -594,104 +582,110 @@ mod tests {
     fn timestamps_never_make_an_event_stale() {
         // updated (8) → low (3, receipt time) → updated (7) from a publisher
         // whose clock runs ten minutes behind: all three apply, in order.
-        let mut book = Book::new("e1", 8, 100);
+        let mut projection = Projection::new("e1", 8, 100);
         let now = Utc::now();
-        book.apply(event("a", 8, now - Duration::seconds(1)));
+        projection.apply(event("a", 8, now - Duration::seconds(1)));
         let mut low = event("a", 3, now);
-        low.kind = EventKind::Low;
-        assert_eq!(seq_of(book.apply(low)), 2);
+        low.kind = AvailabilityKind::Low;
+        assert_eq!(seq_of(projection.apply(low)), 2);
         assert_eq!(
-            seq_of(book.apply(event("a", 7, now - Duration::minutes(10)))),
+            seq_of(projection.apply(event("a", 7, now - Duration::minutes(10)))),
             3
         );
-        assert_eq!(book.tour("a").unwrap().available_seats, 7);
+        assert_eq!(projection.tour("a").unwrap().available_seats, 7);
     }
 
     #[test]
     fn a_version_not_above_the_tours_is_stale_and_only_versions_are_compared() {
-        let mut book = Book::new("e1", 8, 100);
+        let mut projection = Projection::new("e1", 8, 100);
         let now = Utc::now();
         let versioned = |seats, version| AvailabilityChange {
             version: Some(version),
             ..event("a", seats, now)
         };
-        book.apply(versioned(10, 5));
-        assert!(matches!(book.apply(versioned(3, 4)), Applied::Stale));
-        assert!(matches!(book.apply(versioned(3, 5)), Applied::Stale));
-        assert_eq!(book.tour("a").unwrap().available_seats, 10);
+        projection.apply(versioned(10, 5));
+        assert!(matches!(projection.apply(versioned(3, 4)), Applied::Stale));
+        assert!(matches!(projection.apply(versioned(3, 5)), Applied::Stale));
+        assert_eq!(projection.tour("a").unwrap().available_seats, 10);
         // No version: never stale, and the tour keeps its last version.
-        assert_eq!(seq_of(book.apply(event("a", 9, now))), 2);
-        assert!(matches!(book.apply(versioned(1, 5)), Applied::Stale));
-        assert_eq!(seq_of(book.apply(versioned(8, 6))), 3);
-        assert_eq!(book.tour("a").unwrap().available_seats, 8);
+        assert_eq!(seq_of(projection.apply(event("a", 9, now))), 2);
+        assert!(matches!(projection.apply(versioned(1, 5)), Applied::Stale));
+        assert_eq!(seq_of(projection.apply(versioned(8, 6))), 3);
+        assert_eq!(projection.tour("a").unwrap().available_seats, 8);
     }
 
     #[test]
     fn past_max_tours_a_new_tour_is_refused_and_known_ones_go_on() {
-        let mut book = Book::new("stream", 8, 100);
-        book.limit_tours(2);
+        let mut projection = Projection::new("stream", 8, 100);
+        projection.limit_tours(2);
         let now = Utc::now();
         for (position, tour) in [(1, "a"), (2, "b")] {
             let mut e = event(tour, 5, now);
             e.position = Some(position);
-            book.apply(e);
+            projection.apply(e);
         }
         let mut third = event("c", 5, now);
         third.position = Some(3);
-        assert!(matches!(book.apply(third.clone()), Applied::OverCapacity));
+        assert!(matches!(
+            projection.apply(third.clone()),
+            Applied::OverCapacity
+        ));
         // Its position is skipped like a duplicate's, on a read-back too.
-        assert!(book.logged_message(&third.into(), 3).is_none());
+        assert!(projection.rebuilt_message(&third.into(), 3).is_none());
         let mut known = event("a", 4, now);
         known.position = Some(4);
-        assert_eq!(seq_of(book.apply(known)), 4);
-        assert_eq!(book.len(), 2);
+        assert_eq!(seq_of(projection.apply(known)), 4);
+        assert_eq!(projection.len(), 2);
     }
 
     #[test]
     fn a_repeated_event_id_is_a_duplicate() {
-        let mut book = Book::new("e1", 8, 100);
+        let mut projection = Projection::new("e1", 8, 100);
         let mut e = event("a", 10, Utc::now());
         e.event_id = Some("evt_1".into());
-        book.apply(e.clone());
-        assert!(matches!(book.apply(e), Applied::Duplicate));
-        assert_eq!(book.last_seq(), 1);
+        projection.apply(e.clone());
+        assert!(matches!(projection.apply(e), Applied::Duplicate));
+        assert_eq!(projection.last_seq(), 1);
     }
 
     #[test]
-    fn log_positions_become_seq_and_must_move_forward() {
-        let mut book = Book::new("stream", 8, 100);
+    fn stream_positions_become_seq_and_must_move_forward() {
+        let mut projection = Projection::new("stream", 8, 100);
         let now = Utc::now();
         let mut e = event("a", 10, now);
         e.position = Some(40);
-        assert_eq!(seq_of(book.apply(e.clone())), 40);
+        assert_eq!(seq_of(projection.apply(e.clone())), 40);
         e.position = Some(12);
-        assert!(matches!(book.apply(e), Applied::Stale));
+        assert!(matches!(projection.apply(e), Applied::Stale));
     }
 
     #[test]
-    fn past_the_history_a_log_numbered_book_sends_recovery_to_the_log() {
-        let mut book = Book::new("stream", 2, 100);
+    fn past_the_history_a_stream_numbered_projection_sends_recovery_to_a_read_back() {
+        let mut projection = Projection::new("stream", 2, 100);
         let now = Utc::now();
         for position in 1..=5 {
             let mut e = event("a", 10 - position as u32, now);
             e.position = Some(position);
             e.event_id = Some(format!("evt_{position}"));
-            book.apply(e);
+            projection.apply(e);
         }
         let mut duplicate = event("a", 1, now);
         duplicate.position = Some(6);
         duplicate.event_id = Some("evt_5".into());
-        assert!(matches!(book.apply(duplicate.clone()), Applied::Duplicate));
         assert!(matches!(
-            book.recover(Scope::Tour("a"), "stream", 1),
-            Recovery::FromLog { through: 5 }
+            projection.apply(duplicate.clone()),
+            Applied::Duplicate
+        ));
+        assert!(matches!(
+            projection.recover(Scope::Tour("a"), "stream", 1),
+            Recovery::ReadBack { through: 5 }
         ));
         // Read back, the duplicate at position 6 is skipped as it was live.
-        assert!(book.logged_message(&duplicate.into(), 6).is_none());
+        assert!(projection.rebuilt_message(&duplicate.into(), 6).is_none());
         let mut second = event("a", 8, now);
         second.tour_name = None;
-        let message = book
-            .logged_message(&second.into(), 2)
+        let message = projection
+            .rebuilt_message(&second.into(), 2)
             .expect("applied then");
         assert!(
             message.json.as_str().contains("\"seq\":2"),
@@ -707,31 +701,31 @@ mod tests {
 
     #[test]
     fn recovery_replays_within_history_and_refuses_beyond_it() {
-        let mut book = Book::new("e1", 3, 100);
+        let mut projection = Projection::new("e1", 3, 100);
         let now = Utc::now();
         for seats in (1..=6).rev() {
-            book.apply(event("a", seats, now));
+            projection.apply(event("a", seats, now));
         }
         // History holds seq 4..=6; seq 3 was evicted.
-        match book.recover(Scope::Tour("a"), "e1", 4) {
+        match projection.recover(Scope::Tour("a"), "e1", 4) {
             Recovery::Replay(missed) => assert_eq!(missed.len(), 2),
             other => panic!("expected a replay, got {other:?}"),
         }
-        match book.recover(Scope::Tour("a"), "e1", 3) {
+        match projection.recover(Scope::Tour("a"), "e1", 3) {
             Recovery::Replay(missed) => assert_eq!(missed.len(), 3),
             other => panic!("expected a replay, got {other:?}"),
         }
-        // Evicted, and the book numbered these events itself: no log.
+        // Evicted, and the projection numbered these events itself: no read-back.
         assert!(matches!(
-            book.recover(Scope::Tour("a"), "e1", 2),
+            projection.recover(Scope::Tour("a"), "e1", 2),
             Recovery::Snapshot
         ));
         assert!(matches!(
-            book.recover(Scope::Tour("a"), "other", 5),
+            projection.recover(Scope::Tour("a"), "other", 5),
             Recovery::Snapshot
         ));
         assert!(matches!(
-            book.recover(Scope::Tour("a"), "e1", 99),
+            projection.recover(Scope::Tour("a"), "e1", 99),
             Recovery::Snapshot
         ));
     }
@@ -752,19 +746,19 @@ mod tests {
     }
 
     #[test]
-    fn notifications_are_numbered_by_the_log_and_go_to_their_users_channel() {
-        let mut book = Book::with_inbox("stream", 8, 100, 3);
+    fn notifications_are_numbered_by_the_stream_and_go_to_their_users_channel() {
+        let mut projection = Projection::with_inbox("stream", 8, 100, 3);
         let mut tour = event("a", 5, Utc::now());
         tour.position = Some(1);
-        book.apply(tour);
-        match book.apply(notice("alice", "b1", 2)) {
+        projection.apply(tour);
+        match projection.apply(notice("alice", "b1", 2)) {
             Applied::Fresh {
                 seq,
                 channel,
                 message,
             } => {
                 assert_eq!((seq, channel), (2, Target::User("alice".into())));
-                let message = message.get();
+                let message = message.encoded();
                 let json = message.json.as_str();
                 assert!(json.contains(r#""kind":"booking.confirmed""#), "{json}");
                 assert!(json.contains(r#""notificationId":"evt_b1""#), "{json}");
@@ -773,31 +767,31 @@ mod tests {
         }
         // A redelivery is a duplicate, like any event.
         assert!(matches!(
-            book.apply(notice("alice", "b1", 3)),
+            projection.apply(notice("alice", "b1", 3)),
             Applied::Duplicate
         ));
         // The tour's state is not touched by a booking notice.
-        assert_eq!(book.tour("a").map(|t| t.seq), Some(1));
+        assert_eq!(projection.tour("a").map(|t| t.seq), Some(1));
     }
 
     #[test]
-    fn a_users_recovery_is_theirs_alone_and_past_the_inbox_goes_to_the_log() {
-        let mut book = Book::with_inbox("stream", 8, 100, 3);
+    fn a_users_recovery_is_theirs_alone_and_past_the_inbox_is_read_back() {
+        let mut projection = Projection::with_inbox("stream", 8, 100, 3);
         for (position, user) in [(1, "alice"), (2, "bob"), (3, "alice"), (4, "alice")] {
-            book.apply(notice(user, &format!("b{position}"), position));
+            projection.apply(notice(user, &format!("b{position}"), position));
         }
-        match book.recover(Scope::User("alice"), "stream", 1) {
+        match projection.recover(Scope::User("alice"), "stream", 1) {
             Recovery::Replay(missed) => assert_eq!(missed.len(), 2),
             other => panic!("expected a replay, got {other:?}"),
         }
-        match book.recover(Scope::User("bob"), "stream", 2) {
+        match projection.recover(Scope::User("bob"), "stream", 2) {
             Recovery::Replay(missed) => assert!(missed.is_empty()),
             other => panic!("expected a replay, got {other:?}"),
         }
-        // The inbox keeps 3: position 1 is gone, so since 0 needs the log.
+        // The inbox keeps 3: position 1 is gone, so since 0 needs the stream.
         assert!(matches!(
-            book.recover(Scope::User("alice"), "stream", 0),
-            Recovery::FromLog { through: 4 }
+            projection.recover(Scope::User("alice"), "stream", 0),
+            Recovery::ReadBack { through: 4 }
         ));
         // Read back, a notice is rebuilt with its position as seq; a tour
         // scope never includes it, the user's does.
@@ -806,7 +800,9 @@ mod tests {
         assert!(!Scope::User("bob").includes(&read_back));
         assert!(!Scope::Tour("a").includes(&read_back));
         assert!(!Scope::Permitted(&Permissions::All).includes(&read_back));
-        let message = book.logged_message(&read_back, 1).expect("applied then");
+        let message = projection
+            .rebuilt_message(&read_back, 1)
+            .expect("applied then");
         assert!(message.json.as_str().contains(r#""seq":1"#));
     }
 }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use tourcast::auth::{AuthConfig, Authenticator};
 use tourcast::engine::{Engine, EngineConfig};
-pub use tourcast::event::{AvailabilityChange, EventKind};
+pub use tourcast::event::{AvailabilityChange, AvailabilityKind};
 use tourcast::protocol::codec::decode_server_proto;
 use tourcast::protocol::v1;
 use tourcast::server::limits::ConnectionLimit;
@@ -61,7 +61,7 @@ pub fn test_engine_config() -> EngineConfig {
         dedupe_window: 1000,
         max_replay: 32,
         max_subscriptions: 8,
-        max_log_scan: 100_000,
+        max_read_back: 100_000,
         notification_history: 1000,
         snapshot_frame_bytes: tourcast::protocol::snapshot::DEFAULT_MAX_FRAME_BYTES,
         max_tours: usize::MAX,
@@ -164,11 +164,16 @@ impl TestServer {
 
 /// An `updated` event for `tour` with `seats` left, timestamped now.
 pub fn updated(tour: &str, seats: u32) -> AvailabilityChange {
-    event(EventKind::Updated, tour, seats, Utc::now())
+    event(AvailabilityKind::Updated, tour, seats, Utc::now())
 }
 
 /// An event of any kind and time.
-pub fn event(kind: EventKind, tour: &str, seats: u32, at: DateTime<Utc>) -> AvailabilityChange {
+pub fn event(
+    kind: AvailabilityKind,
+    tour: &str,
+    seats: u32,
+    at: DateTime<Utc>,
+) -> AvailabilityChange {
     AvailabilityChange {
         kind,
         event_id: None,
@@ -176,7 +181,7 @@ pub fn event(kind: EventKind, tour: &str, seats: u32, at: DateTime<Utc>) -> Avai
         tour_name: Some(format!("Tour {tour}")),
         available_seats: seats,
         max_group_size: Some(20),
-        threshold: (kind == EventKind::Low).then_some(3),
+        threshold: (kind == AvailabilityKind::Low).then_some(3),
         timestamp: at,
         version: None,
         position: None,

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 
 use super::{Context, ErrorReply};
 use crate::channel::Request;
-use crate::engine::{LogError, LogRange, Subscribing};
+use crate::engine::{ReadBackError, ReadBackRange, Subscribing};
 use crate::event::SourceEvent;
 use crate::hub::Target;
 use crate::protocol::v1::{self, ErrorCode, StreamPosition};
@@ -16,20 +16,20 @@ use crate::protocol::v1::{self, ErrorCode, StreamPosition};
 /// A subscribe waiting for its log read.
 pub struct Recovering {
     subscribe: Subscribe,
-    range: LogRange,
-    read: BoxFuture<'static, Result<Vec<SourceEvent>, LogError>>,
+    range: ReadBackRange,
+    read: BoxFuture<'static, Result<Vec<SourceEvent>, ReadBackError>>,
 }
 
 impl Recovering {
     /// Waits for the log read; then [`Recovering::resume`] with the result.
-    pub async fn read(&mut self) -> Result<Vec<SourceEvent>, LogError> {
+    pub async fn read(&mut self) -> Result<Vec<SourceEvent>, ReadBackError> {
         (&mut self.read).await
     }
 
     /// Finishes the subscription with what the log returned.
     pub fn resume(
         self,
-        read: Result<Vec<SourceEvent>, LogError>,
+        read: Result<Vec<SourceEvent>, ReadBackError>,
         context: &mut Context<'_>,
     ) -> Option<Recovering> {
         let Recovering {
@@ -37,7 +37,7 @@ impl Recovering {
         } = self;
         // Only a subscribe with `since` recovers.
         let since = subscribe.since.clone()?;
-        let result = context.engine.subscribe_from_log(
+        let result = context.engine.subscribe_after_read_back(
             context.client,
             context.subs,
             subscribe.target.clone(),
@@ -64,7 +64,7 @@ impl Subscribe {
     pub fn parse(message: v1::Subscribe) -> Self {
         Subscribe {
             request: Request::from_fields(message.tour_id, message.channel),
-            target: Target::All,
+            target: Target::AllTours,
             since: message.since,
             request_id: message.request_id,
         }
@@ -104,8 +104,8 @@ impl Subscribe {
     ) -> Option<Recovering> {
         match result {
             Ok(Subscribing::Answered) => None,
-            Ok(Subscribing::FromLog(range)) => Some(Recovering {
-                read: context.engine.read_log(&range),
+            Ok(Subscribing::ReadBack(range)) => Some(Recovering {
+                read: context.engine.read_back(&range),
                 range,
                 subscribe: self,
             }),

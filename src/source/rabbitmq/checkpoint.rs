@@ -30,7 +30,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::topology::{self, is_precondition_failed, long_string, stream_offset};
-use crate::engine::{Engine, EventLog, LogError};
+use crate::engine::{Engine, ReadBack, ReadBackError};
 use crate::protocol::v1::{Checkpoint, CheckpointEnvelope};
 use crate::state::CheckpointLimits;
 use crate::telemetry::CHECKPOINTS;
@@ -170,7 +170,7 @@ impl CheckpointStore {
     /// older ones after a failure; returns the stream position it is at, or
     /// `None` (a full replay). `log` is the event stream, to check that it
     /// still holds the checkpoint's position.
-    pub async fn load(&self, engine: &Engine, log: &dyn EventLog) -> Option<u64> {
+    pub async fn load(&self, engine: &Engine, log: &dyn ReadBack) -> Option<u64> {
         if self.config.ignore {
             tracing::info!("ignoring checkpoints (--ignore-checkpoints): full replay");
             return None;
@@ -219,7 +219,7 @@ impl CheckpointStore {
     async fn try_restore(
         &self,
         engine: &Engine,
-        log: &dyn EventLog,
+        log: &dyn ReadBack,
         payload: &[u8],
     ) -> Result<(u64, (String, String)), Skip> {
         let checkpoint = open(payload)?;
@@ -242,7 +242,7 @@ impl CheckpointStore {
                         && event.fingerprint() == checkpoint.position_fingerprint
                 }) => {}
             Ok(_) => return Err(Skip::Replaced(position)),
-            Err(LogError::Expired) => return Err(Skip::Gone(position)),
+            Err(ReadBackError::Expired) => return Err(Skip::Gone(position)),
             Err(error) => {
                 tracing::debug!(%error, "cannot check the checkpoint's position");
                 return Err(Skip::Gone(position));

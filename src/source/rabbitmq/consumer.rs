@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::topology::{self, long_string, stream_offset};
 use super::{RabbitArgs, ReplayFrom, redact_url};
 use crate::engine::{ApplyOutcome, Engine};
-use crate::source::publisher::{Incoming, PublisherDecoder, SchemaError};
+use crate::source::inbound::{EventDecoder, Incoming, SchemaError};
 use crate::source::{SourceState, SourceStatus};
 use crate::telemetry as metric;
 
@@ -64,7 +64,7 @@ pub(super) struct StreamConsumer {
     uri: AMQPUri,
     engine: Arc<Engine>,
     status: SourceStatus,
-    decoder: PublisherDecoder,
+    decoder: EventDecoder,
     caught_up: watch::Sender<bool>,
     connection_name: String,
     /// The stream offset to resume from: one past the last delivery handled.
@@ -84,7 +84,7 @@ impl StreamConsumer {
         engine: Arc<Engine>,
         status: SourceStatus,
     ) -> Result<Self, SchemaError> {
-        let decoder = PublisherDecoder::new(args.max_event_bytes)?;
+        let decoder = EventDecoder::new(args.max_event_bytes)?;
         Ok(StreamConsumer {
             args,
             uri,
@@ -313,7 +313,7 @@ impl StreamConsumer {
                         // their queues before more buffered deliveries are
                         // applied. Without it a burst, or the backlog after
                         // an outage, could fill a healthy client's queue
-                        // while its task waited for this worker, and kick
+                        // while its task waited for this worker, and close
                         // it as slow. A slow client still cannot hold us
                         // back: its task just finds its socket full.
                         tokio::task::yield_now().await;
@@ -416,7 +416,7 @@ impl StreamConsumer {
             // The engine counts the outcome (applied, duplicate, stale).
             Ok(event) => {
                 let outcome = match offset {
-                    Some(offset) => self.engine.apply_logged(event, offset),
+                    Some(offset) => self.engine.apply_from_stream(event, offset),
                     None => self.engine.apply(event),
                 };
                 match outcome {
@@ -466,7 +466,7 @@ impl YieldWindow {
     }
 }
 
-/// What the publisher decoder needs of a delivery.
+/// What the event decoder needs of a delivery.
 pub(super) fn incoming(delivery: &Delivery) -> Incoming<'_> {
     let properties = &delivery.properties;
     Incoming {

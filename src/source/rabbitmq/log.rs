@@ -1,4 +1,4 @@
-//! Reading the stream back: the [`EventLog`] behind recoveries that are
+//! Reading the stream back: the [`ReadBack`] behind recoveries that are
 //! older than the engine's in-memory history.
 //!
 //! A client that resubscribes with `since` after missing more than
@@ -29,9 +29,9 @@ use tokio::time::timeout;
 use super::ReplayFrom;
 use super::consumer::{AckBatch, incoming, offset_argument};
 use super::topology::stream_offset;
-use crate::engine::{EventLog, LogError};
+use crate::engine::{ReadBack, ReadBackError};
 use crate::event::SourceEvent;
-use crate::source::publisher::PublisherDecoder;
+use crate::source::inbound::EventDecoder;
 
 /// Reads running at once; more wait their turn.
 const CONCURRENT_READS: usize = 4;
@@ -51,7 +51,7 @@ struct Inner {
     uri: AMQPUri,
     stream: String,
     connection_name: String,
-    decoder: PublisherDecoder,
+    decoder: EventDecoder,
     connection: Mutex<Option<Connection>>,
     reads: Semaphore,
 }
@@ -61,7 +61,7 @@ impl StreamLog {
         uri: AMQPUri,
         stream: String,
         connection_name: String,
-        decoder: PublisherDecoder,
+        decoder: EventDecoder,
     ) -> Self {
         StreamLog {
             inner: Arc::new(Inner {
@@ -76,12 +76,12 @@ impl StreamLog {
     }
 }
 
-impl EventLog for StreamLog {
+impl ReadBack for StreamLog {
     fn read(
         &self,
         after: u64,
         through: u64,
-    ) -> BoxFuture<'static, Result<Vec<SourceEvent>, LogError>> {
+    ) -> BoxFuture<'static, Result<Vec<SourceEvent>, ReadBackError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             // The wait for a turn counts against the deadline too: in a
@@ -93,19 +93,19 @@ impl EventLog for StreamLog {
                     .reads
                     .acquire()
                     .await
-                    .map_err(|_| LogError::Unavailable("shutting down".into()))?;
+                    .map_err(|_| ReadBackError::Unavailable("shutting down".into()))?;
                 inner.read(after, through).await
             };
-            timeout(READ_DEADLINE, read)
-                .await
-                .map_err(|_| LogError::Unavailable(format!("no answer in {READ_DEADLINE:?}")))?
+            timeout(READ_DEADLINE, read).await.map_err(|_| {
+                ReadBackError::Unavailable(format!("no answer in {READ_DEADLINE:?}"))
+            })?
         })
     }
 }
 
 impl Inner {
     /// Positions `(after, through]` are offsets `after ..= through - 1`.
-    async fn read(&self, after: u64, through: u64) -> Result<Vec<SourceEvent>, LogError> {
+    async fn read(&self, after: u64, through: u64) -> Result<Vec<SourceEvent>, ReadBackError> {
         let channel = self.channel().await?;
         let result = self.consume(&channel, after, through).await;
         let _ = channel.close(200, "recovery read done".into()).await;
@@ -117,7 +117,7 @@ impl Inner {
         channel: &lapin::Channel,
         after: u64,
         through: u64,
-    ) -> Result<Vec<SourceEvent>, LogError> {
+    ) -> Result<Vec<SourceEvent>, ReadBackError> {
         channel
             .basic_qos(READ_PREFETCH, BasicQosOptions::default())
             .await
@@ -144,15 +144,17 @@ impl Inner {
             let delivery = match timeout(DELIVERY_WAIT, consumer.next()).await {
                 Ok(Some(Ok(delivery))) => delivery,
                 Ok(Some(Err(error))) => return Err(unavailable(error)),
-                Ok(None) => return Err(LogError::Unavailable("consumer cancelled".into())),
-                Err(_) => return Err(LogError::Unavailable("the stream went quiet".into())),
+                Ok(None) => return Err(ReadBackError::Unavailable("consumer cancelled".into())),
+                Err(_) => return Err(ReadBackError::Unavailable("the stream went quiet".into())),
             };
             let offset = stream_offset(&delivery.properties);
             let payload = incoming(&delivery);
             let decoded = self.decoder.decode(payload, Utc::now());
             acks.push(delivery.acker).await.map_err(unavailable)?;
             let Some(offset) = offset else {
-                return Err(LogError::Unavailable("deliveries carry no offset".into()));
+                return Err(ReadBackError::Unavailable(
+                    "deliveries carry no offset".into(),
+                ));
             };
             // A consumer attaches at the start of the chunk holding `after`.
             if offset < after {
@@ -160,7 +162,7 @@ impl Inner {
             }
             if first && offset > after {
                 // Retention dropped the start of the range.
-                return Err(LogError::Expired);
+                return Err(ReadBackError::Expired);
             }
             first = false;
             let position = offset + 1;
@@ -184,7 +186,7 @@ impl Inner {
     }
 
     /// A channel on the shared connection, (re)connecting when needed.
-    async fn channel(&self) -> Result<lapin::Channel, LogError> {
+    async fn channel(&self) -> Result<lapin::Channel, ReadBackError> {
         let mut connection = self.connection.lock().await;
         if let Some(open) = connection.as_ref()
             && open.status().connected()
@@ -203,6 +205,6 @@ impl Inner {
     }
 }
 
-fn unavailable(error: lapin::Error) -> LogError {
-    LogError::Unavailable(error.to_string())
+fn unavailable(error: lapin::Error) -> ReadBackError {
+    ReadBackError::Unavailable(error.to_string())
 }

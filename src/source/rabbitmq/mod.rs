@@ -48,7 +48,7 @@ use lapin::uri::AMQPUri;
 use tokio_util::sync::CancellationToken;
 
 use super::SourceStatus;
-use super::publisher::PublisherDecoder;
+use super::inbound::EventDecoder;
 use crate::engine::Engine;
 
 pub use catalog::{CatalogError, CatalogTour, parse_catalog};
@@ -171,7 +171,7 @@ pub struct RabbitArgs {
     #[arg(
         long = "rabbitmq-max-event-bytes",
         env = "RABBITMQ_MAX_EVENT_BYTES",
-        default_value_t = super::publisher::DEFAULT_MAX_EVENT_BYTES
+        default_value_t = super::inbound::DEFAULT_MAX_EVENT_BYTES
     )]
     pub max_event_bytes: usize,
 
@@ -427,7 +427,7 @@ pub async fn run(
     };
     let name = consumer::connection_name(&args);
     // Only a build bug (the generated schema) makes the decoders fail.
-    let decoder = match PublisherDecoder::new(args.max_event_bytes) {
+    let decoder = match EventDecoder::new(args.max_event_bytes) {
         Ok(decoder) => decoder,
         Err(error) => return stop(&error),
     };
@@ -437,7 +437,7 @@ pub async fn run(
         name.clone(),
         decoder,
     ));
-    engine.attach_log(log.clone());
+    engine.attach_read_back(log.clone());
     let checkpoints = Arc::new(checkpoint::CheckpointStore::new(
         uri.clone(),
         name.clone(),

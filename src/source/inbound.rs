@@ -1,4 +1,6 @@
-//! Publisher payloads → [`SourceEvent`]s.
+//! Inbound events: what publishers put on the exchange, decoded into
+//! [`SourceEvent`]s by the [`EventDecoder`]. (Publishing itself is
+//! `tourcast publish`'s, in [`crate::cli::publish`].)
 //!
 //! Booking and catalog services publish availability events and booking
 //! notifications as JSON (the SPEC's shapes, validated against the
@@ -18,7 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use thiserror::Error;
 
-use super::{EventKind, SourceEvent};
+use super::{AvailabilityKind, SourceEvent};
 use crate::event::{AvailabilityChange, BookingKind, BookingNotice};
 use crate::protocol::decode::{self, Refusal, Rules, truncate};
 use crate::protocol::schema;
@@ -133,28 +135,28 @@ pub struct Incoming<'a> {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-/// Decodes publisher payloads. Build one at start-up (it compiles the
+/// Decodes what publishers send. Build one at start-up (it compiles the
 /// schema) and reuse it for every message.
-pub struct PublisherDecoder {
+pub struct EventDecoder {
     rules: Rules,
     booking_rules: Rules,
     max_bytes: usize,
 }
 
-impl std::fmt::Debug for PublisherDecoder {
+impl std::fmt::Debug for EventDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PublisherDecoder")
+        f.debug_struct("EventDecoder")
             .field("max_bytes", &self.max_bytes)
             .finish_non_exhaustive()
     }
 }
 
-impl PublisherDecoder {
+impl EventDecoder {
     /// Compiles the publisher-event schema; payloads over `max_bytes` are refused unread.
     pub fn new(max_bytes: usize) -> Result<Self, SchemaError> {
         let rules = Rules::compile("AvailabilityEvent", schema::availability_event())?;
         let booking_rules = Rules::compile("BookingEvent", schema::booking_event())?;
-        Ok(PublisherDecoder {
+        Ok(EventDecoder {
             rules,
             booking_rules,
             max_bytes,
@@ -419,9 +421,9 @@ fn into_availability(
     // key decides when it is absent (the old low-availability publishers
     // never set it).
     let kind = match event_type.as_deref() {
-        Some(name) => EventKind::from_name(name)
+        Some(name) => AvailabilityKind::from_name(name)
             .ok_or_else(|| poison(PoisonReason::UnknownKind(truncate(name, 64))))?,
-        None => EventKind::from_name(message.routing_key)
+        None => AvailabilityKind::from_name(message.routing_key)
             .ok_or_else(|| poison(PoisonReason::UnknownKind(truncate(message.routing_key, 64))))?,
     };
     let timestamp = event_time(
@@ -527,8 +529,8 @@ mod tests {
         assert_eq!((notice.user_id.as_str(), notice.seats), ("alice", 3));
     }
 
-    fn decoder() -> PublisherDecoder {
-        PublisherDecoder::new(DEFAULT_MAX_EVENT_BYTES).expect("schema compiles")
+    fn decoder() -> EventDecoder {
+        EventDecoder::new(DEFAULT_MAX_EVENT_BYTES).expect("schema compiles")
     }
 
     fn json<'a>(routing_key: &'a str, payload: &'a str) -> Incoming<'a> {
@@ -553,7 +555,7 @@ mod tests {
             .decode(json("tour.availability.updated", payload), now())
             .map(availability)
             .expect("valid event");
-        assert_eq!(event.kind, EventKind::Updated);
+        assert_eq!(event.kind, AvailabilityKind::Updated);
         assert_eq!(event.event_id.as_deref(), Some("evt_1736330000000"));
         assert_eq!(event.tour_id, "tour_123");
         assert_eq!(event.available_seats, 8);
@@ -569,7 +571,7 @@ mod tests {
             .decode(json("tour.availability.low", payload), now())
             .map(availability)
             .expect("valid event");
-        assert_eq!(event.kind, EventKind::Low);
+        assert_eq!(event.kind, AvailabilityKind::Low);
         assert_eq!(event.event_id, None);
         assert_eq!(event.tour_name.as_deref(), Some("Randonnée Montagne"));
         assert_eq!(event.max_group_size, Some(15));
@@ -620,7 +622,7 @@ mod tests {
             .decode(json("tour.availability.updated", payload), now())
             .map(availability)
             .expect("valid event");
-        assert_eq!(event.kind, EventKind::Low);
+        assert_eq!(event.kind, AvailabilityKind::Low);
     }
 
     /// The fast path decides exactly as the full path, on payloads at
@@ -783,7 +785,7 @@ mod tests {
 
     #[test]
     fn a_huge_payload_is_refused_unread() {
-        let decoder = PublisherDecoder::new(1024).expect("schema compiles");
+        let decoder = EventDecoder::new(1024).expect("schema compiles");
         let payload = format!(
             r#"{{"eventId" : "evt_big","tourId":"a","availableSeats":1,"tourName":"{}"}}"#,
             "x".repeat(2000)
@@ -837,7 +839,7 @@ mod tests {
             .decode(proto_message("tour.availability.updated", &payload), now())
             .map(availability)
             .expect("valid event");
-        assert_eq!(event.kind, EventKind::Updated);
+        assert_eq!(event.kind, AvailabilityKind::Updated);
         assert_eq!(event.event_id.as_deref(), Some("evt_p1"));
         assert_eq!(event.tour_id, "tour_rome");
         assert_eq!(event.tour_name.as_deref(), Some("Rome Colosseum Tour"));

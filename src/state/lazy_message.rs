@@ -1,13 +1,13 @@
 //! An applied event's message, encoded on first use.
 //!
-//! The book keeps every tour's last events for recovery. Encoding each one
-//! to JSON and protobuf as it is applied was most of the book's cost during
-//! a replay, when nobody is subscribed and most of those messages are
-//! never sent (nor ever will be: they roll out of the history first). A
-//! [`Logged`] message holds the message unencoded until a fan-out, a
-//! recovery or a checkpoint needs its bytes; from then on it holds only the
-//! encoded bytes, shared by every recipient and every later recovery
-//! (encode once per encoding, share the bytes).
+//! The projection keeps every tour's last events for recovery. Encoding
+//! each one to JSON and protobuf as it is applied was most of the
+//! projection's cost during a replay, when nobody is subscribed and most of
+//! those messages are never sent (nor ever will be: they roll out of the
+//! history first). A [`LazyMessage`] holds the message unencoded until a
+//! fan-out, a recovery or a checkpoint needs its bytes; from then on it
+//! holds only the encoded bytes, shared by every recipient and every later
+//! recovery (encode once per encoding, share the bytes).
 
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use crate::protocol::codec::{Encoded, encode_proto};
 
 /// A server message, encoded at most once.
 #[derive(Debug)]
-pub struct Logged {
+pub struct LazyMessage {
     repr: Mutex<Repr>,
 }
 
@@ -30,23 +30,24 @@ enum Repr {
     Encoded(Arc<Encoded>),
 }
 
-impl Logged {
+impl LazyMessage {
     /// A message nobody has needed yet.
-    pub fn pending(message: ServerMessage) -> Self {
-        Logged {
+    pub fn new(message: ServerMessage) -> Self {
+        LazyMessage {
             repr: Mutex::new(Repr::Pending(Box::new(message))),
         }
     }
 
-    /// A message already encoded (restored from a checkpoint, say).
-    pub fn encoded(encoded: Arc<Encoded>) -> Self {
-        Logged {
+    /// A message already encoded (a notification, kept encoded in the
+    /// inbox anyway).
+    pub fn from_encoded(encoded: Arc<Encoded>) -> Self {
+        LazyMessage {
             repr: Mutex::new(Repr::Encoded(encoded)),
         }
     }
 
     /// The encoded message, encoding it now if this is its first use.
-    pub fn get(&self) -> Arc<Encoded> {
+    pub fn encoded(&self) -> Arc<Encoded> {
         let mut repr = self.repr.lock();
         match &*repr {
             Repr::Encoded(encoded) => Arc::clone(encoded),
@@ -88,16 +89,16 @@ mod tests {
 
     #[test]
     fn encodes_once_on_first_use_and_shares_the_bytes() {
-        let logged = Logged::pending(pong());
-        assert!(!logged.is_encoded());
+        let lazy = LazyMessage::new(pong());
+        assert!(!lazy.is_encoded());
         // A checkpoint's bytes do not encode it for good…
-        let proto = logged.proto();
-        assert!(!logged.is_encoded());
-        let first = logged.get();
-        assert!(logged.is_encoded());
+        let proto = lazy.proto();
+        assert!(!lazy.is_encoded());
+        let first = lazy.encoded();
+        assert!(lazy.is_encoded());
         // …and are the bytes a fan-out sends.
         assert_eq!(proto, first.proto.to_vec());
-        assert!(Arc::ptr_eq(&first, &logged.get()));
+        assert!(Arc::ptr_eq(&first, &lazy.encoded()));
         assert_eq!(first.json.as_str(), Encoded::new(&pong()).json.as_str());
     }
 }
