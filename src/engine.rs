@@ -594,7 +594,7 @@ impl Engine {
     ) {
         // Under the projection lock so no event slips between the registration
         // change and the acknowledgement.
-        let _book = self.projection.lock();
+        let _projection = self.projection.lock();
         self.reregister(client, subs, |subs| {
             subs.unsubscribe(&target);
         });
@@ -617,7 +617,7 @@ impl Engine {
         subs: &mut Subscriptions,
         permissions: Permissions,
     ) {
-        let _book = self.projection.lock();
+        let _projection = self.projection.lock();
         let mut revoked = Vec::new();
         self.reregister(client, subs, |subs| {
             revoked = subs.set_permissions(permissions)

@@ -20,6 +20,7 @@
 //! - [`time`]: timestamps as the protocol writes them.
 
 pub mod auth;
+pub mod backoff;
 pub mod channel;
 pub mod cli;
 pub mod config;

@@ -70,14 +70,14 @@ use crate::time::now_rfc3339;
 use clap::{Args, ValueEnum};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ErrorKind};
+use lapin::{BasicProperties, Confirmation, Connection, ErrorKind};
 use prost::Message as _;
-use rand::RngExt as _;
 use serde_json::Value;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::backoff::Backoff;
 use crate::event::{BookingKind, SourceEvent};
 use crate::protocol::v1::{AvailabilityEvent, BookingEvent};
 use crate::source::AvailabilityKind;
@@ -85,7 +85,9 @@ use crate::source::inbound::{
     DEFAULT_MAX_EVENT_BYTES, EventDecoder, Incoming, JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
     PoisonError, SchemaError,
 };
-use crate::source::rabbitmq::{BrokerArgs, declare_exchange, parse_amqp_name};
+use crate::source::rabbitmq::{
+    BrokerArgs, ConnectError, Connector, declare_exchange, parse_amqp_name,
+};
 
 /// How long a confirm may take before the connection counts as lost.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
@@ -103,6 +105,8 @@ pub const HEALTHY_AFTER: usize = 16;
 /// nothing, and the event gets through soon after the stream is back.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The connection name `rabbitmqctl list_connections` shows.
+const CONNECTION_NAME: &str = "tourcast publish";
 /// Stdin lines read ahead of the publisher.
 const READ_AHEAD: usize = 64;
 
@@ -482,10 +486,8 @@ pub struct Publisher {
 impl Publisher {
     /// Connects, enables publisher confirms and declares the exchange (a
     /// durable topic exchange, as the gateway declares it).
-    pub async fn connect(url: &str, exchange: &str) -> Result<Self, lapin::Error> {
-        let properties =
-            ConnectionProperties::default().with_connection_name("tourcast publish".into());
-        let connection = Connection::connect(url, properties).await?;
+    pub async fn connect(connector: &Connector, exchange: &str) -> Result<Self, ConnectError> {
+        let connection = connector.connect().await?;
         let channel = declare_exchange(&connection, exchange).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -610,14 +612,16 @@ enum Failure {
     /// The connection failed or stalled: nothing in flight is known taken.
     Lost(lapin::Error),
     NoConfirm,
-    Connect(lapin::Error),
+    Connect(ConnectError),
     ConnectTimeout,
 }
 
 impl Failure {
     fn permanent(&self) -> bool {
         match self {
-            Failure::Lost(error) | Failure::Connect(error) => is_permanent(error),
+            Failure::Lost(error) | Failure::Connect(ConnectError::Amqp(error)) => {
+                is_permanent(error)
+            }
             _ => false,
         }
     }
@@ -661,7 +665,9 @@ struct Sender<'a> {
     failing_since: Option<Instant>,
     /// The last failure told on stderr, to tell each kind once.
     told: Option<String>,
-    backoff: Duration,
+    backoff: Backoff,
+    /// The broker, from `--rabbitmq-url` (an error when the URL does not parse).
+    connector: Result<Connector, String>,
     /// Nothing is sent, and no connection tried, before this.
     next_attempt: Instant,
     /// Events accepted, and events taken from the input.
@@ -680,7 +686,8 @@ impl<'a> Sender<'a> {
             careful: None,
             failing_since: None,
             told: None,
-            backoff: BACKOFF_MIN,
+            backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
+            connector: Connector::new(&args.broker.url, CONNECTION_NAME),
             next_attempt: Instant::now(),
             accepted: 0,
             taken: 0,
@@ -732,8 +739,11 @@ impl<'a> Sender<'a> {
             let publisher = match &self.publisher {
                 Some(publisher) => publisher,
                 None => {
-                    let connecting =
-                        Publisher::connect(&self.args.broker.url, &self.args.broker.exchange);
+                    let connector = self
+                        .connector
+                        .as_ref()
+                        .map_err(|error| PublishError::Usage(format!("--rabbitmq-url: {error}")))?;
+                    let connecting = Publisher::connect(connector, &self.args.broker.exchange);
                     match timeout(CONNECT_TIMEOUT, connecting).await {
                         Ok(Ok(publisher)) => self.publisher.insert(publisher),
                         Ok(Err(error)) => {
@@ -804,7 +814,7 @@ impl<'a> Sender<'a> {
             );
         }
         self.told = None;
-        self.backoff = BACKOFF_MIN;
+        self.backoff.reset();
         self.careful = match self.careful {
             Some(n) if n + 1 < HEALTHY_AFTER || !self.retry.is_empty() => Some(n + 1),
             _ => None,
@@ -844,9 +854,8 @@ impl<'a> Sender<'a> {
             self.told = Some(cause);
         }
         self.careful = Some(0);
-        let pause = self.backoff.mul_f64(rand::rng().random_range(0.5..=1.0));
+        let pause = self.backoff.next_delay();
         self.next_attempt = (now + pause).min(since + self.args.retry_for);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         Ok(())
     }
 
@@ -1210,7 +1219,8 @@ mod tests {
     #[test]
     fn refused_credentials_are_not_retried_a_lost_connection_is() {
         let refused: lapin::Error = ErrorKind::AuthProviderError("no".into()).into();
-        assert!(Failure::Connect(refused).permanent());
+        assert!(Failure::Connect(ConnectError::Amqp(refused)).permanent());
+        assert!(!Failure::Connect(ConnectError::Timeout(Duration::from_secs(1))).permanent());
         let reset: lapin::Error = std::io::Error::from(std::io::ErrorKind::ConnectionReset).into();
         assert!(!Failure::Lost(reset).permanent());
         assert!(!Failure::NoConfirm.permanent());

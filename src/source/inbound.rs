@@ -357,6 +357,23 @@ fn event_time(
     Ok(timestamp)
 }
 
+/// An event's kind, parsed by `parse` from its `eventType` or, when it has
+/// none, from the routing key (the old low-availability publishers never
+/// set it; the payload's `eventType` is the more specific statement), and
+/// its time (see [`event_time`]).
+fn kind_and_time<K>(
+    parse: fn(&str) -> Option<K>,
+    event_type: Option<&str>,
+    timestamp: Option<&str>,
+    event_id: Option<&str>,
+    message: Incoming<'_>,
+    received_at: DateTime<Utc>,
+) -> Result<(K, DateTime<Utc>), PoisonReason> {
+    let name = event_type.unwrap_or(message.routing_key);
+    let kind = parse(name).ok_or_else(|| PoisonReason::UnknownKind(truncate(name, 64)))?;
+    Ok((kind, event_time(timestamp, event_id, message, received_at)?))
+}
+
 fn into_booking(
     event: BookingEvent,
     message: Incoming<'_>,
@@ -373,17 +390,15 @@ fn into_booking(
         message: text,
         timestamp,
     } = event;
-    let poison = |reason| PoisonError::new(event_id.clone(), reason);
-    let name = event_type.as_deref().unwrap_or(message.routing_key);
-    let kind = BookingKind::from_name(name)
-        .ok_or_else(|| poison(PoisonReason::UnknownKind(truncate(name, 64))))?;
-    let timestamp = event_time(
+    let (kind, timestamp) = kind_and_time(
+        BookingKind::from_name,
+        event_type.as_deref(),
         timestamp.as_deref(),
         event_id.as_deref(),
         message,
         received_at,
     )
-    .map_err(poison)?;
+    .map_err(|reason| PoisonError::new(event_id.clone(), reason))?;
     Ok(SourceEvent::Booking(BookingNotice {
         kind,
         event_id,
@@ -415,24 +430,15 @@ fn into_availability(
         timestamp,
         version,
     } = event;
-    let poison = |reason| PoisonError::new(event_id.clone(), reason);
-
-    // The payload's `eventType` is the more specific statement; the routing
-    // key decides when it is absent (the old low-availability publishers
-    // never set it).
-    let kind = match event_type.as_deref() {
-        Some(name) => AvailabilityKind::from_name(name)
-            .ok_or_else(|| poison(PoisonReason::UnknownKind(truncate(name, 64))))?,
-        None => AvailabilityKind::from_name(message.routing_key)
-            .ok_or_else(|| poison(PoisonReason::UnknownKind(truncate(message.routing_key, 64))))?,
-    };
-    let timestamp = event_time(
+    let (kind, timestamp) = kind_and_time(
+        AvailabilityKind::from_name,
+        event_type.as_deref(),
         timestamp.as_deref(),
         event_id.as_deref(),
         message,
         received_at,
     )
-    .map_err(poison)?;
+    .map_err(|reason| PoisonError::new(event_id.clone(), reason))?;
     Ok(SourceEvent::Availability(AvailabilityChange {
         kind,
         event_id,

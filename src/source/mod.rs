@@ -9,6 +9,7 @@
 //! Each source reports its liveness through a [`SourceStatus`], which
 //! `/health` and `/ready` read.
 
+pub mod catalog;
 pub mod demo;
 pub mod inbound;
 pub mod rabbitmq;

@@ -355,7 +355,7 @@ mod tests {
     }
 
     /// A projection with tours, duplicates and notifications over 60 positions.
-    fn busy_book() -> Projection {
+    fn busy_projection() -> Projection {
         let mut projection = Projection::with_inbox("stream", 8, 1000, 50);
         for position in 1..=60u64 {
             let event = match position % 5 {
@@ -372,6 +372,13 @@ mod tests {
             projection.apply(event);
         }
         projection
+    }
+
+    /// A checkpoint of [`busy_projection`] keeping `history_budget` events.
+    fn busy_checkpoint(history_budget: usize) -> Checkpoint {
+        busy_projection()
+            .checkpoint("s", CheckpointLimits { history_budget })
+            .expect("numbered by the stream")
     }
 
     fn recoveries(projection: &Projection) -> Vec<String> {
@@ -401,8 +408,8 @@ mod tests {
     }
 
     #[test]
-    fn a_restored_book_answers_as_the_one_that_wrote_it() {
-        let projection = busy_book();
+    fn a_restored_projection_answers_as_the_one_that_wrote_it() {
+        let projection = busy_projection();
         let limits = CheckpointLimits {
             history_budget: 1000,
         };
@@ -442,7 +449,7 @@ mod tests {
 
     #[test]
     fn a_small_budget_sends_older_recoveries_to_the_stream() {
-        let projection = busy_book();
+        let projection = busy_projection();
         let checkpoint = projection
             .checkpoint("s", CheckpointLimits { history_budget: 3 })
             .expect("checkpoint");
@@ -463,14 +470,7 @@ mod tests {
 
     #[test]
     fn another_epoch_or_a_broken_message_is_refused() {
-        let checkpoint = busy_book()
-            .checkpoint(
-                "s",
-                CheckpointLimits {
-                    history_budget: 100,
-                },
-            )
-            .expect("checkpoint");
+        let checkpoint = busy_checkpoint(100);
         assert!(matches!(
             Projection::restore(checkpoint.clone(), "other", 8, 1000, 50),
             Err(RestoreError::OtherEpoch { .. })
@@ -490,15 +490,46 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_keeping_less_history_sends_what_it_dropped_to_the_stream() {
+        let checkpoint = busy_checkpoint(1000);
+        let tour_a = |c: &Checkpoint| {
+            c.tours
+                .iter()
+                .find(|t| t.state.as_ref().is_some_and(|s| s.tour_id == "a"))
+                .map(|t| t.history.iter().map(|m| m.seq).collect::<Vec<_>>())
+                .expect("tour a")
+        };
+        let written = tour_a(&checkpoint);
+        assert!(written.len() > 2, "{written:?}");
+        let restored = Projection::restore(checkpoint, "stream", 2, 1000, 50).expect("restores");
+        // Kept: the newest two; from the second newest on, memory answers.
+        let newest_two = &written[written.len() - 2..];
+        assert!(matches!(
+            restored.recover(Scope::Tour("a"), "stream", newest_two[0]),
+            Recovery::Replay(m) if m.len() == 1
+        ));
+        // From before the newest one this reader dropped: read back.
+        let dropped = written[written.len() - 3];
+        assert!(matches!(
+            restored.recover(Scope::Tour("a"), "stream", dropped - 1),
+            Recovery::ReadBack { .. }
+        ));
+    }
+
+    #[test]
+    fn history_at_or_below_its_own_watermark_is_inconsistent() {
+        let mut checkpoint = busy_checkpoint(1000);
+        let tour = &mut checkpoint.tours[0];
+        tour.evicted_through = tour.history[0].seq;
+        assert!(matches!(
+            Projection::restore(checkpoint, "stream", 8, 1000, 50),
+            Err(RestoreError::Inconsistent(_))
+        ));
+    }
+
+    #[test]
     fn a_checkpoint_with_a_smaller_duplicate_window_is_refused() {
-        let checkpoint = busy_book()
-            .checkpoint(
-                "s",
-                CheckpointLimits {
-                    history_budget: 100,
-                },
-            )
-            .expect("checkpoint");
+        let checkpoint = busy_checkpoint(100);
         assert!(matches!(
             Projection::restore(checkpoint.clone(), "stream", 8, 5000, 50),
             Err(RestoreError::Settings(_))
@@ -508,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn a_book_that_numbered_events_itself_writes_no_checkpoint() {
+    fn a_projection_that_numbered_events_itself_writes_no_checkpoint() {
         let mut projection = Projection::new("demo", 8, 100);
         let mut event = tour_event(1, "a", 5, None);
         event.set_position(None);

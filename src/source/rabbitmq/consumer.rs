@@ -1,34 +1,43 @@
-//! The stream consumer: connect, declare, replay, follow, reconnect.
+//! The live consumer of the event stream: connect, declare, replay,
+//! follow, reconnect.
+//!
+//! Manual acks after [`Engine::apply_from_stream`] returns, a bounded
+//! prefetch, and our own reconnect loop (exponential backoff with jitter)
+//! that resumes at the offset after the last one applied. lapin's
+//! auto-recovery was tried against the broker: it reconnects after
+//! `rabbitmqctl close_connection`, but it replays the original
+//! `basic.consume`, i.e. `x-stream-offset: first` again, re-reading the
+//! whole stream; and it gives up after 16 attempts. A stream consumer has
+//! to choose its own resume point, so we reconnect ourselves.
+//!
+//! Poison messages (undecodable, invalid, too large) are logged with their
+//! `eventId`, routing key and offset, counted, acknowledged and skipped. A
+//! stream cannot dead-letter, and it keeps the message for inspection (e.g.
+//! `x-stream-offset` = the logged offset) until retention drops it.
 
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::uri::AMQPUri;
-use lapin::{Acker, Connection, ConnectionProperties};
-use rand::RngExt as _;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Acker, Connection};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use super::topology::{self, long_string, stream_offset};
-use super::{RabbitArgs, ReplayFrom, redact_url};
+use super::connect::{ConnectError, Connector};
+use super::stream::{AckBatch, incoming, offset_argument, probe_tail, stream_offset};
+use super::{RabbitArgs, ReplayFrom, redact_url, topology};
+use crate::backoff::Backoff;
 use crate::engine::{ApplyOutcome, Engine};
-use crate::source::inbound::{EventDecoder, Incoming, SchemaError};
+use crate::source::inbound::{EventDecoder, SchemaError};
 use crate::source::{SourceState, SourceStatus};
 use crate::telemetry as metric;
 
-/// How long a connection attempt may take (TCP, TLS, AMQP handshake).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Heartbeat asked of the broker when the URL does not say: a broker that
-/// vanishes without closing the socket is noticed within two of these.
-const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 /// While replaying, a pause this long means there is nothing left to replay
 /// (e.g. `replay-from` an interval that holds no message).
 const CATCH_UP_IDLE: Duration = Duration::from_millis(500);
@@ -48,8 +57,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Why one connection ended.
 #[derive(Debug, Error)]
 enum SessionError {
-    #[error("connecting timed out after {0:?}")]
-    ConnectTimeout(Duration),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
     #[error("the broker cancelled the consumer (was the stream deleted?)")]
@@ -61,12 +70,11 @@ enum SessionError {
 /// The RabbitMQ stream consumer and its reconnect loop.
 pub(super) struct StreamConsumer {
     args: RabbitArgs,
-    uri: AMQPUri,
+    connector: Connector,
     engine: Arc<Engine>,
     status: SourceStatus,
     decoder: EventDecoder,
     caught_up: watch::Sender<bool>,
-    connection_name: String,
     /// The stream offset to resume from: one past the last delivery handled.
     next_offset: Option<u64>,
     /// The stream was found recreated: read the new one from its start.
@@ -79,20 +87,18 @@ pub(super) struct StreamConsumer {
 impl StreamConsumer {
     pub(super) fn new(
         args: RabbitArgs,
-        uri: AMQPUri,
-        connection_name: String,
+        connector: Connector,
         engine: Arc<Engine>,
         status: SourceStatus,
     ) -> Result<Self, SchemaError> {
         let decoder = EventDecoder::new(args.max_event_bytes)?;
         Ok(StreamConsumer {
             args,
-            uri,
+            connector,
             engine,
             status,
             decoder,
             caught_up: watch::Sender::new(false),
-            connection_name,
             next_offset: None,
             recreated: false,
             restored: false,
@@ -118,15 +124,12 @@ impl StreamConsumer {
             url = %redact_url(&self.args.broker.url),
             exchange = %self.args.broker.exchange,
             stream = %self.args.stream,
-            connection = %self.connection_name,
+            connection = %self.connector.name(),
             "starting the RabbitMQ source"
         );
-        let mut failures: u32 = 0;
-        let mut ever_connected = false;
+        let mut backoff = Backoff::new(self.args.reconnect_min, self.args.reconnect_max);
         loop {
-            let result = self
-                .session(&shutdown, &mut failures, &mut ever_connected)
-                .await;
+            let result = self.session(&shutdown, &mut backoff).await;
             if shutdown.is_cancelled() {
                 break;
             }
@@ -135,11 +138,10 @@ impl StreamConsumer {
                 Err(error) => error,
             };
             self.status.set(SourceState::Reconnecting);
-            let delay = self.backoff(failures);
-            failures = failures.saturating_add(1);
+            let delay = backoff.next_delay();
             tracing::warn!(
                 %error,
-                attempt = failures,
+                attempt = backoff.failures(),
                 retry_in = ?delay,
                 "RabbitMQ connection lost or refused; reconnecting"
             );
@@ -152,46 +154,21 @@ impl StreamConsumer {
         tracing::info!("RabbitMQ source stopped");
     }
 
-    /// Exponential backoff with jitter, so that many gateways do not all
-    /// hit a broker that comes back at the same instant.
-    fn backoff(&self, failures: u32) -> Duration {
-        let min = self.args.reconnect_min.max(Duration::from_millis(1));
-        let max = self.args.reconnect_max.max(min);
-        let ceiling = min.saturating_mul(1u32 << failures.min(16)).min(max);
-        ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
-    }
-
-    fn properties(&self) -> ConnectionProperties {
-        ConnectionProperties::default()
-            .with_connection_name(LongString::from(self.connection_name.as_str()))
-            .with_client_property("product".into(), LongString::from("tourcast"))
-            .with_client_property(
-                "version".into(),
-                LongString::from(env!("CARGO_PKG_VERSION")),
-            )
-    }
-
     /// One connection, from connect to its end. `Ok` means shutdown.
     async fn session(
         &mut self,
         shutdown: &CancellationToken,
-        failures: &mut u32,
-        ever_connected: &mut bool,
+        backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
-        let connect = Connection::connect_uri(self.uri.clone(), self.properties());
         let connection = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            connection = timeout(CONNECT_TIMEOUT, connect) => {
-                connection.map_err(|_| SessionError::ConnectTimeout(CONNECT_TIMEOUT))??
-            }
+            connection = self.connector.connect() => connection?,
         };
         // The broker answered: the backoff starts over. (Counting on until
         // the consumer is attached let a broker restart, whose queues come
         // up seconds after its listener, push the delay to the maximum.)
-        *failures = 0;
-        let result = self
-            .consume(&connection, shutdown, failures, ever_connected)
-            .await;
+        backoff.reset();
+        let result = self.consume(&connection, shutdown).await;
         // Closing tells the broker to drop our consumer now rather than at
         // the next missed heartbeat; on a dead socket it fails fast.
         let _ = timeout(
@@ -206,13 +183,10 @@ impl StreamConsumer {
         &mut self,
         connection: &Connection,
         shutdown: &CancellationToken,
-        failures: &mut u32,
-        ever_connected: &mut bool,
     ) -> Result<(), SessionError> {
         topology::declare(connection, &self.args).await?;
         let tag = format!("tourcast-{}", uuid::Uuid::new_v4().simple());
-        let tail =
-            topology::probe_tail(connection, &self.args.stream, &format!("{tag}-probe")).await?;
+        let tail = probe_tail(connection, &self.args.stream, &format!("{tag}-probe")).await?;
         let (start, ready_at) = self.start_position(tail);
         // Resuming attaches at the last offset applied, which an intact
         // stream delivers at once (and `handle` skips). If it never comes,
@@ -234,8 +208,6 @@ impl StreamConsumer {
             )
             .await?;
 
-        *failures = 0;
-        *ever_connected = true;
         tracing::info!(
             stream = %self.args.stream,
             from = %start,
@@ -466,59 +438,6 @@ impl YieldWindow {
     }
 }
 
-/// What the event decoder needs of a delivery.
-pub(super) fn incoming(delivery: &Delivery) -> Incoming<'_> {
-    let properties = &delivery.properties;
-    Incoming {
-        routing_key: delivery.routing_key.as_str(),
-        content_type: properties.content_type().as_ref().map(|c| c.as_str()),
-        payload: &delivery.data,
-        sent_at: properties
-            .timestamp()
-            .and_then(|secs| i64::try_from(secs).ok())
-            .and_then(|secs| DateTime::from_timestamp(secs, 0)),
-    }
-}
-
-/// Acknowledgements of applied deliveries, sent as one `multiple` ack per
-/// batch. On a stream an ack is consumer credit (the message stays in the
-/// log), so batching only has to keep the credit flowing: a batch is at most
-/// a quarter of the prefetch, and is flushed whenever the consumer waits.
-pub(super) struct AckBatch {
-    last: Option<Acker>,
-    pending: usize,
-    limit: usize,
-}
-
-impl AckBatch {
-    pub(super) fn new(prefetch: u16) -> Self {
-        AckBatch {
-            last: None,
-            pending: 0,
-            limit: usize::from(prefetch / 4).max(1),
-        }
-    }
-
-    /// Records an applied delivery; acks the batch when it is full.
-    pub(super) async fn push(&mut self, acker: Acker) -> Result<(), lapin::Error> {
-        self.last = Some(acker);
-        self.pending += 1;
-        if self.pending >= self.limit {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Acks every delivery recorded so far.
-    pub(super) async fn flush(&mut self) -> Result<(), lapin::Error> {
-        if let Some(acker) = self.last.take() {
-            self.pending = 0;
-            acker.ack(BasicAckOptions { multiple: true }).await?;
-        }
-        Ok(())
-    }
-}
-
 /// The consumer's next item, or `None` when `limit` passes first.
 async fn next_within(
     consumer: &mut lapin::Consumer,
@@ -528,52 +447,6 @@ async fn next_within(
         Some(limit) => timeout(limit, consumer.next()).await.ok(),
         None => Some(consumer.next().await),
     }
-}
-
-/// `x-stream-offset` for a start position.
-pub(super) fn offset_argument(start: &ReplayFrom) -> AMQPValue {
-    match start {
-        ReplayFrom::First => long_string("first"),
-        ReplayFrom::Last => long_string("last"),
-        ReplayFrom::Next => long_string("next"),
-        ReplayFrom::Offset(offset) => {
-            AMQPValue::LongLongInt(i64::try_from(*offset).unwrap_or(i64::MAX))
-        }
-        ReplayFrom::Interval(interval) => long_string(interval),
-    }
-}
-
-/// The broker URI of `args`, with our default heartbeat when the URL sets
-/// none: a broker that vanishes without closing the socket is noticed
-/// within two heartbeats.
-pub(super) fn broker_uri(args: &RabbitArgs) -> Result<AMQPUri, String> {
-    let mut uri = AMQPUri::from_str(&args.broker.url)?;
-    if uri.query.heartbeat.is_none() {
-        uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_SECS);
-    }
-    Ok(uri)
-}
-
-/// `RABBITMQ_CONNECTION_NAME`, or `tourcast@<host>:<pid>`: unique per
-/// process, and shown by `rabbitmqctl list_connections client_properties`.
-pub(super) fn connection_name(args: &RabbitArgs) -> String {
-    args.connection_name
-        .clone()
-        .unwrap_or_else(default_connection_name)
-}
-
-fn default_connection_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("tourcast@{host}:{}", std::process::id())
 }
 
 #[cfg(test)]

@@ -1,10 +1,21 @@
-//! The RabbitMQ event source.
+//! The RabbitMQ event source, one file per job:
+//! - [`settings`]: what it is told (broker, exchange, stream, retention,
+//!   checkpoints) and the epoch that names the stream;
+//! - [`connect`]: how every connection to the broker is opened and named;
+//! - `topology`: declaring the exchange, the streams and the bindings;
+//! - `stream`: reading a stream: offsets, where it ends, acks as credit;
+//! - `consumer`: the live consumer, which folds the stream into the engine;
+//! - `read_back`: reading a range of the stream again, for recoveries
+//!   older than memory;
+//! - [`checkpoints`]: the folded state written to, and restored from, a
+//!   stream of its own;
+//! - [`peers`]: the transient link instances share figures over.
 //!
 //! # Topology
 //! Publishers send to the durable topic exchange (`RABBITMQ_EXCHANGE`). The
-//! gateway binds one durable RabbitMQ **stream** (`RABBITMQ_STREAM`) to it with
-//! the availability routing keys, and every gateway instance reads that same
-//! stream with its own (non-destructive) consumer:
+//! gateway binds one durable RabbitMQ **stream** (`RABBITMQ_STREAM`) to it
+//! with the routing keys it serves, and every gateway instance reads that
+//! same stream with its own (non-destructive) consumer:
 //! - an instance that starts replays the retention window (`first` by
 //!   default) to rebuild every tour's state before it reports ready, then
 //!   follows the stream live, so its snapshot is complete at once;
@@ -15,396 +26,29 @@
 //! - the stream offset (+1) becomes the event's `seq`, so every instance
 //!   numbers events identically and `seq`/`epoch` outlive one process:
 //!   a client can resume with `since` on any instance, after any restart.
-//!
-//! # Delivery
-//! Manual acks after [`Engine::apply`] returns, a bounded prefetch, and our
-//! own reconnect loop (exponential backoff with jitter) that resumes at the
-//! offset after the last one applied. lapin's auto-recovery was tried against
-//! the broker: it reconnects after `rabbitmqctl close_connection`, but it
-//! replays the original `basic.consume`, i.e. `x-stream-offset: first`
-//! again, re-reading the whole stream; and it gives up after 16 attempts.
-//! A stream consumer has to choose its own resume point, so we reconnect
-//! ourselves.
-//!
-//! Poison messages (undecodable, invalid, too large) are logged with their
-//! `eventId`, routing key and offset, counted, acknowledged and skipped. A
-//! stream cannot dead-letter, and it keeps the message for inspection (e.g.
-//! `x-stream-offset` = the logged offset) until retention drops it.
 
-mod catalog;
-pub mod checkpoint;
+pub mod checkpoints;
+pub mod connect;
 mod consumer;
-mod log;
 pub mod peers;
+mod read_back;
+pub mod settings;
+mod stream;
 mod topology;
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use clap::Args;
-use lapin::uri::AMQPUri;
 use tokio_util::sync::CancellationToken;
 
-use super::SourceStatus;
 use super::inbound::EventDecoder;
+use super::{SourceState, SourceStatus, catalog};
 use crate::engine::Engine;
 
-pub use catalog::{CatalogError, CatalogTour, parse_catalog};
+pub use connect::{ConnectError, Connector};
+pub use settings::{
+    BrokerArgs, RabbitArgs, ReplayFrom, epoch, parse_amqp_name, parse_amqp_url, redact_url,
+};
 pub use topology::declare_exchange;
-
-/// Where the broker is and which exchange the platform publishes to: the
-/// arguments the gateway and `tourcast publish` share.
-#[derive(Clone, Args)]
-pub struct BrokerArgs {
-    /// AMQP URL of the broker (add `?heartbeat=N` to change the 10 s default).
-    #[arg(
-        long = "rabbitmq-url",
-        env = "RABBITMQ_URL",
-        default_value = "amqp://guest:guest@localhost:5672",
-        value_parser = parse_amqp_url,
-        hide_env_values = true
-    )]
-    pub url: String,
-
-    /// Durable topic exchange the services publish to.
-    #[arg(
-        long = "rabbitmq-exchange",
-        env = "RABBITMQ_EXCHANGE",
-        default_value = "tour_booking_events",
-        value_parser = parse_amqp_name
-    )]
-    pub exchange: String,
-}
-
-impl fmt::Debug for BrokerArgs {
-    // By hand, so that printing the configuration never prints a password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrokerArgs")
-            .field("url", &redact_url(&self.url))
-            .field("exchange", &self.exchange)
-            .finish()
-    }
-}
-
-/// RabbitMQ settings of the gateway.
-#[derive(Clone, Debug, Args)]
-pub struct RabbitArgs {
-    /// The broker and the exchange.
-    #[command(flatten)]
-    pub broker: BrokerArgs,
-
-    /// Durable stream bound to the exchange, read by every gateway instance.
-    #[arg(
-        long = "rabbitmq-stream",
-        env = "RABBITMQ_STREAM",
-        default_value = "tourcast.availability",
-        value_parser = parse_amqp_name
-    )]
-    pub stream: String,
-
-    /// Routing-key patterns bound to the stream, comma-separated.
-    #[arg(
-        long = "rabbitmq-binding-keys",
-        env = "RABBITMQ_BINDING_KEYS",
-        value_delimiter = ',',
-        default_value = "tour.availability.updated,tour.availability.low,notification.booking.confirmed,notification.booking.cancelled",
-        value_parser = parse_amqp_name
-    )]
-    pub binding_keys: Vec<String>,
-
-    /// Unacknowledged deliveries in flight (basic.qos prefetch).
-    #[arg(
-        long = "rabbitmq-prefetch",
-        env = "RABBITMQ_PREFETCH",
-        default_value_t = 256,
-        value_parser = clap::value_parser!(u16).range(1..)
-    )]
-    pub prefetch: u16,
-
-    /// Stream retention by age (`x-max-age`): a number and one of Y M D h m s.
-    #[arg(
-        long = "rabbitmq-stream-max-age",
-        env = "RABBITMQ_STREAM_MAX_AGE",
-        default_value = "24h",
-        value_parser = parse_max_age
-    )]
-    pub stream_max_age: String,
-
-    /// Stream retention by size (`x-max-length-bytes`).
-    #[arg(
-        long = "rabbitmq-stream-max-bytes",
-        env = "RABBITMQ_STREAM_MAX_BYTES",
-        default_value_t = 1_000_000_000
-    )]
-    pub stream_max_bytes: u64,
-
-    /// Stream segment size (`x-stream-max-segment-size-bytes`); retention drops whole segments.
-    #[arg(
-        long = "rabbitmq-stream-segment-bytes",
-        env = "RABBITMQ_STREAM_SEGMENT_BYTES",
-        default_value_t = 50_000_000
-    )]
-    pub stream_segment_bytes: u64,
-
-    /// Where a starting gateway begins reading the stream: `first` (the whole
-    /// retention window), `last`, `next`, an offset, or an interval like `2h`.
-    #[arg(
-        long = "rabbitmq-replay-from",
-        env = "RABBITMQ_REPLAY_FROM",
-        default_value = "first"
-    )]
-    pub replay_from: ReplayFrom,
-
-    /// Name of the AMQP connection as `rabbitmqctl list_connections` shows it
-    /// (default: `tourcast@<host>:<pid>`).
-    #[arg(long = "rabbitmq-connection-name", env = "RABBITMQ_CONNECTION_NAME")]
-    pub connection_name: Option<String>,
-
-    /// Epoch override; by default it is derived from the vhost and stream
-    /// name. Change it if the stream is ever deleted and recreated.
-    #[arg(long = "rabbitmq-epoch", env = "RABBITMQ_EPOCH", value_parser = parse_epoch)]
-    pub epoch: Option<String>,
-
-    /// Largest event payload accepted; larger ones are poison.
-    #[arg(
-        long = "rabbitmq-max-event-bytes",
-        env = "RABBITMQ_MAX_EVENT_BYTES",
-        default_value_t = super::inbound::DEFAULT_MAX_EVENT_BYTES
-    )]
-    pub max_event_bytes: usize,
-
-    /// First delay before reconnecting to the broker; doubles up to the maximum.
-    #[arg(
-        long = "rabbitmq-reconnect-min",
-        env = "RABBITMQ_RECONNECT_MIN",
-        default_value = "250ms",
-        value_parser = humantime::parse_duration
-    )]
-    pub reconnect_min: Duration,
-
-    /// Longest delay between reconnection attempts.
-    #[arg(
-        long = "rabbitmq-reconnect-max",
-        env = "RABBITMQ_RECONNECT_MAX",
-        default_value = "3s",
-        value_parser = humantime::parse_duration
-    )]
-    pub reconnect_max: Duration,
-
-    /// Time between checkpoints of the folded state (to the checkpoint
-    /// stream); a starting instance loads the newest and replays only what
-    /// follows it. `0s` writes none.
-    #[arg(
-        long = "checkpoint-interval",
-        env = "CHECKPOINT_INTERVAL",
-        default_value = "60s",
-        value_parser = humantime::parse_duration
-    )]
-    pub checkpoint_interval: Duration,
-
-    /// The checkpoint stream (default: the event stream's name + `.checkpoints`).
-    #[arg(long = "checkpoint-stream", env = "CHECKPOINT_STREAM", value_parser = parse_amqp_name)]
-    pub checkpoint_stream: Option<String>,
-
-    /// Most recent events a checkpoint keeps for recovery, over all tours;
-    /// older recoveries read the stream back.
-    #[arg(
-        long = "checkpoint-history",
-        env = "CHECKPOINT_HISTORY",
-        default_value_t = 20_000
-    )]
-    pub checkpoint_history: usize,
-
-    /// Retention of the checkpoint stream, in bytes.
-    #[arg(
-        long = "checkpoint-max-bytes",
-        env = "CHECKPOINT_MAX_BYTES",
-        default_value_t = 500_000_000
-    )]
-    pub checkpoint_max_bytes: u64,
-
-    /// Start with a full replay, ignoring checkpoints (they are still written).
-    #[arg(long = "ignore-checkpoints", env = "IGNORE_CHECKPOINTS")]
-    pub ignore_checkpoints: bool,
-
-    /// Catalog service to load the initial state from, e.g.
-    /// `http://localhost:3001/api/tours` (a JSON array of tours).
-    #[arg(long = "catalog-url", env = "CATALOG_URL", hide_env_values = true)]
-    pub catalog_url: Option<String>,
-
-    /// Delay between attempts when the catalog is down or returns garbage.
-    #[arg(
-        long = "catalog-retry",
-        env = "CATALOG_RETRY",
-        default_value = "10s",
-        value_parser = humantime::parse_duration
-    )]
-    pub catalog_retry: Duration,
-}
-
-/// A URL without its password, for logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_string(),
-    }
-}
-
-/// Where a consumer starts reading a stream (`x-stream-offset`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplayFrom {
-    /// The oldest retained message.
-    First,
-    /// The last chunk written.
-    Last,
-    /// Only messages published from now on.
-    Next,
-    /// A given offset.
-    Offset(u64),
-    /// Messages younger than an interval, e.g. `2h` (RabbitMQ's units Y M D h m s).
-    Interval(String),
-}
-
-impl FromStr for ReplayFrom {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim() {
-            "first" => Ok(ReplayFrom::First),
-            "last" => Ok(ReplayFrom::Last),
-            "next" => Ok(ReplayFrom::Next),
-            other => {
-                if let Ok(offset) = other.parse::<u64>() {
-                    Ok(ReplayFrom::Offset(offset))
-                } else if is_interval(other) {
-                    Ok(ReplayFrom::Interval(other.to_string()))
-                } else {
-                    Err(format!(
-                        "{other:?} is not first, last, next, an offset or an interval like 2h"
-                    ))
-                }
-            }
-        }
-    }
-}
-
-impl fmt::Display for ReplayFrom {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReplayFrom::First => f.write_str("first"),
-            ReplayFrom::Last => f.write_str("last"),
-            ReplayFrom::Next => f.write_str("next"),
-            ReplayFrom::Offset(offset) => write!(f, "{offset}"),
-            ReplayFrom::Interval(interval) => f.write_str(interval),
-        }
-    }
-}
-
-/// `<digits><unit>` with RabbitMQ's units (Y, M, D, h, m, s).
-fn is_interval(text: &str) -> bool {
-    let Some(unit) = text.chars().last() else {
-        return false;
-    };
-    let digits = &text[..text.len() - unit.len_utf8()];
-    matches!(unit, 'Y' | 'M' | 'D' | 'h' | 'm' | 's')
-        && !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn parse_max_age(text: &str) -> Result<String, String> {
-    if is_interval(text) {
-        Ok(text.to_string())
-    } else {
-        Err(format!(
-            "{text:?} is not a number followed by one of Y M D h m s (e.g. 24h, 7D)"
-        ))
-    }
-}
-
-/// Validates an AMQP URL (and keeps it as given).
-pub fn parse_amqp_url(text: &str) -> Result<String, String> {
-    AMQPUri::from_str(text).map(|_| text.to_string())
-}
-
-/// Exchange, queue and routing-key names are AMQP short strings.
-pub fn parse_amqp_name(text: &str) -> Result<String, String> {
-    if text.is_empty() {
-        Err("must not be empty".into())
-    } else if text.len() > 255 {
-        Err(format!("is {} bytes long; AMQP allows 255", text.len()))
-    } else {
-        Ok(text.to_string())
-    }
-}
-
-fn parse_epoch(text: &str) -> Result<String, String> {
-    if valid_epoch(text) {
-        Ok(text.to_string())
-    } else {
-        Err("an epoch is 1 to 64 of A-Z a-z 0-9 _ . : -".into())
-    }
-}
-
-/// The rule `StreamPosition.epoch` carries in `proto/`.
-fn valid_epoch(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
-}
-
-/// The epoch of an engine fed by this source: it names the stream, so every
-/// instance reading the same stream, and every restart, shares it.
-///
-/// It is `rmq:<stream>` (with the vhost when it is not `/`), reduced to the
-/// characters clients may send back, or `--rabbitmq-epoch` when set. When the
-/// name does not fit, a hash of it is used.
-pub fn epoch(args: &RabbitArgs) -> String {
-    if let Some(epoch) = &args.epoch {
-        return epoch.clone();
-    }
-    let vhost = AMQPUri::from_str(&args.broker.url)
-        .map(|uri| uri.vhost)
-        .unwrap_or_default();
-    let name = if vhost.is_empty() || vhost == "/" {
-        format!("rmq:{}", args.stream)
-    } else {
-        format!("rmq:{vhost}:{}", args.stream)
-    };
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if cleaned == name && valid_epoch(&cleaned) {
-        cleaned
-    } else {
-        // Distinct names must not collapse into one epoch.
-        format!("rmq:{:016x}", fnv1a(name.as_bytes()))
-    }
-}
-
-/// A stable 64-bit hash (std's `DefaultHasher` may change between releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// Consumes RabbitMQ until `shutdown`: declares the topology, replays the
 /// stream, follows it live, and reconnects with backoff whenever the broker
@@ -417,31 +61,28 @@ pub async fn run(
 ) {
     let stop = |error: &dyn std::fmt::Display| {
         tracing::error!(%error, "the RabbitMQ source cannot start");
-        status.set(super::SourceState::Stopped);
+        status.set(SourceState::Stopped);
     };
     // The argument parser validated the URL; a caller that built the
     // arguments by hand with a bad one is told so, not silently redirected.
-    let uri = match consumer::broker_uri(&args) {
-        Ok(uri) => uri,
+    let connector = match Connector::for_gateway(&args) {
+        Ok(connector) => connector,
         Err(error) => return stop(&format!("invalid RABBITMQ_URL: {error}")),
     };
-    let name = consumer::connection_name(&args);
     // Only a build bug (the generated schema) makes the decoders fail.
     let decoder = match EventDecoder::new(args.max_event_bytes) {
         Ok(decoder) => decoder,
         Err(error) => return stop(&error),
     };
-    let log = Arc::new(log::StreamLog::new(
-        uri.clone(),
+    let read_back = Arc::new(read_back::StreamReadBack::new(
+        connector.for_job("read-back"),
         args.stream.clone(),
-        name.clone(),
         decoder,
     ));
-    engine.attach_read_back(log.clone());
-    let checkpoints = Arc::new(checkpoint::CheckpointStore::new(
-        uri.clone(),
-        name.clone(),
-        checkpoint::CheckpointConfig {
+    engine.attach_read_back(read_back.clone());
+    let checkpoints = Arc::new(checkpoints::CheckpointStore::new(
+        connector.for_job("checkpoints"),
+        checkpoints::CheckpointConfig {
             stream: args
                 .checkpoint_stream
                 .clone()
@@ -453,13 +94,12 @@ pub async fn run(
             },
             max_bytes: args.checkpoint_max_bytes,
             ignore: args.ignore_checkpoints,
-            instance_id: name.clone(),
+            instance_id: connector.name().to_string(),
         },
     ));
     let mut consumer = match consumer::StreamConsumer::new(
         args.clone(),
-        uri,
-        name,
+        connector,
         Arc::clone(&engine),
         status.clone(),
     ) {
@@ -468,7 +108,7 @@ pub async fn run(
     };
     // The stream's topology first: the checkpoint's position is checked
     // against it. A broker that is down now means a full replay later.
-    if let Some(position) = checkpoints.load(&engine, log.as_ref()).await {
+    if let Some(position) = checkpoints.load(&engine, read_back.as_ref()).await {
         consumer.resume_at(position);
     }
     let writer = tokio::spawn(Arc::clone(&checkpoints).run_writer(
@@ -493,98 +133,4 @@ pub async fn run(
     }
     // The last checkpoint at shutdown, so that a restart replays little.
     let _ = writer.await;
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        rabbit: RabbitArgs,
-    }
-
-    fn args(extra: &[&str]) -> RabbitArgs {
-        let mut argv = vec!["tourcast"];
-        argv.extend_from_slice(extra);
-        Cli::try_parse_from(argv).expect("valid arguments").rabbit
-    }
-
-    #[test]
-    fn defaults_match_the_platform() {
-        let args = args(&[]);
-        assert_eq!(args.broker.exchange, "tour_booking_events");
-        assert_eq!(
-            args.binding_keys,
-            [
-                "tour.availability.updated",
-                "tour.availability.low",
-                "notification.booking.confirmed",
-                "notification.booking.cancelled"
-            ]
-        );
-        assert_eq!(args.replay_from, ReplayFrom::First);
-    }
-
-    #[test]
-    fn the_epoch_names_the_stream_and_is_a_valid_epoch() {
-        assert_eq!(epoch(&args(&[])), "rmq:tourcast.availability");
-        assert_eq!(
-            epoch(&args(&[
-                "--rabbitmq-url",
-                "amqp://localhost/prod",
-                "--rabbitmq-stream",
-                "s1"
-            ])),
-            "rmq:prod:s1"
-        );
-        let odd = epoch(&args(&["--rabbitmq-stream", "events/with spaces"]));
-        assert!(valid_epoch(&odd), "{odd}");
-        assert_ne!(
-            odd,
-            epoch(&args(&["--rabbitmq-stream", "events/with_spaces"]))
-        );
-        let long = "s".repeat(200);
-        assert!(valid_epoch(&epoch(&args(&["--rabbitmq-stream", &long]))));
-        assert_eq!(epoch(&args(&["--rabbitmq-epoch", "gen2"])), "gen2");
-    }
-
-    #[test]
-    fn bad_values_are_refused_clearly() {
-        let parse = |extra: &[&str]| {
-            let mut argv = vec!["tourcast"];
-            argv.extend_from_slice(extra);
-            Cli::try_parse_from(argv).map(|_| ())
-        };
-        assert!(parse(&["--rabbitmq-url", "http://x"]).is_err());
-        assert!(parse(&["--rabbitmq-stream-max-age", "1 day"]).is_err());
-        assert!(parse(&["--rabbitmq-replay-from", "yesterday"]).is_err());
-        assert!(parse(&["--rabbitmq-prefetch", "0"]).is_err());
-        assert!(parse(&["--rabbitmq-epoch", "has space"]).is_err());
-        let long = "x".repeat(256);
-        assert!(parse(&["--rabbitmq-exchange", &long]).is_err());
-    }
-
-    #[test]
-    fn urls_are_redacted_for_logs() {
-        assert_eq!(
-            redact_url("amqp://guest:secret@rabbit:5672/%2f"),
-            "amqp://guest:***@rabbit:5672/%2f"
-        );
-        assert_eq!(redact_url("amqp://rabbit:5672"), "amqp://rabbit:5672");
-        let debug = format!("{:?}", args(&["--rabbitmq-url", "amqp://u:hunter2@h/v"]));
-        assert!(!debug.contains("hunter2"), "{debug}");
-    }
-
-    #[test]
-    fn replay_positions_parse() {
-        assert_eq!("last".parse(), Ok(ReplayFrom::Last));
-        assert_eq!("next".parse(), Ok(ReplayFrom::Next));
-        assert_eq!("42".parse(), Ok(ReplayFrom::Offset(42)));
-        assert_eq!("2h".parse(), Ok(ReplayFrom::Interval("2h".into())));
-        assert!("h".parse::<ReplayFrom>().is_err());
-    }
 }

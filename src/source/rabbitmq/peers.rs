@@ -14,22 +14,25 @@
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use lapin::BasicProperties;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::{FieldTable, LongString};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::types::FieldTable;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{RabbitArgs, consumer, topology};
+use super::connect::Connector;
+use super::{RabbitArgs, topology};
+use crate::backoff::Backoff;
 
 /// Messages kept in either direction while the other side is busy.
 const BUFFER: usize = 64;
 /// How long a peer message may wait in the queue before the broker drops
 /// it: an old figure is worse than none.
 const MESSAGE_TTL_MS: u32 = 10_000;
-/// Longest wait before reconnecting.
+/// First and longest waits before reconnecting.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The two ends of a peer link.
@@ -51,12 +54,25 @@ type LinkError = Box<dyn std::error::Error + Send + Sync>;
 pub fn spawn(args: &RabbitArgs, routing_key: &str, shutdown: CancellationToken) -> PeerLink {
     let (outgoing, mut to_publish) = mpsc::channel::<Vec<u8>>(BUFFER);
     let (received, incoming) = mpsc::channel::<Vec<u8>>(BUFFER);
-    let args = args.clone();
+    let connector = Connector::for_gateway(args).map(|c| c.for_job("peers"));
+    let exchange = args.broker.exchange.clone();
     let routing_key = routing_key.to_string();
     let task = tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
+        let connector = match connector {
+            Ok(connector) => connector,
+            Err(error) => {
+                tracing::error!(%error, "invalid RABBITMQ_URL: no peer link");
+                return;
+            }
+        };
+        let link = Link {
+            connector,
+            exchange,
+            routing_key,
+        };
+        let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         loop {
-            let run = run_once(&args, &routing_key, &mut to_publish, &received, &shutdown);
+            let run = link.run_once(&mut to_publish, &received, &shutdown, &mut backoff);
             match run.await {
                 Ok(()) => return,
                 Err(error) => {
@@ -65,9 +81,8 @@ pub fn spawn(args: &RabbitArgs, routing_key: &str, shutdown: CancellationToken) 
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
             // Figures queued while away are stale: drop them.
             while to_publish.try_recv().is_ok() {}
         }
@@ -79,97 +94,104 @@ pub fn spawn(args: &RabbitArgs, routing_key: &str, shutdown: CancellationToken) 
     }
 }
 
-/// One connection's life: `Ok` once the senders are gone (or at shutdown
-/// before connecting), `Err` when the broker went away.
-async fn run_once(
-    args: &RabbitArgs,
-    routing_key: &str,
-    to_publish: &mut mpsc::Receiver<Vec<u8>>,
-    received: &mpsc::Sender<Vec<u8>>,
-    shutdown: &CancellationToken,
-) -> Result<(), LinkError> {
-    if shutdown.is_cancelled() {
-        return Ok(());
-    }
-    let uri = consumer::broker_uri(args)?;
-    let name = format!("{} (peers)", consumer::connection_name(args));
-    let properties =
-        ConnectionProperties::default().with_connection_name(LongString::from(name.as_str()));
-    let connection = Connection::connect_uri(uri, properties).await?;
-    let channel = topology::declare_exchange(&connection, &args.broker.exchange).await?;
-    let mut queue_args = FieldTable::default();
-    queue_args.insert("x-message-ttl".into(), MESSAGE_TTL_MS.into());
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            queue_args,
-        )
-        .await?;
-    channel
-        .queue_bind(
-            queue.name().as_str().into(),
-            args.broker.exchange.as_str().into(),
-            routing_key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut deliveries = channel
-        .basic_consume(
-            queue.name().as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                exclusive: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    tracing::debug!(routing_key, "peer link up");
-    let publish = |payload: Vec<u8>| {
-        let channel = channel.clone();
-        let exchange = args.broker.exchange.clone();
-        let routing_key = routing_key.to_string();
-        async move {
-            // Transient and not mandatory: a figure nobody reads is fine.
-            channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    routing_key.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &payload,
-                    BasicProperties::default()
-                        .with_content_type("application/x-protobuf".into())
-                        .with_delivery_mode(1),
-                )
-                .await
-                .map(|_| ())
+/// Where the link runs: the broker, the exchange, the routing key.
+struct Link {
+    connector: Connector,
+    exchange: String,
+    routing_key: String,
+}
+
+impl Link {
+    /// One connection's life: `Ok` once the senders are gone (or at shutdown
+    /// before connecting), `Err` when the broker went away.
+    async fn run_once(
+        &self,
+        to_publish: &mut mpsc::Receiver<Vec<u8>>,
+        received: &mpsc::Sender<Vec<u8>>,
+        shutdown: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), LinkError> {
+        if shutdown.is_cancelled() {
+            return Ok(());
         }
-    };
-    loop {
-        tokio::select! {
-            payload = to_publish.recv() => match payload {
-                Some(payload) => publish(payload).await?,
-                None => {
-                    let _ = connection.close(200, "shutdown".into()).await;
-                    return Ok(());
-                }
-            },
-            delivery = deliveries.next() => match delivery {
-                Some(Ok(delivery)) => {
-                    // A full buffer means the reader is behind: drop, it
-                    // only wants the latest figures anyway.
-                    let _ = received.try_send(delivery.data);
-                }
-                Some(Err(error)) => return Err(error.into()),
-                None => return Err("the broker cancelled the peer queue's consumer".into()),
-            },
+        let (exchange, routing_key) = (self.exchange.as_str(), self.routing_key.as_str());
+        let connection = self.connector.connect().await?;
+        let channel = topology::declare_exchange(&connection, exchange).await?;
+        let mut queue_args = FieldTable::default();
+        queue_args.insert("x-message-ttl".into(), MESSAGE_TTL_MS.into());
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                queue_args,
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.name().as_str().into(),
+                exchange.into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut deliveries = channel
+            .basic_consume(
+                queue.name().as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    exclusive: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::debug!(routing_key, "peer link up");
+        backoff.reset();
+        let publish = |payload: Vec<u8>| {
+            let channel = channel.clone();
+            let exchange = exchange.to_string();
+            let routing_key = routing_key.to_string();
+            async move {
+                // Transient and not mandatory: a figure nobody reads is fine.
+                channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        routing_key.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &payload,
+                        BasicProperties::default()
+                            .with_content_type("application/x-protobuf".into())
+                            .with_delivery_mode(1),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        };
+        loop {
+            tokio::select! {
+                payload = to_publish.recv() => match payload {
+                    Some(payload) => publish(payload).await?,
+                    None => {
+                        let _ = connection.close(200, "shutdown".into()).await;
+                        return Ok(());
+                    }
+                },
+                delivery = deliveries.next() => match delivery {
+                    Some(Ok(delivery)) => {
+                        // A full buffer means the reader is behind: drop, it
+                        // only wants the latest figures anyway.
+                        let _ = received.try_send(delivery.data);
+                    }
+                    Some(Err(error)) => return Err(error.into()),
+                    None => return Err("the broker cancelled the peer queue's consumer".into()),
+                },
+            }
         }
     }
 }

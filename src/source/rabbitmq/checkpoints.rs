@@ -19,17 +19,18 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    ConfirmSelectOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::uri::AMQPUri;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection};
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use super::topology::{self, is_precondition_failed, long_string, stream_offset};
+use super::connect::{ConnectError, Connector};
+use super::stream::{probe_tail, stream_offset};
+use super::topology::{declare_stream, stream_arguments};
 use crate::engine::{Engine, ReadBack, ReadBackError};
 use crate::protocol::v1::{Checkpoint, CheckpointEnvelope};
 use crate::state::CheckpointLimits;
@@ -70,8 +71,7 @@ pub struct CheckpointConfig {
 
 /// Reads and writes checkpoints on one broker.
 pub struct CheckpointStore {
-    uri: AMQPUri,
-    connection_name: String,
+    connector: Connector,
     config: CheckpointConfig,
 }
 
@@ -108,62 +108,17 @@ impl Skip {
 }
 
 impl CheckpointStore {
-    /// A store for `config` on the broker at `uri`.
-    pub fn new(uri: AMQPUri, connection_name: String, config: CheckpointConfig) -> Self {
-        CheckpointStore {
-            uri,
-            connection_name,
-            config,
-        }
-    }
-
-    async fn connect(&self) -> Result<Connection, lapin::Error> {
-        let properties = ConnectionProperties::default().with_connection_name(LongString::from(
-            format!("{} checkpoints", self.connection_name),
-        ));
-        Connection::connect_uri(self.uri.clone(), properties).await
+    /// A store for `config`, connecting with `connector`.
+    pub fn new(connector: Connector, config: CheckpointConfig) -> Self {
+        CheckpointStore { connector, config }
     }
 
     /// Declares the checkpoint stream (a stream of its own, with its own
     /// retention: a few checkpoints are all anyone needs).
     async fn declare(&self, connection: &Connection) -> Result<lapin::Channel, lapin::Error> {
-        let channel = connection.create_channel().await?;
-        let mut arguments = FieldTable::default();
-        arguments.insert("x-queue-type".into(), long_string("stream"));
-        let max_bytes = i64::try_from(self.config.max_bytes).unwrap_or(i64::MAX);
-        arguments.insert(
-            "x-max-length-bytes".into(),
-            AMQPValue::LongLongInt(max_bytes),
-        );
-        arguments.insert(
-            "x-stream-max-segment-size-bytes".into(),
-            AMQPValue::LongLongInt((max_bytes / 4).max(1_000_000)),
-        );
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        match channel
-            .queue_declare(self.config.stream.as_str().into(), durable, arguments)
-            .await
-        {
-            Ok(_) => Ok(channel),
-            Err(error) if is_precondition_failed(&error) => {
-                let channel = connection.create_channel().await?;
-                channel
-                    .queue_declare(
-                        self.config.stream.as_str().into(),
-                        QueueDeclareOptions {
-                            passive: true,
-                            ..durable
-                        },
-                        FieldTable::default(),
-                    )
-                    .await?;
-                Ok(channel)
-            }
-            Err(error) => Err(error),
-        }
+        let max_bytes = self.config.max_bytes;
+        let arguments = stream_arguments(None, max_bytes, (max_bytes / 4).max(1_000_000));
+        declare_stream(connection, &self.config.stream, arguments).await
     }
 
     /// Restores the newest checkpoint that checks into `engine`, trying
@@ -254,15 +209,14 @@ impl CheckpointStore {
     }
 
     /// The last few checkpoints, newest first, with their offsets.
-    async fn newest(&self) -> Result<Vec<(u64, Vec<u8>)>, lapin::Error> {
-        let connection = self.connect().await?;
+    async fn newest(&self) -> Result<Vec<(u64, Vec<u8>)>, ConnectError> {
+        let connection = self.connector.connect().await?;
         let result = async {
             let channel = self.declare(&connection).await?;
             let _ = channel.close(200, "declared".into()).await;
             let tag = format!("tourcast-checkpoint-{}", uuid::Uuid::new_v4().simple());
             let Some(tail) =
-                topology::probe_tail(&connection, &self.config.stream, &format!("{tag}-probe"))
-                    .await?
+                probe_tail(&connection, &self.config.stream, &format!("{tag}-probe")).await?
             else {
                 return Ok(Vec::new());
             };
@@ -299,11 +253,11 @@ impl CheckpointStore {
             }
             let _ = channel.close(200, "checkpoints read".into()).await;
             found.sort_by_key(|(offset, _)| std::cmp::Reverse(*offset));
-            Ok(found)
+            Ok::<_, lapin::Error>(found)
         }
         .await;
         let _ = connection.close(200, "checkpoints read".into()).await;
-        result
+        Ok(result?)
     }
 
     /// Writes one checkpoint of `engine`, if it has moved since `after`;
@@ -321,7 +275,7 @@ impl CheckpointStore {
         let position = checkpoint.position;
         let payload = seal(&checkpoint);
         let publish = async {
-            let connection = self.connect().await?;
+            let connection = self.connector.connect().await?;
             let result = async {
                 let channel = self.declare(&connection).await?;
                 channel
@@ -346,7 +300,7 @@ impl CheckpointStore {
             }
             .await;
             let _ = connection.close(200, "checkpoint written".into()).await;
-            result
+            Ok::<_, ConnectError>(result?)
         };
         let written = match timeout(WRITE_DEADLINE, publish).await {
             Ok(Ok(confirm)) => Ok(confirm.is_ack() && confirm.take_message().is_none()),

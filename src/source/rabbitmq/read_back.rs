@@ -19,16 +19,15 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
+use lapin::Connection;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::uri::AMQPUri;
-use lapin::{Connection, ConnectionProperties};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::timeout;
 
 use super::ReplayFrom;
-use super::consumer::{AckBatch, incoming, offset_argument};
-use super::topology::stream_offset;
+use super::connect::Connector;
+use super::stream::{AckBatch, incoming, offset_argument, stream_offset};
 use crate::engine::{ReadBack, ReadBackError};
 use crate::event::SourceEvent;
 use crate::source::inbound::EventDecoder;
@@ -43,31 +42,24 @@ const READ_DEADLINE: Duration = Duration::from_secs(10);
 const DELIVERY_WAIT: Duration = Duration::from_secs(3);
 
 /// The stream, read back on demand.
-pub(super) struct StreamLog {
+pub(super) struct StreamReadBack {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    uri: AMQPUri,
+    connector: Connector,
     stream: String,
-    connection_name: String,
     decoder: EventDecoder,
     connection: Mutex<Option<Connection>>,
     reads: Semaphore,
 }
 
-impl StreamLog {
-    pub(super) fn new(
-        uri: AMQPUri,
-        stream: String,
-        connection_name: String,
-        decoder: EventDecoder,
-    ) -> Self {
-        StreamLog {
+impl StreamReadBack {
+    pub(super) fn new(connector: Connector, stream: String, decoder: EventDecoder) -> Self {
+        StreamReadBack {
             inner: Arc::new(Inner {
-                uri,
+                connector,
                 stream,
-                connection_name,
                 decoder,
                 connection: Mutex::new(None),
                 reads: Semaphore::new(CONCURRENT_READS),
@@ -76,7 +68,7 @@ impl StreamLog {
     }
 }
 
-impl ReadBack for StreamLog {
+impl ReadBack for StreamReadBack {
     fn read(
         &self,
         after: u64,
@@ -194,11 +186,11 @@ impl Inner {
         {
             return Ok(channel);
         }
-        let properties = ConnectionProperties::default()
-            .with_connection_name(format!("{} recovery", self.connection_name).into());
-        let fresh = Connection::connect_uri(self.uri.clone(), properties)
+        let fresh: Connection = self
+            .connector
+            .connect()
             .await
-            .map_err(unavailable)?;
+            .map_err(|error| ReadBackError::Unavailable(error.to_string()))?;
         let channel = fresh.create_channel().await.map_err(unavailable)?;
         *connection = Some(fresh);
         Ok(channel)

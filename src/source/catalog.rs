@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::redact_url;
+use super::rabbitmq::redact_url;
 use crate::engine::Engine;
 use crate::protocol::v1::{AvailabilityEvent, TourState};
 use crate::protocol::validate::Validate as _;
@@ -34,7 +34,7 @@ const WAIT_FOR_STREAM: Duration = Duration::from_secs(5);
 
 /// Settings of the catalog bootstrap.
 #[derive(Debug, Clone)]
-pub(super) struct CatalogConfig {
+pub(crate) struct CatalogConfig {
     pub url: String,
     pub retry: Duration,
 }
@@ -173,7 +173,7 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<CatalogTour>, 
 
 /// Loads the catalog (retrying until it answers) and seeds the tours the
 /// engine does not know yet.
-pub(super) async fn bootstrap(
+pub(crate) async fn bootstrap(
     config: CatalogConfig,
     engine: Arc<Engine>,
     mut caught_up: watch::Receiver<bool>,
