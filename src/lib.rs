@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod gateway;
 pub mod hub;
 pub mod protocol;
 pub mod server;

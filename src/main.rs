@@ -1,25 +1,16 @@
-//! The `tourcast` binary: parses the configuration, starts the event source
-//! and the server, and turns SIGINT/SIGTERM into a graceful shutdown.
+//! The `tourcast` binary: parses the configuration, sets up logging and
+//! metrics, starts the [gateway](tourcast::gateway) (or runs `publish` or
+//! `token`), and turns SIGINT/SIGTERM into a graceful shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Parser as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use metrics_exporter_prometheus::PrometheusHandle;
-use tourcast::auth::Authenticator;
 use tourcast::config::{Cli, Command, GatewayConfig};
-use tourcast::engine::{Engine, EngineConfig};
-use tourcast::server::limits::ConnectionLimit;
-use tourcast::server::{AppState, ServerSettings, listener};
-use tourcast::source::{self, SourceStatus, demo};
-use tourcast::stats::{self, StatsBoard};
-
-/// Connections may hold this many explicit subscriptions.
-const MAX_SUBSCRIPTIONS: usize = 256;
+use tourcast::gateway::Gateway;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -62,153 +53,26 @@ fn init_logging(format: &str, to_stderr: bool) {
 async fn serve(config: GatewayConfig) -> Result<()> {
     // First, so that everything started below is measured from the start.
     let metrics = tourcast::telemetry::install().context("installing the metrics recorder")?;
-    let origins = config.origins();
-    if origins.is_empty() {
-        tracing::warn!("ALLOWED_ORIGINS is empty: browsers from any origin may connect");
-    }
-    let epoch = if config.demo {
-        format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
-    } else {
-        source::rabbitmq::epoch(&config.rabbitmq)
+    let listener = bind(SocketAddr::new(config.bind, config.port)).await?;
+    let admin = match config.metrics_port {
+        Some(port) => Some(bind(SocketAddr::new(config.bind, port)).await?),
+        None => None,
     };
-    let mut settings = ServerSettings::from_config(&config);
-    let budget = listener::fit_to_file_limit(config.max_connections, settings.pending.max_pending);
-    if budget.max_connections < config.max_connections
-        || budget.max_pending < settings.pending.max_pending
-    {
-        tracing::warn!(
-            file_limit = budget.file_limit,
-            max_connections = budget.max_connections,
-            max_pending_connections = budget.max_pending,
-            "connection caps lowered to fit the open-file limit (raise `ulimit -n` for more)"
-        );
-    }
-    settings.pending.max_pending = budget.max_pending;
-    let engine = Arc::new(Engine::new(EngineConfig {
-        epoch,
-        history_len: config.history_size as usize,
-        dedupe_window: config.dedupe_window,
-        max_replay: config.max_replay,
-        max_subscriptions: MAX_SUBSCRIPTIONS,
-        max_read_back: config.recovery_max_scan,
-        notification_history: config.notification_history,
-        snapshot_frame_bytes: config.snapshot_frame_bytes,
-        max_tours: config.max_tours,
-    }));
-    let shutdown = CancellationToken::new();
-    let status = SourceStatus::new(if config.demo { "demo" } else { "rabbitmq" });
-
-    let source_task = if config.demo {
-        demo::seed(&engine, &status);
-        let demo_config = demo::DemoConfig {
-            interval: config.demo_interval,
-            low_threshold: config.demo_low_threshold,
-        };
-        tokio::spawn(demo::run(
-            demo_config,
-            Arc::clone(&engine),
-            status.clone(),
-            shutdown.clone(),
-        ))
-    } else {
-        tokio::spawn(source::rabbitmq::run(
-            config.rabbitmq.clone(),
-            Arc::clone(&engine),
-            status.clone(),
-            shutdown.clone(),
-        ))
-    };
-
-    let auth = Authenticator::new(&config.auth()).context("loading the JWT key")?;
-    if auth.enabled() {
-        tracing::info!("JWT authentication is on: connections need a token");
-    }
-    let mut state = AppState::new(
-        engine,
-        settings,
-        status,
-        ConnectionLimit::new(budget.max_connections, config.max_connections_per_ip),
-        auth,
-        shutdown.clone(),
-    )
-    .context("compiling the protocol schemas")?;
-    tokio::spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
-    state.metrics = Some(metrics);
-    if config.admin_open && !state.auth.enabled() {
-        tracing::warn!("--admin-open: every connection may subscribe to the stats channel");
-    }
-    state.stats = Arc::new(StatsBoard::new(
-        config
-            .instance_id
-            .clone()
-            .unwrap_or_else(stats::default_instance_id),
-        config.stats_interval,
-        Arc::clone(&state.engine),
-        state.source.clone(),
-    ));
-    // Instances share their figures over the broker; the demo has no peers.
-    let peers = (!config.demo).then(|| {
-        let link = source::rabbitmq::peers::spawn(
-            &config.rabbitmq,
-            stats::STATS_ROUTING_KEY,
-            shutdown.clone(),
-        );
-        stats::Peers {
-            outgoing: link.outgoing,
-            incoming: link.incoming,
-            task: link.task,
-        }
-    });
-    let stats_task = tokio::spawn(stats::run(
-        Arc::clone(&state.stats),
-        peers,
-        shutdown.clone(),
-    ));
-    if let Some(port) = config.metrics_port {
-        let admin = SocketAddr::new(config.bind, port);
-        let listener = TcpListener::bind(admin)
-            .await
-            .with_context(|| format!("binding the metrics port {admin}"))?;
-        let router = tourcast::server::admin_router(state.clone());
-        tracing::info!(address = %admin, "metrics served on the admin port");
-        // Through the same accept loop as the main port: its header-read
-        // timeout and pending cap keep silent sockets there from using up
-        // the files both ports share.
-        tokio::spawn(listener::run(
-            listener,
-            router,
-            state.settings.pending,
-            shutdown.clone(),
-        ));
-    }
-    let address = SocketAddr::new(config.bind, config.port);
-    let listener = TcpListener::bind(address)
+    let gateway = Gateway::from_config(&config)
+        .metrics(metrics, admin)
+        .start(listener)
         .await
-        .with_context(|| format!("binding {address}"))?;
-    // With port 0 the OS picks one; log the real address (tests read it).
-    let address = listener.local_addr().unwrap_or(address);
-    tracing::info!(%address, epoch = state.engine.epoch(), demo = config.demo, "tourcast listening");
-
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let with_metrics = config.metrics_port.is_none();
-    tourcast::server::serve(listener, state, with_metrics, config.shutdown_grace).await?;
-    shutdown.cancel();
-    let _ = tokio::time::timeout(config.shutdown_grace, source_task).await;
-    let _ = tokio::time::timeout(config.shutdown_grace, stats_task).await;
+        .context("starting the gateway")?;
+    tokio::spawn(cancel_on_signal(gateway.shutdown_token()));
+    gateway.stopped().await?;
     tracing::info!("tourcast stopped");
     Ok(())
 }
 
-/// Histograms are summarised lazily; without the exporter's own HTTP
-/// listener, someone has to run its upkeep.
-async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => handle.run_upkeep(),
-        }
-    }
+async fn bind(address: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address}"))
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

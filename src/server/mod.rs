@@ -106,26 +106,18 @@ pub struct AppState {
     pub stats: Arc<StatsBoard>,
 }
 
-/// The stats interval of an [`AppState`] built with [`AppState::new`]
-/// (the binary replaces the board with one for its `STATS_INTERVAL`).
-const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(5);
-
 impl AppState {
-    /// Shared state for a server in front of `engine`.
+    /// Shared state for a server in front of `engine` (see
+    /// [`crate::gateway`], which builds it).
     pub fn new(
         engine: Arc<Engine>,
+        stats: Arc<StatsBoard>,
         settings: ServerSettings,
         source: SourceStatus,
         connections: ConnectionLimit,
         auth: Authenticator,
         shutdown: CancellationToken,
     ) -> Result<Self, SchemaError> {
-        let stats = Arc::new(StatsBoard::new(
-            crate::stats::default_instance_id(),
-            DEFAULT_STATS_INTERVAL,
-            Arc::clone(&engine),
-            source.clone(),
-        ));
         Ok(AppState {
             stats,
             engine,

@@ -23,14 +23,14 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use tourcast::auth::{AuthConfig, Authenticator};
+use tourcast::auth::AuthConfig;
 use tourcast::engine::{Engine, EngineConfig};
 pub use tourcast::event::{AvailabilityChange, AvailabilityKind};
+use tourcast::gateway::{Gateway, Source};
 use tourcast::protocol::codec::decode_server_proto;
 use tourcast::protocol::v1;
-use tourcast::server::limits::ConnectionLimit;
-use tourcast::server::{AppState, ServerSettings};
-use tourcast::source::{SourceState, SourceStatus};
+use tourcast::server::ServerSettings;
+use tourcast::source::SourceStatus;
 
 /// How long a test waits for any single expected frame.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,15 +68,15 @@ pub fn test_engine_config() -> EngineConfig {
     }
 }
 
-/// A gateway served in-process on an ephemeral loopback port. The test is
-/// its event source: it calls `engine.apply` directly.
+/// A gateway served in-process on an ephemeral loopback port, wired by
+/// the same builder as the binary. The test is its event source: it calls
+/// `engine.apply` directly.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub engine: Arc<Engine>,
     pub source: SourceStatus,
     pub shutdown: CancellationToken,
-    pub state: AppState,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    gateway: Gateway,
 }
 
 impl TestServer {
@@ -103,35 +103,21 @@ impl TestServer {
         let mut engine_config = test_engine_config();
         let mut max_connections = 1000;
         tweak(&mut settings, &mut engine_config, &mut max_connections);
-        let engine = Arc::new(Engine::new(engine_config));
-        let source = SourceStatus::new("test");
-        source.set(SourceState::Connected);
-        let shutdown = CancellationToken::new();
-        let auth = Authenticator::new(&auth_config).expect("a usable key");
-        let state = AppState::new(
-            Arc::clone(&engine),
-            settings,
-            source.clone(),
-            ConnectionLimit::new(max_connections, per_ip.unwrap_or(max_connections)),
-            auth,
-            shutdown.clone(),
-        )
-        .expect("schemas compile");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let served = tokio::spawn(tourcast::server::serve(
-            listener,
-            state.clone(),
-            true,
-            Duration::from_secs(3),
-        ));
+        let gateway = Gateway::builder(settings, engine_config)
+            .connection_caps(max_connections, per_ip.unwrap_or(max_connections))
+            .auth(auth_config)
+            .source(Source::External("test"))
+            .shutdown_grace(Duration::from_secs(3))
+            .start(listener)
+            .await
+            .expect("the gateway starts (a usable key, schemas that compile)");
         TestServer {
-            addr,
-            engine,
-            source,
-            shutdown,
-            state,
-            served,
+            addr: gateway.addr(),
+            engine: Arc::clone(gateway.engine()),
+            source: gateway.source().clone(),
+            shutdown: gateway.shutdown_token(),
+            gateway,
         }
     }
 
@@ -157,8 +143,7 @@ impl TestServer {
 
     /// Shuts the server down and waits for it.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.served).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.gateway.stop()).await;
     }
 }
 
