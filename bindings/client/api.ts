@@ -61,8 +61,11 @@ export interface ClientState {
   readonly lastClose?: { readonly code: number; readonly reason: string };
 }
 
-/** Counters, for tests and diagnostics. */
-export interface ClientStats {
+/**
+ * The client's own counters, for tests and diagnostics (`client.counters`;
+ * the gateway's figures are the `stats` channel, `client.stats(...)`).
+ */
+export interface ClientCounters {
   /** Updates (and notifications) dropped because their `seq` was not newer than what was held or delivered. */
   staleDropped: number;
   /** Connections opened (the first one included). */
@@ -72,6 +75,9 @@ export interface ClientStats {
   /** Frames that were not valid server messages. */
   decodeErrors: number;
 }
+
+/** @deprecated Renamed {@link ClientCounters}: "stats" is the gateway's admin channel. */
+export type ClientStats = ClientCounters;
 
 export interface TourcastClientOptions {
   /** `ws://host:port/ws` (or `wss://`). */

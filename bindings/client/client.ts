@@ -2,16 +2,20 @@
 // an outbound queue while offline, automatic reconnect with recovery, stale
 // update protection and dead-connection detection.
 //
-// TourcastClient is the public face; the work is done by three modules it
+// TourcastClient is the public face; the work is done by the modules it
 // wires together:
 // - connection.ts: the socket lifecycle (token, handshake timeout, keep-alive,
 //   dead-connection watchdog, reconnect with backoff, token renewal timer);
 // - requests.ts: request correlation (`requestId`s, the offline queue, timeouts);
 // - subscriptions.ts: the tours wanted, the state held for them, recovery;
 // - channels.ts: the channels wanted (`notifications`, `stats`), the newest
-//   notification position (recovery, duplicate dropping), the latest stats.
+//   notification position (recovery, duplicate dropping), the latest stats;
+// - snapshots.ts: the parts of a large snapshot, put back together.
 // This file routes server messages between them, emits the state and calls
 // the application's handlers.
+//
+// Words: "stats" is the gateway's admin channel (`client.stats(handler)`);
+// the client's own figures are its `counters`.
 
 import { SnapshotParts } from "./snapshots.js";
 import type { Channel, ClientMessage, NotificationKind, ServerMessage } from "../index.js";
@@ -19,8 +23,8 @@ import {
   asError,
   closedError,
   TourcastError,
+  type ClientCounters,
   type ClientState,
-  type ClientStats,
   type MessageOf,
   type ServerMessageType,
   type SubscribeOptions,
@@ -34,6 +38,7 @@ import { Subscriptions } from "./subscriptions.js";
 export {
   CLIENT_CLOSE,
   TourcastError,
+  type ClientCounters,
   type ClientState,
   type ClientStats,
   type ConnectionStatus,
@@ -50,7 +55,7 @@ export type { NotificationOf, StatsMessage } from "./channels.js";
 
 type AnyHandler = (message: ServerMessage) => void;
 
-/** Options of {@link TourcastClient.notifications} and {@link TourcastClient.adminStats}. */
+/** Options of {@link TourcastClient.notifications} and {@link TourcastClient.stats}. */
 export interface ChannelOptions {
   /**
    * The server refused the subscription (a {@link TourcastError}, code
@@ -68,7 +73,7 @@ export interface ChannelOptions {
 }
 
 /**
- * What {@link TourcastClient.notifications} and {@link TourcastClient.adminStats}
+ * What {@link TourcastClient.notifications} and {@link TourcastClient.stats}
  * return: call it to stop listening (the channel is unsubscribed when its
  * last listener goes). `ready` settles with the server's answer to the
  * subscribe: `subscribed`, or a {@link TourcastError} (e.g. `forbidden`).
@@ -97,7 +102,7 @@ export class TourcastClient {
   readonly #handlers = new Map<string, Set<AnyHandler>>();
   readonly #stateListeners = new Set<(state: ClientState) => void>();
   readonly #errorListeners = new Set<(error: Error) => void>();
-  readonly #stats: ClientStats = { staleDropped: 0, connections: 0, deadConnections: 0, decodeErrors: 0 };
+  readonly #counters: ClientCounters = { staleDropped: 0, connections: 0, deadConnections: 0, decodeErrors: 0 };
   readonly #connection: Connection;
   readonly #requests: Requests;
   readonly #subscriptions: Subscriptions;
@@ -111,7 +116,7 @@ export class TourcastClient {
 
   constructor(options: TourcastClientOptions) {
     this.#subscriptions = new Subscriptions(options);
-    this.#connection = new Connection(options, this.#stats, {
+    this.#connection = new Connection(options, this.#counters, {
       changed: () => this.#emitState(),
       opened: () => this.#renew(),
       lost: () => this.#requests.unsent(),
@@ -157,9 +162,9 @@ export class TourcastClient {
   /** Same as `state`; handy for `useSyncExternalStore`. */
   getState = (): ClientState => this.#state;
 
-  /** Counters since the client was created. */
-  get stats(): Readonly<ClientStats> {
-    return { ...this.#stats };
+  /** The client's own counters since it was created (a copy). */
+  get counters(): Readonly<ClientCounters> {
+    return { ...this.#counters };
   }
 
   /** The tours the client keeps subscribed across reconnects. */
@@ -259,7 +264,7 @@ export class TourcastClient {
    * notifications from the newest one delivered. Resolves with the server's
    * `subscribed`; rejects with a {@link TourcastError} (`forbidden` when the
    * connection may not) or after the timeout. Most applications use
-   * {@link notifications} or {@link adminStats} instead, which count their
+   * {@link notifications} or {@link stats} instead, which count their
    * listeners.
    */
   subscribeChannel(channel: Channel, options: SubscribeOptions = {}): Promise<MessageOf<"subscribed">> {
@@ -331,11 +336,20 @@ export class TourcastClient {
    * with the admin claim (or a gateway with JWT off and `--admin-open`);
    * otherwise `ready` rejects with `forbidden` and `options.onError` is called.
    * Resubscribes after a reconnect.
+   *
+   * ```ts
+   * const stop = client.stats((s) => plot(s.connectedClients, s.instances));
+   * ```
    */
-  adminStats(handler: (stats: StatsMessage) => void, options: ChannelOptions = {}): ChannelSubscription {
+  stats(handler: (stats: StatsMessage) => void, options: ChannelOptions = {}): ChannelSubscription {
     return this.#listen("stats", options, (message) => {
       if (message.type === "stats") handler(message);
     });
+  }
+
+  /** @deprecated Renamed {@link stats}; the client's own counters are {@link counters}. */
+  adminStats(handler: (stats: StatsMessage) => void, options: ChannelOptions = {}): ChannelSubscription {
+    return this.stats(handler, options);
   }
 
   /** The newest `stats` received, if any. */
@@ -346,7 +360,7 @@ export class TourcastClient {
   /**
    * Asks for a `stats` message at once (`refreshStats`); resolves with the
    * reply that echoes this request's `requestId`. The connection must be
-   * subscribed to `stats` (see {@link adminStats}): otherwise the server
+   * subscribed to `stats` (see {@link stats}): otherwise the server
    * answers `forbidden` and the promise rejects with that {@link TourcastError}.
    */
   refreshStats(options: { timeoutMs?: number } = {}): Promise<StatsMessage> {
@@ -520,7 +534,7 @@ export class TourcastClient {
         return this.#applied(this.#subscriptions.applyLow(message));
       case "notification": {
         const applied = this.#channels.applyNotification(message, this.#subscriptions.epoch ?? "");
-        if (applied === "stale") this.#stats.staleDropped += 1;
+        if (applied === "stale") this.#counters.staleDropped += 1;
         if (applied !== "new") return false;
         this.#deliver("notifications", message);
         return true;
@@ -563,7 +577,7 @@ export class TourcastClient {
       case "unfollowed":
         return false;
       case "stale":
-        this.#stats.staleDropped += 1;
+        this.#counters.staleDropped += 1;
         return false;
       case "changed":
         this.#emitState();

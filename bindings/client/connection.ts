@@ -8,7 +8,7 @@ import type { ClientMessage, ServerMessage } from "../index.js";
 import {
   asError,
   CLIENT_CLOSE,
-  type ClientStats,
+  type ClientCounters,
   type ConnectionStatus,
   type TourcastClientOptions,
   type WebSocketFactory,
@@ -49,7 +49,7 @@ export class Connection {
   readonly #autoRefresh: boolean;
   readonly #backoff: ResolvedBackoff | false;
   readonly #random: () => number;
-  readonly #stats: ClientStats;
+  readonly #counters: ClientCounters;
   readonly #events: ConnectionEvents;
 
   #ws: WebSocketLike | null = null;
@@ -71,7 +71,7 @@ export class Connection {
   #watchdog: ReturnType<typeof setTimeout> | undefined;
   #refreshTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(options: TourcastClientOptions, stats: ClientStats, events: ConnectionEvents) {
+  constructor(options: TourcastClientOptions, counters: ClientCounters, events: ConnectionEvents) {
     this.#url = options.url;
     this.#codec = options.codec ?? jsonCodec;
     this.#wire = this.#codec;
@@ -87,7 +87,7 @@ export class Connection {
     this.#autoRefresh = options.autoRefresh ?? true;
     this.#backoff = options.reconnect === false ? false : resolveBackoff(options.reconnect);
     this.#random = options.random ?? Math.random;
-    this.#stats = stats;
+    this.#counters = counters;
     this.#events = events;
   }
 
@@ -168,7 +168,7 @@ export class Connection {
   #open(): void {
     this.#retryTimer = undefined;
     this.#nextRetryAt = undefined;
-    this.#setStatus(this.#stats.connections === 0 && this.#status !== "reconnecting" ? "connecting" : "reconnecting");
+    this.#setStatus(this.#counters.connections === 0 && this.#status !== "reconnecting" ? "connecting" : "reconnecting");
     const generation = ++this.#generation;
     const source = this.#token;
     if (typeof source !== "function") {
@@ -234,7 +234,7 @@ export class Connection {
 
   #opened(ws: WebSocketLike): void {
     clearTimeout(this.#watchdog);
-    this.#stats.connections += 1;
+    this.#counters.connections += 1;
     // Use the encoding the server picked, should it differ from the one asked for.
     this.#wire = ws.protocol === jsonCodec.subprotocol ? jsonCodec : this.#codec;
     this.#lastReceived = Date.now();
@@ -279,7 +279,7 @@ export class Connection {
     if (typeof data === "string" || isArrayBuffer(data)) frame = data;
     else if (ArrayBuffer.isView(data)) frame = data;
     else {
-      this.#stats.decodeErrors += 1;
+      this.#counters.decodeErrors += 1;
       this.#events.error(new TypeError("unexpected frame type (set binaryType to 'arraybuffer')"));
       return;
     }
@@ -287,7 +287,7 @@ export class Connection {
     try {
       message = typeof frame === "string" ? jsonCodec.decode(frame) : this.#codec.decode(frame);
     } catch (e) {
-      this.#stats.decodeErrors += 1;
+      this.#counters.decodeErrors += 1;
       this.#events.error(asError(e));
       return;
     }
@@ -305,7 +305,7 @@ export class Connection {
       }
       const ws = this.#ws;
       if (ws === null) return;
-      this.#stats.deadConnections += 1;
+      this.#counters.deadConnections += 1;
       // Do not wait for a closing handshake that will never come.
       detach(ws);
       try {

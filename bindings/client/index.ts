@@ -14,6 +14,7 @@ export {
   type NotificationOf,
   type StatsMessage,
   TourcastError,
+  type ClientCounters,
   type ClientState,
   type ClientStats,
   type ConnectionStatus,

@@ -301,7 +301,7 @@ export function useStats(client?: TourcastClient | null, options: UseStatsOption
     if (used === null) return;
     let live = true;
     setError(undefined);
-    const stop = used.adminStats(
+    const stop = used.stats(
       (stats) => {
         if (!live) return;
         const parsed = Date.parse(stats.timestamp);

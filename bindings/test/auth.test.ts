@@ -47,7 +47,7 @@ describe("with authentication on", () => {
   it("is refused without a token and keeps retrying", async () => {
     const c = client({ url: gateway.url, reconnect: { initialDelayMs: 50, maxDelayMs: 100 } });
     await waitFor("a few refused attempts", () => c.state.attempt >= 3, 5_000);
-    expect(c.stats.connections).toBe(0);
+    expect(c.counters.connections).toBe(0);
   });
 
   it("renews the token before it expires, keeping the connection", async () => {
@@ -64,7 +64,7 @@ describe("with authentication on", () => {
     await waitFor("the renewal", () => issued >= 2, 4_000);
     // Past the first token's expiry, still the same connection.
     await sleep(3_500);
-    expect(c.stats.connections).toBe(1);
+    expect(c.counters.connections).toBe(1);
     expect(c.state.status).toBe("open");
     const refreshed = await c.refresh();
     expect(Date.parse(refreshed.expiresAt)).toBeGreaterThan(Date.now() + 3_000_000);
@@ -82,7 +82,7 @@ describe("with authentication on", () => {
     await c.subscribe("*");
     await waitFor("the expiry close", () => c.state.lastClose !== undefined, 5_000);
     expect(c.state.lastClose?.code).toBe(4001);
-    await waitFor("reconnected with a new token", () => c.state.status === "open" && c.stats.connections === 2, 5_000);
+    await waitFor("reconnected with a new token", () => c.state.status === "open" && c.counters.connections === 2, 5_000);
     expect(issued).toBe(2);
     await waitFor("resubscribed", () => c.state.tours.size === 3);
   });

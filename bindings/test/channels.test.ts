@@ -1,5 +1,5 @@
 // Channels (SPEC "Channels"): the user's own notifications and the admins'
-// stats, through the client's `notifications`, `adminStats` and
+// stats, through the client's `notifications`, `stats` and
 // `refreshStats`, against real gateways. Notifications come from RabbitMQ
 // (an exchange and a stream of this file's own, published with
 // `tourcast publish`), so that recovery with `since` reads the real stream.
@@ -128,7 +128,7 @@ describe("channels on a gateway reading RabbitMQ, with JWT on", () => {
     proxy.restore(); // cuts the connection; the client reconnects
 
     await waitFor("the missed notifications", () => got.length === 4, 10_000);
-    expect(alice.stats.connections).toBe(2);
+    expect(alice.counters.connections).toBe(2);
     expect(got.map((n) => n.bookingId)).toEqual([before, ...missed]);
     const seqs = got.map((n) => n.seq);
     expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
@@ -161,7 +161,7 @@ describe("channels on a gateway reading RabbitMQ, with JWT on", () => {
   it("refuses stats to a non-admin: ready rejects with forbidden and onError is called", async () => {
     const alice = client({ url: gateway.url, token: token("alice") });
     const errors: TourcastError[] = [];
-    const sub = alice.adminStats(() => undefined, { onError: (e) => errors.push(e) });
+    const sub = alice.stats(() => undefined, { onError: (e) => errors.push(e) });
     const refused = await sub.ready.catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(TourcastError);
     expect(refused).toMatchObject({ code: "forbidden", path: "/channel" });
@@ -179,7 +179,7 @@ describe("channels on a gateway reading RabbitMQ, with JWT on", () => {
     await admin.ping();
     const samples: { at: number; connection: number; stats: StatsMessage }[] = [];
     const started = Date.now();
-    const sub = admin.adminStats((stats) => samples.push({ at: Date.now(), connection: admin.stats.connections, stats }));
+    const sub = admin.stats((stats) => samples.push({ at: Date.now(), connection: admin.counters.connections, stats }));
     expect(await sub.ready).toMatchObject({ type: "subscribed", channel: "stats" });
     await waitFor("the first stats", () => samples.length >= 1, 1_500);
     expect(samples[0]!.at - started).toBeLessThan(1_000);
@@ -234,7 +234,7 @@ describe("channels on a gateway with JWT off", () => {
 
   it("refuses stats without --admin-open", async () => {
     const c = client({ url: gateway.url });
-    await expect(c.adminStats(() => undefined, { onError: () => undefined }).ready).rejects.toMatchObject({
+    await expect(c.stats(() => undefined, { onError: () => undefined }).ready).rejects.toMatchObject({
       code: "forbidden",
     });
   });
@@ -252,12 +252,21 @@ describe("stats with JWT off and --admin-open", () => {
   it("streams stats to anyone, with the demo feed's event rate", async () => {
     const c = client({ url: gateway.url, codec: protoCodec });
     const samples: StatsMessage[] = [];
-    await c.adminStats((s) => samples.push(s)).ready;
+    await c.stats((s) => samples.push(s)).ready;
     await waitFor("a stats with events flowing", () => samples.some((s) => s.eventsPerSecond > 0), 4_000);
     const last = samples.at(-1)!;
     expect(last.instances[0]).toMatchObject({ sourceKind: "demo" });
     expect(last.instances[0]!.uptimeSeconds).toBeGreaterThanOrEqual(0);
     const refreshed = await c.refreshStats();
     expect(refreshed.requestId).toMatch(/.+/);
+  });
+
+  it("keeps the old adminStats name working as a deprecated alias of stats", async () => {
+    const c = client({ url: gateway.url });
+    const samples: StatsMessage[] = [];
+    expect(await c.adminStats((s) => samples.push(s)).ready).toMatchObject({ channel: "stats" });
+    await waitFor("stats through the alias", () => samples.length >= 1, 2_000);
+    // The client's own figures are its counters, not the channel.
+    expect(c.counters.connections).toBe(1);
   });
 });

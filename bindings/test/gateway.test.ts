@@ -153,12 +153,12 @@ describe("against a demo gateway", () => {
     const epoch = c.state.epoch ?? "";
     const delivered: Array<MessageOf<"tour.availability.updated">> = [];
     c.on("tour.availability.updated", (m) => delivered.push(m));
-    const before = c.stats.staleDropped;
+    const before = c.counters.staleDropped;
     // Ask the server to replay its whole history: everything up to now is stale.
     const replayed = await c.subscribe("*", { since: { epoch, seq: 1 } });
     expect(replayed.recovered).toBe(true);
     const dropped = await waitFor("stale replays dropped", () => {
-      const n = c.stats.staleDropped - before;
+      const n = c.counters.staleDropped - before;
       return n >= 5 ? n : undefined;
     });
     expect(dropped).toBeGreaterThanOrEqual(5);
@@ -191,7 +191,7 @@ describe("against a demo gateway", () => {
 
     proxy.cut();
     await waitFor("reconnecting", () => c.state.status === "reconnecting");
-    await waitFor("reconnected", () => c.state.status === "open" && c.stats.connections === 2);
+    await waitFor("reconnected", () => c.state.status === "open" && c.counters.connections === 2);
     const resubscribed = await waitFor("the resubscribe ack", () =>
       seen.filter((m): m is MessageOf<"subscribed"> => m.type === "subscribed").at(1),
     );
@@ -227,7 +227,7 @@ describe("against a demo gateway", () => {
     await c.subscribe("*");
     proxy.blackhole();
     const silentSince = Date.now();
-    await waitFor("the watchdog", () => c.stats.deadConnections === 1, 3_000);
+    await waitFor("the watchdog", () => c.counters.deadConnections === 1, 3_000);
     const detectedAfter = Date.now() - silentSince;
     expect(detectedAfter).toBeGreaterThanOrEqual(400);
     expect(detectedAfter).toBeLessThan(1_500);
@@ -238,7 +238,7 @@ describe("against a demo gateway", () => {
     await waitFor("reconnected", () => c.state.status === "open", 5_000);
     // A quiet but live connection is not declared dead: pings keep it talking.
     await sleep(1_000);
-    expect(c.stats.deadConnections).toBe(1);
+    expect(c.counters.deadConnections).toBe(1);
     expect(c.state.status).toBe("open");
   });
 
@@ -289,7 +289,7 @@ describe("against a demo gateway", () => {
     await expect(c.ping()).rejects.toMatchObject({ code: "closed" });
     await sleep(500);
     expect(states).toEqual(["open", "closed"]);
-    expect(c.stats.connections).toBe(1);
+    expect(c.counters.connections).toBe(1);
     const health = await gateway.health();
     expect(health.connectedClients).toBe(before);
   });
