@@ -277,7 +277,10 @@ describe("against a demo gateway", () => {
   });
 
   it("close() really stops: socket closed, no reconnect, no timers, requests refused", async () => {
-    const before = (await gateway.health()).connectedClients;
+    // The previous test's client was closed a moment ago: counted until the
+    // gateway has read its close frame, which raced this reading (and failed
+    // the test now and then, on every build). Read once the count settles.
+    const before = await settledClients(gateway);
     // Pings every 150 ms: timers that outlived close() would show.
     const c = client({ url: gateway.url, keepAliveIntervalMs: 150, reconnect: { initialDelayMs: 10 } });
     await c.subscribe("*");
@@ -294,6 +297,22 @@ describe("against a demo gateway", () => {
     expect(health.connectedClients).toBe(before);
   });
 });
+
+/**
+ * The gateway's client count once the connections of earlier tests have
+ * finished closing: two equal readings 200 ms apart (within 5 s).
+ */
+async function settledClients(gateway: Gateway): Promise<number> {
+  let last = (await gateway.health()).connectedClients;
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline) {
+    await sleep(200);
+    const now = (await gateway.health()).connectedClients;
+    if (now === last) return now;
+    last = now;
+  }
+  return last;
+}
 
 describe("when the gateway goes away", () => {
   it("queues requests while offline and sends them once connected", async () => {
