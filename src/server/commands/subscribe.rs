@@ -13,7 +13,7 @@ use crate::event::SourceEvent;
 use crate::hub::Target;
 use crate::protocol::v1::{self, ErrorCode, StreamPosition};
 
-/// A subscribe waiting for its log read.
+/// A subscribe waiting for its read-back of the stream.
 pub struct Recovering {
     subscribe: Subscribe,
     range: ReadBackRange,
@@ -21,12 +21,12 @@ pub struct Recovering {
 }
 
 impl Recovering {
-    /// Waits for the log read; then [`Recovering::resume`] with the result.
+    /// Waits for the read-back; then [`Recovering::resume`] with the result.
     pub async fn read(&mut self) -> Result<Vec<SourceEvent>, ReadBackError> {
         (&mut self.read).await
     }
 
-    /// Finishes the subscription with what the log returned.
+    /// Finishes the subscription with what the read-back returned.
     pub fn resume(
         self,
         read: Result<Vec<SourceEvent>, ReadBackError>,
@@ -71,7 +71,7 @@ impl Subscribe {
     }
 
     /// Registers the subscription and queues the acknowledgement and state,
-    /// unless the log must be read first.
+    /// unless the stream must be read back first.
     pub fn apply(mut self, context: &mut Context<'_>) -> Option<Recovering> {
         self.target = match self.request.resolve(context.identity) {
             Ok(target) => target,
