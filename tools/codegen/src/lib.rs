@@ -36,11 +36,9 @@ pub use error::Error;
 pub use model::{Config, Protocol};
 
 /// What the gateway's `build.rs` runs: compiles `proto_root`'s package
-/// (`config`), writes the Rust types and their support module into
-/// `out_dir`, and the JSON Schemas into `out_dir/schemas/` (the text of
-/// `schemas/`, which the gateway embeds and compiles its validators from).
-/// `runtime` is the Rust path of the validation runtime (see [`rust`]).
-/// Prints the `cargo:rerun-if-changed` lines for the protos.
+/// (`config`) and writes its Rust code and JSON Schemas into `out_dir`
+/// (see [`write_rust_and_schemas`]). Prints the `cargo:rerun-if-changed`
+/// lines for the protos.
 pub fn build_script(
     proto_root: &Path,
     out_dir: &Path,
@@ -52,13 +50,28 @@ pub fn build_script(
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
     }
     let compiled = load::from_directory(proto_root, &config.package)?;
+    write_rust_and_schemas(&compiled, config, runtime, out_dir)?;
+    Ok(())
+}
+
+/// Writes, into `out_dir`, the Rust types and their support module
+/// (`<package>.rs`, `<package>.support.rs`) and the JSON Schemas
+/// (`schemas/*.schema.json`, the text of `schemas/`, which the gateway
+/// embeds and compiles its validators from). `runtime` is the Rust path of
+/// the validation runtime (see [`rust`]). Returns the protocol it read.
+pub fn write_rust_and_schemas(
+    compiled: &load::Compiled,
+    config: &Config,
+    runtime: &str,
+    out_dir: &Path,
+) -> Result<Protocol, Error> {
     let protocol = Protocol::from_pool(&compiled.pool, config)?;
-    rust::generate(&compiled, &protocol, runtime, out_dir)?;
+    rust::generate(compiled, &protocol, runtime, out_dir)?;
     let schemas_dir = out_dir.join("schemas");
     std::fs::create_dir_all(&schemas_dir).map_err(|e| Error::io(&schemas_dir, e))?;
     for schema in json_schema::schema_files(&protocol)? {
         let path = schemas_dir.join(&schema.file);
         std::fs::write(&path, schema.text()).map_err(|e| Error::io(&path, e))?;
     }
-    Ok(())
+    Ok(protocol)
 }
