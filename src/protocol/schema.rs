@@ -3,7 +3,7 @@
 //! `build.rs` generates them from `proto/` (with `tools/codegen`, the same
 //! code that writes the committed `schemas/`) into `OUT_DIR`; they are
 //! embedded here, so what the server enforces is byte for byte what
-//! `schemas/` publishes (a test below checks the two agree).
+//! `schemas/` holds (a test below checks the two agree).
 
 use serde_json::Value;
 
@@ -95,7 +95,7 @@ mod tests {
     /// The embedded schemas (what the server enforces) are the committed
     /// ones (what clients validate against).
     #[test]
-    fn the_enforced_schemas_are_the_published_ones() {
+    fn the_enforced_schemas_are_the_committed_ones() {
         for (file, text) in ALL {
             let path = format!("{}/schemas/{file}", env!("CARGO_MANIFEST_DIR"));
             let committed = std::fs::read_to_string(&path).unwrap();
@@ -133,7 +133,7 @@ mod tests {
     }
 
     #[test]
-    fn no_published_schema_uses_a_format() {
+    fn no_schema_uses_a_format() {
         for (file, text) in ALL {
             assert!(!text.contains("\"format\""), "{file}");
         }

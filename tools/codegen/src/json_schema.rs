@@ -1,4 +1,4 @@
-//! The JSON Schemas of the JSON view, as published in `schemas/` and as the
+//! The JSON Schemas of the JSON view, as committed in `schemas/` and as the
 //! gateway compiles them (build.rs writes the same text to `OUT_DIR`).
 //!
 //! One schema per envelope (`client_message.schema.json`,
@@ -30,7 +30,7 @@ use crate::model::{
 use crate::names::snake;
 use crate::rules::OneofRule;
 
-/// The `$id` base of the published schemas.
+/// The `$id` base of the schemas.
 pub const SCHEMA_ID_BASE: &str = "https://tourcast.dev/schemas/v1/";
 
 /// The draft the schemas declare: the one every validator supports by
@@ -131,7 +131,7 @@ fn envelope_schema(protocol: &Protocol, envelope: &Envelope) -> Result<Value, Er
     if let Some(description) = envelope.oneof_doc.text() {
         root.insert("description".into(), json!(description));
     }
-    Ok(published(root, &envelope.name, definitions))
+    Ok(document(root, &envelope.name, definitions))
 }
 
 /// A publisher event's schema: the message itself.
@@ -139,12 +139,12 @@ fn event_schema(protocol: &Protocol, event: &Message) -> Value {
     let mut definitions = BTreeMap::new();
     collect_definitions(protocol, &[event], &mut definitions);
     let root = message_schema(event, event.doc.text(), None);
-    published(root, &event.name, definitions)
+    document(root, &event.name, definitions)
 }
 
-/// A root with what every published schema carries: `$id`, `$schema`,
+/// A schema document: `root` with what every schema file carries: `$id`, `$schema`,
 /// its title and its definitions.
-fn published(
+fn document(
     mut root: Map<String, Value>,
     title: &str,
     definitions: BTreeMap<String, Value>,

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::comments::Doc;
 use crate::model::{Cardinality, Enumeration, Envelope, Field, FieldType, Message, Protocol};
 use crate::rules::OneofRule;
 
@@ -123,34 +124,41 @@ fn oneof_narrowing(message: &Message, rule: &OneofRule) -> String {
 /// An envelope: the union of its variants, each with its `type`.
 fn union_type(envelope: &Envelope) -> String {
     let names = envelope.variants.iter().map(|v| v.message.name.as_str());
-    let mut text = preamble(&envelope.name, names.collect());
-    text.push_str(&envelope.oneof_doc.jsdoc());
     let branches: Vec<String> = envelope
         .variants
         .iter()
         .map(|v| format!("{{ \"type\": \"{}\" }} & {}", v.json_type, v.message.name))
         .collect();
-    text.push_str(&format!(
-        "export type {} = {};\n",
-        envelope.name,
-        branches.join(" | ")
-    ));
-    text
+    union_file(
+        &envelope.name,
+        &envelope.oneof_doc,
+        names.collect(),
+        &branches,
+    )
 }
 
 /// An enum: the union of its JSON names.
 fn enum_type(enumeration: &Enumeration) -> String {
-    let mut text = preamble(&enumeration.name, BTreeSet::new());
-    text.push_str(&enumeration.doc.jsdoc());
     let values: Vec<String> = enumeration
         .values
         .iter()
         .filter_map(|v| v.json_name.as_ref().map(|name| format!("\"{name}\"")))
         .collect();
+    union_file(
+        &enumeration.name,
+        &enumeration.doc,
+        BTreeSet::new(),
+        &values,
+    )
+}
+
+/// A file declaring `name` as the union of `alternatives` on one line.
+fn union_file(name: &str, doc: &Doc, imports: BTreeSet<&str>, alternatives: &[String]) -> String {
+    let mut text = preamble(name, imports);
+    text.push_str(&doc.jsdoc());
     text.push_str(&format!(
-        "export type {} = {};\n",
-        enumeration.name,
-        values.join(" | ")
+        "export type {name} = {};\n",
+        alternatives.join(" | ")
     ));
     text
 }
