@@ -5,7 +5,7 @@
 //! embedded here, so what the server enforces is byte for byte what
 //! `schemas/` holds (a test below checks the two agree).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Every schema, as (file name under `schemas/`, text).
 pub const ALL: &[(&str, &str)] = &[
@@ -62,10 +62,10 @@ fn parse(text: &str) -> Value {
 }
 
 /// The variants of a `type`-discriminated union schema, as (`type`, the
-/// variant's schema with the union's definitions beside it, so its
+/// variant's schema with the definitions it refers to beside it, so its
 /// `#/definitions/…` references resolve).
 pub fn variants(union: &Value) -> Vec<(String, Value)> {
-    let definitions = union.get("definitions").cloned().unwrap_or(Value::Null);
+    let definitions = union.get("definitions").and_then(Value::as_object);
     let branches = union.get("allOf").and_then(Value::as_array);
     let mut variants = Vec::new();
     for branch in branches.into_iter().flatten() {
@@ -75,17 +75,58 @@ pub fn variants(union: &Value) -> Vec<(String, Value)> {
         let title = branch
             .pointer("/then/$ref")
             .and_then(Value::as_str)
-            .and_then(|target| target.strip_prefix("#/definitions/"));
-        let (Some(message_type), Some(title)) = (message_type, title) else {
+            .and_then(|target| target.strip_prefix(DEFINITIONS));
+        let (Some(message_type), Some(title), Some(definitions)) =
+            (message_type, title, definitions)
+        else {
             continue;
         };
         let Some(Value::Object(mut variant)) = definitions.get(title).cloned() else {
             continue;
         };
-        variant.insert("definitions".into(), definitions.clone());
+        let referenced = referenced(&Value::Object(variant.clone()), definitions);
+        if !referenced.is_empty() {
+            variant.insert("definitions".into(), Value::Object(referenced));
+        }
         variants.push((message_type.to_string(), Value::Object(variant)));
     }
     variants
+}
+
+const DEFINITIONS: &str = "#/definitions/";
+
+/// The definitions `schema` refers to, directly or through one another.
+fn referenced(schema: &Value, definitions: &Map<String, Value>) -> Map<String, Value> {
+    let mut found = Map::new();
+    let mut pending = vec![schema];
+    while let Some(schema) = pending.pop() {
+        let mut targets = Vec::new();
+        collect_refs(schema, &mut targets);
+        for name in targets {
+            if let (false, Some(definition)) = (found.contains_key(name), definitions.get(name)) {
+                found.insert(name.to_string(), definition.clone());
+                pending.push(definition);
+            }
+        }
+    }
+    found
+}
+
+fn collect_refs<'a>(schema: &'a Value, targets: &mut Vec<&'a str>) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(name) = map
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|target| target.strip_prefix(DEFINITIONS))
+            {
+                targets.push(name);
+            }
+            map.values().for_each(|value| collect_refs(value, targets));
+        }
+        Value::Array(items) => items.iter().for_each(|value| collect_refs(value, targets)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +163,13 @@ mod tests {
                 "refreshStats"
             ]
         );
+        // Each carries the definitions it refers to, and only those.
+        let (_, subscribe) = &variants(&client_message())[1];
+        let definitions = subscribe["definitions"].as_object().unwrap();
+        let names: Vec<&String> = definitions.keys().collect();
+        assert_eq!(names, ["Channel", "StreamPosition"]);
+        let (_, ping) = &variants(&client_message())[0];
+        assert!(ping.get("definitions").is_none());
         let server = variants(&server_message());
         assert_eq!(server.len(), 11);
         for (message_type, variant) in server {
