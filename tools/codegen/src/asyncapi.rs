@@ -290,8 +290,8 @@ fn operations(protocol: &Protocol) -> Value {
     for (channel, path) in WEBSOCKET_PATHS {
         let suffix = if *path == "/" { "AtRoot" } else { "" };
         for envelope in &protocol.envelopes {
-            let (action, verb) = websocket_direction(envelope);
-            let id = format!("{verb}{}{suffix}", envelope.name);
+            let action = websocket_action(envelope);
+            let id = format!("{action}{}{suffix}", envelope.name);
             operations.insert(text(&id), websocket_operation(envelope, channel, action));
         }
     }
@@ -307,11 +307,11 @@ fn operations(protocol: &Protocol) -> Value {
 
 /// The gateway receives the envelope clients send ([`CLIENT_ENVELOPE`]) and
 /// sends every other one.
-fn websocket_direction(envelope: &Envelope) -> (&'static str, &'static str) {
+fn websocket_action(envelope: &Envelope) -> &'static str {
     if envelope.name == CLIENT_ENVELOPE {
-        ("receive", "receive")
+        "receive"
     } else {
-        ("send", "send")
+        "send"
     }
 }
 
@@ -321,18 +321,15 @@ fn websocket_operation(envelope: &Envelope, channel: &str, action: &str) -> Valu
         .iter()
         .map(|v| reference(&format!("#/channels/{channel}/messages/{}", v.message.name)))
         .collect();
-    let mut operation = map([
-        ("action", text(action)),
-        ("channel", reference(&format!("#/channels/{channel}"))),
-        ("title", text(&envelope.name)),
-    ]);
-    if let (Value::Mapping(operation), Some(doc)) = (&mut operation, envelope.doc.text()) {
+    let mut operation = Mapping::new();
+    operation.insert(text("action"), text(action));
+    operation.insert(text("channel"), reference(&format!("#/channels/{channel}")));
+    operation.insert(text("title"), text(&envelope.name));
+    if let Some(doc) = envelope.doc.text() {
         operation.insert(text("description"), text(&doc));
     }
-    if let Value::Mapping(operation) = &mut operation {
-        operation.insert(text("messages"), Value::Sequence(messages));
-    }
-    operation
+    operation.insert(text("messages"), Value::Sequence(messages));
+    Value::Mapping(operation)
 }
 
 fn exchange_operation(event: &Message, channel: &str) -> Value {
