@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Proves that `cargo run --bin codegen -- --check` catches drift: in a scratch
-# copy of the repository, the untouched copy passes the check, and after one
-# comment in a .proto changes (without regenerating) the check fails and
-# names the generated files that went stale.
+# Proves that `cargo run -p tourcast-codegen -- --check` catches drift: in a
+# scratch copy of the repository, the untouched copy passes the check, and
+# after a comment in a .proto changes (without regenerating) the check fails
+# and names the generated files that went stale, the AsyncAPI document
+# included when the comment is one it carries.
 #
 # Usage: bash .ci/codegen-drift.sh   (called by .ci/run after check_codegen)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
-# Reuse the main build's compiled dependencies; only tourcast itself builds.
+# Reuse the main build's compiled dependencies; only the generator builds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
 export CARGO_TERM_COLOR=never
 
@@ -38,17 +39,34 @@ while IFS= read -r -d '' modules; do
 done < <(find . -path ./target -prune -o -path ./.git -prune -o \
   -maxdepth 3 -type d -name node_modules -print0 -prune)
 
-# 2. Give the copy its own package version. Cargo names build outputs by a
-#    hash of the package id; with the same id, the copy's build (from an
-#    edited proto) would overwrite the main tree's artifacts in the shared
-#    target dir and, its sources being relative paths with older mtimes, look
-#    fresh to the main tree's next build. A distinct version keeps the copy's
-#    outputs separate while every dependency is still reused.
-sed -i '0,/^version = "\(.*\)"$/s//version = "\1-drift-check"/' "$work/Cargo.toml"
-grep -q -- '-drift-check"$' "$work/Cargo.toml" || fail "could not set the copy's version in Cargo.toml"
+# 2. Give the copy's packages their own versions. Cargo names build outputs
+#    by a hash of the package id (path packages hashed by their path within
+#    the workspace); with the same id, the copy's build would overwrite the
+#    main tree's artifacts in the shared target dir and, its sources being
+#    relative paths with older mtimes, look fresh to the main tree's next
+#    build. A distinct version keeps the copy's outputs separate while every
+#    dependency is still reused.
+for manifest in Cargo.toml tools/codegen/Cargo.toml; do
+  sed -i '0,/^version = "\(.*\)"$/s//version = "\1-drift-check"/' "$work/$manifest"
+  grep -q -- '-drift-check"$' "$work/$manifest" || fail "could not set the copy's version in $manifest"
+done
 
 check() {
-  cargo run -q --manifest-path "$work/Cargo.toml" --bin codegen -- --check --root "$work"
+  cargo run -q --manifest-path "$work/Cargo.toml" -p tourcast-codegen -- --check --root "$work"
+}
+
+# The check fails, naming each of the given files; its output is left in $out.
+expect_stale() {
+  set +e
+  out="$(check 2>&1)"
+  local status=$?
+  set -e
+  printf '%s\n' "$out" | sed 's/^/  | /'
+  [ "$status" -ne 0 ] || fail "the check passed although proto/ changed"
+  local stale
+  for stale in "$@"; do
+    printf '%s\n' "$out" | grep -qF "$stale" || fail "the check did not name $stale"
+  done
 }
 
 # 3. The untouched copy passes: the copy itself is faithful.
@@ -70,17 +88,20 @@ mv "$proto.new" "$proto"
 grep -q 'Edited by the drift check.' "$proto" || fail "found no field comment in message Subscribe to edit"
 
 # 5. Without regenerating, the check must fail and name the stale files.
-set +e
-out="$(check 2>&1)"
-status=$?
-set -e
-printf '%s\n' "$out" | sed 's/^/  | /'
-[ "$status" -ne 0 ] || fail "the check passed although proto/ changed"
-for stale in schemas/client_message.schema.json bindings/types/Subscribe.ts; do
-  printf '%s\n' "$out" | grep -qF "$stale" || fail "the check did not name $stale"
-done
+expect_stale schemas/client_message.schema.json bindings/types/Subscribe.ts
 # A comment is not a shape change: unrelated files must not be reported.
 if printf '%s\n' "$out" | grep -qE 'server_message|ServerMessage|Ping\.ts'; then
   fail "the check named files the edit does not affect"
 fi
-echo "codegen-drift: OK (a proto comment change without regeneration fails the check, naming the stale files)"
+
+# 6. A message comment is also the AsyncAPI message's description: editing
+#    BookingEvent's makes the document stale too, besides its schema and type.
+proto="$work/proto/tourcast/v1/event.proto"
+awk '
+  /^message BookingEvent \{/ && !done { sub(/^/, "// Edited by the drift check.\n"); done = 1 }
+  { print }
+' "$proto" >"$proto.new"
+mv "$proto.new" "$proto"
+grep -q 'Edited by the drift check.' "$proto" || fail "found no message BookingEvent to edit"
+expect_stale schemas/asyncapi.yaml schemas/booking_event.schema.json bindings/types/BookingEvent.ts
+echo "codegen-drift: OK (a proto comment change without regeneration fails the check, naming the stale files, schemas/asyncapi.yaml included)"

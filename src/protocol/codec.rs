@@ -109,35 +109,25 @@ impl From<Refusal> for DecodeError {
 
 /// Decodes and validates client frames. Build one at start-up and share it.
 pub struct Codec {
-    /// One message's rules per JSON `type`, from that variant of the
-    /// generated `ClientMessage` schema.
+    /// One message's rules per JSON `type`, from that message's definition
+    /// in the generated `ClientMessage` schema.
     rules: HashMap<String, Rules>,
 }
 
 impl Codec {
-    /// Compiles the rules from the generated `ClientMessage` schema.
+    /// Compiles the rules from the generated `ClientMessage` schema: one
+    /// validator per `type`, from that message's definition.
     pub fn new() -> Result<Self, SchemaError> {
-        let root = schema::client_message();
-        let defs = root.get("$defs").cloned();
-        let variants = root
-            .get("oneOf")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
         let mut rules = HashMap::new();
-        for mut variant in variants {
-            let Some(message_type) = variant
-                .pointer("/properties/type/const")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-            else {
-                continue;
-            };
-            if let (Value::Object(map), Some(defs)) = (&mut variant, &defs) {
-                map.insert("$defs".into(), defs.clone());
-            }
+        for (message_type, variant) in schema::variants(&schema::client_message()) {
             let compiled = Rules::compile(&message_type, variant)?;
             rules.insert(message_type, compiled);
+        }
+        if rules.is_empty() {
+            return Err(SchemaError::new(
+                "ClientMessage",
+                "the generated schema names no message type",
+            ));
         }
         Ok(Codec { rules })
     }

@@ -55,6 +55,16 @@ pub struct Rules {
     validator: Validator,
 }
 
+impl SchemaError {
+    /// A generated schema named `name` that is unusable, and why.
+    pub fn new(name: &str, reason: &str) -> Self {
+        SchemaError {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 impl Rules {
     /// Compiles `schema` (named `name` in errors).
     pub fn compile(name: &str, schema: Value) -> Result<Self, SchemaError> {
@@ -152,7 +162,7 @@ fn describe(error: &jsonschema::ValidationError<'_>) -> Violation {
         ValidationErrorKind::Pattern { pattern } => wording::mismatch(&field, pattern),
         ValidationErrorKind::Minimum { limit } => wording::below(&field, limit),
         ValidationErrorKind::Maximum { limit } => wording::above(&field, limit),
-        // A `(buf.validate.message).oneof` group, as build.rs renders it:
+        // A `(buf.validate.message).oneof` group, as tools/codegen renders it:
         // `anyOf` of "one is present" (none was) and `not` of "two are".
         ValidationErrorKind::AnyOf { context } => {
             let names: Vec<&str> = context

@@ -1,8 +1,8 @@
 //! serde helpers for protobuf enums inside messages.
 //!
 //! prost stores an enum field as an `i32`; the JSON view carries the enum's
-//! snake_case name (`"code":"invalid_message"`). `build.rs` points every enum
-//! field's `serialize_with`/`deserialize_with` here.
+//! JSON name (`"code":"invalid_message"`). The code `tools/codegen`
+//! generates (through `build.rs`) points every enum field's serde `with` here.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _, ser::Error as _};
 

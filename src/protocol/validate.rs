@@ -2,20 +2,22 @@
 //!
 //! The rules are standard `buf.validate` options in `proto/`. JSON frames are
 //! checked by the JSON Schema generated from them; protobuf frames never pass
-//! through JSON, so `build.rs` generates a [`Validate`] impl per message from
-//! the same options, calling the `check_*` functions below. Paths are JSON
-//! pointers with the JSON field names, and [`wording`] words both sides, so a
-//! mistake gets the same `path` and message in either encoding.
+//! through JSON, so `tools/codegen` (run by `build.rs`) generates a
+//! [`Validate`] impl per message from the same options, calling the
+//! `check_*` functions below. Paths are JSON pointers with the JSON field
+//! names, and [`wording`] words both sides, so a mistake gets the same
+//! `path` and message in either encoding (`tools/codegen/tests/parity.rs`
+//! checks it on every supported rule).
 //!
 //! Why not `prost-protovalidate-build`, which generates such impls from the
 //! same options: its types crate runs `protoc` in its build script, so the
 //! gateway would no longer build on a machine without `protoc` (measured: a
 //! clean build fails with "Could not find `protoc`"), and its violations
 //! carry rule ids but, without reflection, not the limits the protocol's
-//! error messages quote. The generated code here covers the subset of
+//! error messages quote. The generated code covers the subset of
 //! `buf.validate` the protocol uses (string lengths and patterns, integer
-//! bounds, `required`, defined enum values); `build.rs` refuses any other
-//! rule rather than ignore it.
+//! bounds, `required`, the message-level `oneof`, defined enum values); the
+//! generator refuses any other rule rather than ignore it.
 
 use regex::Regex;
 

@@ -1,0 +1,217 @@
+//! `impl Validate for <Message>`: the protobuf side's twin of the JSON
+//! Schema, generated from the same `buf.validate` rules, so protobuf frames
+//! obey them without reflection. The checks call the runtime's `check_*`
+//! functions, which word a violation as the JSON side does; pointers are
+//! only built when a check fails, so a valid message allocates nothing.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::model::{Cardinality, Envelope, Field, FieldType, Integer, Message};
+use crate::names::snake;
+use crate::rules::OneofRule;
+
+/// An envelope's impl: the set variant's own.
+pub fn envelope_impl(envelope: &Envelope, runtime: &TokenStream) -> TokenStream {
+    let name = format_ident!("{}", envelope.name);
+    let module = format_ident!("{}", snake(&envelope.name));
+    let oneof = format_ident!("{}", crate::names::upper_camel(&envelope.oneof));
+    let field = format_ident!("{}", envelope.oneof);
+    let arms = envelope.variants.iter().map(|variant| {
+        let variant = format_ident!("{}", crate::names::upper_camel(&variant.field));
+        quote! { Some(#module::#oneof::#variant(inner)) => #runtime::validate::Validate::validate(inner, path), }
+    });
+    quote! {
+        impl #runtime::validate::Validate for #name {
+            fn validate(&self, path: &str) -> Result<(), #runtime::validate::Violation> {
+                match &self.#field {
+                    #(#arms)*
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// A message's impl: its oneof rules, then each field's rules in order.
+pub fn message_impl(message: &Message, runtime: &TokenStream) -> TokenStream {
+    let name = format_ident!("{}", message.name);
+    let mut statics = Vec::new();
+    let mut checks: Vec<TokenStream> = message
+        .oneof_rules
+        .iter()
+        .map(|rule| oneof_rule_check(message, rule, runtime))
+        .collect();
+    for field in &message.fields {
+        checks.extend(field_check(message, field, runtime, &mut statics));
+    }
+    quote! {
+        #(#statics)*
+        impl #runtime::validate::Validate for #name {
+            #[allow(unused_variables)]
+            fn validate(&self, path: &str) -> Result<(), #runtime::validate::Violation> {
+                #(#checks)*
+                Ok(())
+            }
+        }
+    }
+}
+
+/// At most one of the group is set (the pointer names the second one
+/// set); when the group is required, one is.
+fn oneof_rule_check(message: &Message, rule: &OneofRule, runtime: &TokenStream) -> TokenStream {
+    let fields: Vec<&Field> = rule
+        .fields
+        .iter()
+        .filter_map(|name| message.fields.iter().find(|f| &f.name == name))
+        .collect();
+    let present = fields.iter().map(|f| {
+        let ident = format_ident!("{}", f.name);
+        quote! { self.#ident.is_some() }
+    });
+    let names: Vec<&str> = fields.iter().map(|f| f.json_name.as_str()).collect();
+    let missing = if rule.required {
+        quote! {
+            if set.is_empty() {
+                return Err(#runtime::validate::Violation::one_of_missing(path, &[#(#names),*]));
+            }
+        }
+    } else {
+        quote! {}
+    };
+    quote! {
+        {
+            let present = [#(#present),*];
+            let set: Vec<&str> = [#(#names),*]
+                .into_iter()
+                .zip(present)
+                .filter_map(|(name, is_set)| is_set.then_some(name))
+                .collect();
+            if set.len() > 1 {
+                return Err(#runtime::validate::Violation::one_of_conflict(path, &[#(#names),*], set[1]));
+            }
+            #missing
+        }
+    }
+}
+
+/// The checks of one field, if its type or rules call for any.
+fn field_check(
+    message: &Message,
+    field: &Field,
+    runtime: &TokenStream,
+    statics: &mut Vec<TokenStream>,
+) -> Option<TokenStream> {
+    let ident = format_ident!("{}", field.name);
+    let json = &field.json_name;
+    match &field.ty {
+        FieldType::Message(_) if field.cardinality == Cardinality::Repeated => Some(quote! {
+            for (i, item) in self.#ident.iter().enumerate() {
+                #runtime::validate::Validate::validate(item, "")
+                    .map_err(|v| v.under(path, &format!("{}/{i}", #json)))?;
+            }
+        }),
+        FieldType::Message(_) => {
+            let missing = if field.cardinality == Cardinality::Required {
+                quote! { return Err(#runtime::validate::Violation::missing(path, #json)) }
+            } else {
+                quote! {}
+            };
+            Some(quote! {
+                match &self.#ident {
+                    Some(inner) => #runtime::validate::Validate::validate(inner, "")
+                        .map_err(|v| v.under(path, #json))?,
+                    None => { #missing }
+                }
+            })
+        }
+        FieldType::String => {
+            let checks = string_checks(message, field, runtime, statics);
+            guarded(field, &checks, true)
+        }
+        FieldType::Integer(Integer::Uint32 | Integer::Uint64) => {
+            let checks = number_checks(field, runtime);
+            guarded(field, &checks, false)
+        }
+        FieldType::Enum(enumeration) => {
+            // The zero value means "unset", and proto3 keeps unknown
+            // numbers: neither is a value the protocol defines.
+            let enumeration = format_ident!("{}", enumeration.name);
+            let check =
+                quote! { #runtime::validate::check_enum::<#enumeration>(value, path, #json)?; };
+            guarded(field, &[check], false)
+        }
+        _ => None,
+    }
+}
+
+/// `min_len`, `max_len`, `pattern` (compiled once, into a static).
+fn string_checks(
+    message: &Message,
+    field: &Field,
+    runtime: &TokenStream,
+    statics: &mut Vec<TokenStream>,
+) -> Vec<TokenStream> {
+    let json = &field.json_name;
+    let rules = &field.rules;
+    let mut checks = Vec::new();
+    if let Some(min) = rules.min_len {
+        let min = min as usize;
+        checks.push(quote! { #runtime::validate::check_min_len(value, #min, path, #json)?; });
+    }
+    if let Some(max) = rules.max_len {
+        let max = max as usize;
+        checks.push(quote! { #runtime::validate::check_max_len(value, #max, path, #json)?; });
+    }
+    if let Some(pattern) = &rules.pattern {
+        let regex = format_ident!(
+            "{}_{}_PATTERN",
+            snake(&message.name).to_ascii_uppercase(),
+            field.name.to_ascii_uppercase()
+        );
+        statics.push(quote! {
+            static #regex: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+                regex::Regex::new(#pattern).expect("proto pattern compiles")
+            });
+        });
+        checks.push(
+            quote! { #runtime::validate::check_pattern(value, &#regex, #pattern, path, #json)?; },
+        );
+    }
+    checks
+}
+
+/// `gte`/`gt` and `lte`/`lt`, as inclusive bounds.
+fn number_checks(field: &Field, runtime: &TokenStream) -> Vec<TokenStream> {
+    let json = &field.json_name;
+    let mut checks = Vec::new();
+    if let Some(min) = field.rules.min {
+        checks
+            .push(quote! { #runtime::validate::check_min(u64::from(value), #min, path, #json)?; });
+    }
+    if let Some(max) = field.rules.max {
+        checks
+            .push(quote! { #runtime::validate::check_max(u64::from(value), #max, path, #json)?; });
+    }
+    checks
+}
+
+/// The checks on `value`, the field's value: under `if let Some` for a
+/// field with presence (an unset field breaks no value rule). `by_ref`
+/// borrows rather than copies it.
+fn guarded(field: &Field, checks: &[TokenStream], by_ref: bool) -> Option<TokenStream> {
+    if checks.is_empty() {
+        return None;
+    }
+    let ident = format_ident!("{}", field.name);
+    let value = if by_ref {
+        quote! { &self.#ident }
+    } else {
+        quote! { self.#ident }
+    };
+    Some(if field.has_presence {
+        quote! { if let Some(value) = #value { #(#checks)* } }
+    } else {
+        quote! { { let value = #value; #(#checks)* } }
+    })
+}

@@ -1,0 +1,315 @@
+//! The generated validators and the generated JSON Schemas agree, on the
+//! fixture's inline protos (`fixture/src/protos.rs`, compiled by this
+//! crate in the fixture's build script).
+//!
+//! Each case is a JSON message. The JSON side checks it as the gateway
+//! does (its `Rules::check_json`, on the schema's definition of that
+//! `type`); the protobuf side types it with the generated serde attributes,
+//! takes it through protobuf bytes and runs the generated `Validate` impl
+//! (the gateway's `Rules::check_proto`). Both must accept it, or refuse it
+//! with the same pointer and the same words; a mistake only JSON can make
+//! (a wrong type, an unknown value) must be refused by the schema. A
+//! validator a consumer would use (the `jsonschema` crate, draft from
+//! `$schema`) must agree on validity too.
+
+use prost::Message as _;
+use serde_json::{Value, json};
+use tourcast::protocol::decode::Rules;
+use tourcast::protocol::schema::variants;
+use tourcast::protocol::validate::{Validate, Violation};
+use tourcast_codegen_fixture::v1::{self, envelope};
+use tourcast_codegen_fixture::{ENVELOPE_SCHEMA, OPEN_SCHEMA};
+
+/// The gateway's validator for one `type` of the fixture's envelope.
+fn json_rules(message_type: &str) -> Rules {
+    let union: Value = serde_json::from_str(ENVELOPE_SCHEMA).unwrap();
+    let (_, variant) = variants(&union)
+        .into_iter()
+        .find(|(t, _)| t == message_type)
+        .unwrap_or_else(|| panic!("no variant {message_type}"));
+    Rules::compile(message_type, variant).unwrap()
+}
+
+/// A validator as a consumer compiles the published schema.
+fn consumer(schema: &str) -> jsonschema::Validator {
+    jsonschema::validator_for(&serde_json::from_str(schema).unwrap()).unwrap()
+}
+
+fn valid_rules() -> Value {
+    json!({
+        "type": "rules",
+        "name": "ab",
+        "small": 1,
+        "big": 0,
+        "inner": {"id": "x"},
+        "items": [],
+        "color": "red",
+        "offset": -3,
+        "ratio": 0.5,
+        "flag": false
+    })
+}
+
+/// `valid_rules()` with `changes` applied (`null` removes a property).
+fn rules_with(changes: Value) -> Value {
+    let mut message = valid_rules();
+    for (key, value) in changes.as_object().unwrap() {
+        if value.is_null() {
+            message.as_object_mut().unwrap().remove(key);
+        } else {
+            message[key] = value.clone();
+        }
+    }
+    message
+}
+
+/// What each side says about `message`: the JSON side's verdict, and the
+/// protobuf side's when the message can be typed at all.
+fn verdicts(message: &Value) -> (Result<(), Violation>, Option<Result<(), Violation>>) {
+    let message_type = message["type"].as_str().unwrap();
+    let json = json_rules(message_type).check_json(message);
+    let proto = serde_json::from_value::<envelope::Kind>(message.clone())
+        .ok()
+        .map(|kind| {
+            // Through protobuf bytes, as a binary frame would arrive.
+            let bytes = v1::Envelope { kind: Some(kind) }.encode_to_vec();
+            let decoded = v1::Envelope::decode(bytes.as_slice()).unwrap();
+            json_rules(message_type).check_proto(&decoded)
+        });
+    let published = consumer(ENVELOPE_SCHEMA).is_valid(message);
+    assert_eq!(
+        published,
+        json.is_ok(),
+        "{message}: a consumer's validator disagrees with the gateway's ({json:?})"
+    );
+    (json, proto)
+}
+
+/// Both sides refuse `message` with `(path, words)`.
+fn assert_refused(message: Value, path: &str, words: &str) {
+    let (json, proto) = verdicts(&message);
+    let expected = Err(Violation {
+        path: path.into(),
+        message: words.into(),
+    });
+    assert_eq!(json, expected, "JSON: {message}");
+    assert_eq!(proto, Some(expected), "protobuf: {message}");
+}
+
+/// Both sides accept `message`.
+fn assert_accepted(message: Value) {
+    let (json, proto) = verdicts(&message);
+    assert_eq!(json, Ok(()), "JSON: {message}");
+    assert_eq!(proto, Some(Ok(())), "protobuf: {message}");
+}
+
+/// Only JSON can say it; the schema refuses it.
+fn assert_json_only_refused(message: Value) {
+    let (json, proto) = verdicts(&message);
+    assert!(json.is_err(), "JSON accepts {message}");
+    assert_eq!(
+        proto, None,
+        "serde types {message}, which the schema refuses"
+    );
+}
+
+#[test]
+fn string_lengths_and_patterns() {
+    assert_refused(
+        rules_with(json!({"name": ""})),
+        "/name",
+        "name is required and must not be empty",
+    );
+    assert_refused(
+        rules_with(json!({"name": "a"})),
+        "/name",
+        "name must be at least 2 characters long",
+    );
+    assert_refused(
+        rules_with(json!({"name": "abcdefghi"})),
+        "/name",
+        "name must be at most 8 characters long",
+    );
+    // Characters, not bytes: eight two-byte characters fit.
+    assert_accepted(rules_with(json!({"name": "éééééééé"})));
+    assert_refused(
+        rules_with(json!({"code": "ab1"})),
+        "/code",
+        "code does not match ^[A-Z]{3}$",
+    );
+    assert_accepted(rules_with(json!({"code": "ABC", "label": "abcd"})));
+    assert_refused(
+        rules_with(json!({"label": "abcde"})),
+        "/label",
+        "label must be at most 4 characters long",
+    );
+    assert_refused(
+        rules_with(json!({"label": "AB"})),
+        "/label",
+        "label does not match ^[a-z]+$",
+    );
+}
+
+#[test]
+fn integer_bounds() {
+    assert_refused(
+        rules_with(json!({"small": 0})),
+        "/small",
+        "small must be at least 1",
+    );
+    assert_refused(
+        rules_with(json!({"small": 11})),
+        "/small",
+        "small must be at most 10",
+    );
+    assert_accepted(rules_with(json!({"small": 10})));
+    // gt / lt are the inclusive bounds one step in.
+    assert_refused(
+        rules_with(json!({"exclusive": 1})),
+        "/exclusive",
+        "exclusive must be at least 2",
+    );
+    assert_refused(
+        rules_with(json!({"exclusive": 10})),
+        "/exclusive",
+        "exclusive must be at most 9",
+    );
+    assert_accepted(rules_with(json!({"exclusive": 9})));
+    assert_refused(
+        rules_with(json!({"big": 1_000_000_000_001_u64})),
+        "/big",
+        "big must be at most 1000000000000",
+    );
+    assert_json_only_refused(rules_with(json!({"small": -1})));
+    assert_json_only_refused(rules_with(json!({"small": "3"})));
+}
+
+#[test]
+fn required_nested_and_repeated_messages() {
+    assert_refused(
+        rules_with(json!({"inner": null})),
+        "/inner",
+        "inner is required",
+    );
+    assert_refused(
+        rules_with(json!({"inner": {"id": ""}})),
+        "/inner/id",
+        "id is required and must not be empty",
+    );
+    assert_refused(
+        rules_with(json!({"extra": {"id": "long"}})),
+        "/extra/id",
+        "id must be at most 3 characters long",
+    );
+    assert_refused(
+        rules_with(json!({"items": [{"id": "a"}, {"id": "toolong"}]})),
+        "/items/1/id",
+        "id must be at most 3 characters long",
+    );
+    assert_accepted(rules_with(
+        json!({"extra": {"id": "abc"}, "items": [{"id": "a"}]}),
+    ));
+}
+
+#[test]
+fn message_oneof_rules() {
+    let choice = |fields: Value| {
+        let mut message = json!({"type": "choice.made"});
+        message
+            .as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        message
+    };
+    assert_accepted(choice(json!({"a": "x"})));
+    assert_accepted(choice(json!({"b": 2, "d": "navy"})));
+    assert_refused(choice(json!({})), "/a", "a or b is required");
+    assert_refused(
+        choice(json!({"a": "x", "b": 1})),
+        "/b",
+        "only one of a, b may be set",
+    );
+    // The second group is not required, but exclusive.
+    assert_refused(
+        choice(json!({"a": "x", "c": "y", "d": "red"})),
+        "/d",
+        "only one of c, d may be set",
+    );
+    // A field of a group still has its own rules.
+    assert_refused(
+        choice(json!({"a": ""})),
+        "/a",
+        "a is required and must not be empty",
+    );
+}
+
+#[test]
+fn enums_use_their_json_names() {
+    assert_accepted(rules_with(json!({"color": "navy", "shade": "red"})));
+    // Only the JSON name is a name: not the value's own, not the zero value.
+    assert_json_only_refused(rules_with(json!({"color": "dark_blue"})));
+    assert_json_only_refused(rules_with(json!({"color": "unspecified"})));
+    assert_json_only_refused(rules_with(json!({"color": null})));
+    let typed: envelope::Kind =
+        serde_json::from_value(rules_with(json!({"color": "navy"}))).unwrap();
+    let envelope::Kind::Rules(rules) = &typed else {
+        panic!("{typed:?}");
+    };
+    assert_eq!(rules.color, v1::Color::DarkBlue as i32);
+    assert_eq!(serde_json::to_value(&typed).unwrap()["color"], "navy");
+    // An unset (zero) or unknown number is a protobuf-only mistake.
+    for number in [0, 7] {
+        let mut rules = rules.clone();
+        rules.color = number;
+        assert_eq!(
+            rules.validate(""),
+            Err(Violation {
+                path: "/color".into(),
+                message: format!("color has an unknown value {number}"),
+            })
+        );
+    }
+}
+
+#[test]
+fn json_view_options() {
+    // json_type names the variant; json names are the proto's; absent
+    // optionals are left out, never null.
+    let choice = envelope::Kind::Choice(v1::Choice {
+        a: Some("x".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        serde_json::to_value(&choice).unwrap(),
+        json!({"type": "choice.made", "a": "x"})
+    );
+    // Strict messages refuse unknown properties, on both sides.
+    assert_json_only_refused(rules_with(json!({"surprise": 1})));
+    // An open message (json_allow_unknown_fields) takes them.
+    let open = json!({"id": "o1", "surprise": {"any": "thing"}});
+    let rules = Rules::compile("Open", serde_json::from_str(OPEN_SCHEMA).unwrap()).unwrap();
+    assert_eq!(rules.check_json(&open), Ok(()));
+    assert!(consumer(OPEN_SCHEMA).is_valid(&open));
+    let typed: v1::Open = serde_json::from_value(open).unwrap();
+    assert_eq!(typed.id, "o1");
+    assert_eq!(typed.validate(""), Ok(()));
+    assert_eq!(
+        v1::Open { id: String::new() }.validate(""),
+        rules.check_json(&json!({"id": ""}))
+    );
+    // Routing keys come from the proto.
+    assert_eq!(
+        v1::Open::ROUTING_KEYS,
+        ["fixture.opened", "fixture.reopened"]
+    );
+}
+
+#[test]
+fn a_valid_message_passes_both_sides() {
+    assert_accepted(valid_rules());
+    assert_accepted(rules_with(json!({
+        "code": "XYZ", "label": "ok", "exclusive": 5, "big": 1_000_000_000_000_u64,
+        "extra": {"id": "e"}, "items": [{"id": "1"}, {"id": "22"}, {"id": "333"}],
+        "shade": "navy", "ratio": 1e300
+    })));
+}
