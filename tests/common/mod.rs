@@ -503,25 +503,9 @@ pub async fn http_get(url: &str) -> (u16, Value) {
 /// Tries a WebSocket handshake with `headers`; returns the HTTP status
 /// (101 when it upgraded) and the refusal's JSON body.
 pub async fn ws_handshake_with(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut request = url.into_client_request().expect("valid url");
-    for (name, value) in headers {
-        request.headers_mut().append(
-            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
-            HeaderValue::from_str(value).expect("header value"),
-        );
-    }
-    match tokio_tungstenite::connect_async(request).await {
+    match tokio_tungstenite::connect_async(request_with(url, headers)).await {
         Ok(_) => (101, Value::Null),
-        Err(tungstenite::Error::Http(response)) => {
-            let status = response.status().as_u16();
-            let body = response
-                .body()
-                .as_deref()
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or(Value::Null);
-            (status, body)
-        }
-        Err(other) => panic!("handshake failed without an HTTP answer: {other:?}"),
+        Err(error) => refusal(error),
     }
 }
 
@@ -533,13 +517,7 @@ pub async fn ws_connect_from(
     url: &str,
     headers: &[(&str, &str)],
 ) -> Result<Client, (u16, Value)> {
-    let mut request = url.into_client_request().expect("valid url");
-    for (name, value) in headers {
-        request.headers_mut().append(
-            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
-            HeaderValue::from_str(value).expect("header value"),
-        );
-    }
+    let request = request_with(url, headers);
     let authority = request.uri().authority().expect("url with a host").as_str();
     let target = tokio::net::lookup_host(authority)
         .await
@@ -557,16 +535,35 @@ pub async fn ws_connect_from(
     let stream = socket.connect(target).await.expect("TCP connect");
     match tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await {
         Ok((ws, _)) => Ok(Client::greeted(ws, Encoding::Json).await),
-        Err(tungstenite::Error::Http(response)) => {
+        Err(error) => Err(refusal(error)),
+    }
+}
+
+/// A handshake request for `url` with extra `headers`.
+fn request_with(url: &str, headers: &[(&str, &str)]) -> tungstenite::handshake::client::Request {
+    let mut request = url.into_client_request().expect("valid url");
+    for (name, value) in headers {
+        request.headers_mut().append(
+            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            HeaderValue::from_str(value).expect("header value"),
+        );
+    }
+    request
+}
+
+/// The HTTP status and JSON body of a refused handshake.
+fn refusal(error: tungstenite::Error) -> (u16, Value) {
+    match error {
+        tungstenite::Error::Http(response) => {
             let status = response.status().as_u16();
             let body = response
                 .body()
                 .as_deref()
                 .and_then(|b| serde_json::from_slice(b).ok())
                 .unwrap_or(Value::Null);
-            Err((status, body))
+            (status, body)
         }
-        Err(other) => panic!("handshake failed without an HTTP answer: {other:?}"),
+        other => panic!("handshake failed without an HTTP answer: {other:?}"),
     }
 }
 

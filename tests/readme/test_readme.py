@@ -348,10 +348,11 @@ class ReadmeRun:
             shape = readme.parse_shape(line, comment[len("wscat prints "):])
             self.expect(client, shape, where)
         elif comment.startswith("open http"):
-            url = comment[len("open "):].split()[0]
+            url = comment[len("open "):]
             if "<the token>" in url:
                 assert self.tokens, f"{where}: <the token> before any token"
                 url = url.replace("<the token>", self.tokens[-1])
+            url = url.split()[0]
             with urllib.request.urlopen(map_url(url, where), timeout=5) as response:
                 assert b'<div id="root">' in response.read(), f"{where}: {url} is not the dashboard"
             self.counts["open"] = self.counts.get("open", 0) + 1
