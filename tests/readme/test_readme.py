@@ -431,6 +431,7 @@ class ReadmeRun:
         are skipped, anything else is a failure."""
         deadline = time.monotonic() + REPLY_TIMEOUT
         last_problems: list[str] = []
+        last_message = None
         while True:
             remaining = deadline - time.monotonic()
             try:
@@ -438,14 +439,14 @@ class ReadmeRun:
             except TimeoutError:
                 raise AssertionError(
                     f"{where}: no reply shaped like the README's within {REPLY_TIMEOUT}s; "
-                    f"last near miss: {last_problems}"
+                    f"last near miss: {last_problems} in {json.dumps(last_message)}"
                 ) from None
             problems = mismatches(shape, message)
             if not problems:
                 self.counts["replies"] = self.counts.get("replies", 0) + 1
                 return message
             if message.get("type") in BROADCASTS:
-                last_problems = problems
+                last_problems, last_message = problems, message
                 continue
             raise AssertionError(f"{where}: the reply differs from the README's: {problems}\n{message}")
 
@@ -527,11 +528,18 @@ def clone():
     subprocess.run(["git", "checkout", "--quiet", head], cwd=path, check=True)
     (CHECKOUT / "target").mkdir(exist_ok=True)
     (path / "target").symlink_to(CHECKOUT / "target")
-    manifest = path / "Cargo.toml"
-    text = manifest.read_text()
-    suffixed = re.sub(r'(?m)^(version = "[^"]*)"', r'\1-readme-check"', text, count=1)
-    assert suffixed != text, "no package version in Cargo.toml"
-    manifest.write_text(suffixed)
+    # Every workspace package gets its own version, so that none of the
+    # clone's builds lands on the checkout's artifacts in the shared target/.
+    manifests = subprocess.run(["git", "ls-files", "Cargo.toml", "*/Cargo.toml"], cwd=path,
+                               capture_output=True, text=True, check=True).stdout.split()
+    suffixed_any = False
+    for name in manifests:
+        manifest = path / name
+        text = manifest.read_text()
+        suffixed = re.sub(r'(?ms)^(\[package\][^\[]*?^version = "[^"]*)"', r'\1-readme-check"', text, count=1)
+        suffixed_any |= suffixed != text
+        manifest.write_text(suffixed)
+    assert suffixed_any, "no package version in any Cargo.toml"
     for modules in ("bindings/node_modules", "dashboard/node_modules"):
         if (CHECKOUT / modules).is_dir():
             (path / modules).symlink_to(CHECKOUT / modules)
