@@ -81,24 +81,29 @@ cleanup_images() {
     fi
   done
 }
-t=$(date +%s)
-# --format docker: HEALTHCHECK is part of Docker's image format, not OCI's.
-podman build --quiet --isolation=chroot --pull=never --format docker \
-  --build-arg RUNTIME_IMAGE="$BASE" --build-arg BINARY_FROM=prebuilt \
-  -f deploy/Containerfile -t "$IMAGE" . >/dev/null
-say "podman build (chroot, prebuilt binary): $(elapsed "$t")"
-
 gateway_pid=
 mounted=0
+build_log=$(mktemp)
 finish() {
   local status=$?
   set +e
   [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null && wait "$gateway_pid" 2>/dev/null
   [ "$mounted" = 1 ] && podman image unmount "$IMAGE" >/dev/null
   [ "${KEEP_IMAGE:-0}" = 1 ] || cleanup_images
+  rm -f "$build_log"
   exit "$status"
 }
 trap finish EXIT
+
+t=$(date +%s)
+# --format docker: HEALTHCHECK is part of Docker's image format, not OCI's.
+podman build --isolation=chroot --pull=never --format docker \
+  --build-arg RUNTIME_IMAGE="$BASE" --build-arg BINARY_FROM=prebuilt \
+  -f deploy/Containerfile -t "$IMAGE" . >"$build_log" 2>&1 \
+  || { cat "$build_log" >&2; fail "podman build"; }
+grep -q 'STEP 1/1: FROM .* AS binary' "$build_log" && ! grep -q 'AS compile' "$build_log" \
+  || { cat "$build_log" >&2; fail "the build did not skip the compile stage for the prebuilt binary"; }
+say "podman build (chroot, prebuilt binary, compile stage skipped): $(elapsed "$t")"
 
 # --- 4. configuration ---------------------------------------------------
 config=$(podman image inspect --format '{{json .Config}}' "$IMAGE")
