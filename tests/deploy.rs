@@ -48,10 +48,13 @@ impl Nginx {
         std::fs::create_dir_all(dir.join("temp")).expect("scratch directory");
         std::fs::write(dir.join("tourcast.conf"), site).expect("site file");
         // The main configuration a distribution would ship, with every path
-        // in the scratch directory so that nginx needs no privileges.
+        // in the scratch directory so that nginx needs no privileges. One
+        // process, no master: a master killed by the test's end would leave
+        // its workers listening (and round robin is per process anyway).
         let d = dir.display();
         let main = format!(
-            "worker_processes 1;\n\
+            "master_process off;\n\
+             worker_processes 1;\n\
              pid {d}/nginx.pid;\n\
              error_log {d}/error.log info;\n\
              events {{ worker_connections 256; }}\n\
@@ -110,7 +113,15 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGKILL (nginx is a single process here), then reaped below: no
+        // listener outlives the test.
         let _ = self.child.start_kill();
+        for _ in 0..50 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
