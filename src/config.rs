@@ -2,6 +2,8 @@
 //! environment (the SPEC's variables), with defaults and clear errors.
 
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -127,6 +129,12 @@ pub struct GatewayConfig {
     #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
     pub max_connections_per_ip: usize,
 
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for the
+    /// per-IP cap and the logs): addresses or networks, comma-separated.
+    /// Empty trusts nobody, and the TCP peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<IpNet>,
+
     /// Client messages per second allowed on one connection (token bucket refill rate).
     #[arg(long, env = "RATE_LIMIT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: u32,
@@ -241,6 +249,17 @@ fn parse_origin(text: &str) -> Result<String, String> {
         return Err(format!("{text:?} is not an http(s) URL with a host"));
     }
     Ok(format!("{scheme}://{host}"))
+}
+
+/// A `TRUSTED_PROXIES` entry: `10.0.0.0/8`, `fd00::/8`, or one address.
+pub(crate) fn parse_proxy(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("an empty entry (write addresses or networks, comma-separated)".into());
+    }
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a network like 10.0.0.0/8"))
 }
 
 impl GatewayConfig {

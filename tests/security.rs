@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use common::{Client, Encoding, GatewayProcess, TestServer, updated};
 use tourcast::auth::{AuthConfig, Secret};
+use tourcast::server::forwarded::TrustedProxies;
 
 const SECRET: &str = "test-secret-do-not-use";
 const RSA_PRIVATE: &str = include_str!("fixtures/jwt/rsa_private.pem");
@@ -379,6 +380,42 @@ async fn too_many_connections_from_one_ip_get_429() {
         status_of(tokio_tungstenite::connect_async(server.ws_url()).await),
         429
     );
+    assert_alive(&mut first).await;
+    server.stop().await;
+}
+
+/// Behind a reverse proxy every client has the proxy's address; with the
+/// proxy in TRUSTED_PROXIES, the per-IP cap counts the address it forwards
+/// in `X-Forwarded-For`, and the same header from anyone else is ignored.
+#[tokio::test]
+async fn the_per_ip_cap_counts_forwarded_addresses_only_from_trusted_proxies() {
+    let server = TestServer::start_full(
+        |settings, _, _| {
+            settings.trusted_proxies = TrustedProxies::new(vec!["127.0.0.1/32".parse().unwrap()]);
+        },
+        AuthConfig::default(),
+        Some(1),
+    )
+    .await;
+    let proxy: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let xff = |address| [("x-forwarded-for", address)];
+    let url = server.ws_url();
+    let mut first = common::ws_connect_from(proxy, &url, &xff("198.51.100.1"))
+        .await
+        .expect("first forwarded client admitted");
+    let _second = common::ws_connect_from(proxy, &url, &xff("198.51.100.2"))
+        .await
+        .expect("another forwarded address is another client");
+    let refused = common::ws_connect_from(proxy, &url, &xff("198.51.100.1")).await;
+    assert_eq!(refused.err().map(|(status, _)| status), Some(429));
+
+    // Not a trusted proxy: the header is a forgery, the TCP peer counts.
+    let untrusted: std::net::IpAddr = "127.0.0.4".parse().unwrap();
+    let _direct = common::ws_connect_from(untrusted, &url, &xff("10.9.9.9"))
+        .await
+        .expect("the first connection from 127.0.0.4");
+    let forged = common::ws_connect_from(untrusted, &url, &xff("10.9.9.8")).await;
+    assert_eq!(forged.err().map(|(status, _)| status), Some(429));
     assert_alive(&mut first).await;
     server.stop().await;
 }

@@ -18,7 +18,6 @@
 //! authentication on, a timer that closes the connection (4001) when its
 //! token expires unless a `refresh` moved the deadline.
 
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -32,6 +31,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::commands::{self, ErrorReply};
+use super::forwarded::Peer;
 use super::limits::ConnectionSlot;
 use crate::auth::Identity;
 use crate::hub::outbox::{self, Outbound};
@@ -86,7 +86,7 @@ pub struct Handler {
     state: AppState,
     socket: WebSocket,
     encoding: Encoding,
-    peer: SocketAddr,
+    peer: Peer,
     client_id: Uuid,
     client: ClientHandle,
     outbound: outbox::Receiver,
@@ -107,7 +107,7 @@ impl Handler {
         state: AppState,
         socket: WebSocket,
         encoding: Encoding,
-        peer: SocketAddr,
+        peer: Peer,
         identity: Identity,
         slot: ConnectionSlot,
     ) -> Self {

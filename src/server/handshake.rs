@@ -5,7 +5,9 @@
 //! `tourcast.v1.proto`, or `?encoding=`; 400 when unsupported), and the
 //! connection caps (503 when the server is full, 429 when this IP holds too
 //! many). Only then is the connection upgraded, with buffers sized for small
-//! messages. Every refusal is counted by reason.
+//! messages. Every refusal is counted by reason. "This IP" is the client's
+//! address: the TCP peer's, or the one a trusted proxy forwarded
+//! ([`forwarded`](super::forwarded)); log lines name the same.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -52,10 +54,10 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(tcp): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
 ) -> Response {
-    accept(ws, &headers, &params, peer, state)
+    accept(ws, &headers, &params, tcp, state)
 }
 
 /// `GET /`: the WebSocket endpoint for old clients, or a landing page for browsers.
@@ -63,11 +65,11 @@ pub async fn upgrade_or_index(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(tcp): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
 ) -> Response {
     match ws {
-        Ok(ws) => accept(ws, &headers, &params, peer, state),
+        Ok(ws) => accept(ws, &headers, &params, tcp, state),
         Err(_) => super::dashboard::index_response(&headers),
     }
 }
@@ -76,9 +78,10 @@ fn accept(
     ws: WebSocketUpgrade,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-    peer: SocketAddr,
+    tcp: SocketAddr,
     state: AppState,
 ) -> Response {
+    let peer = state.settings.trusted_proxies.peer(tcp, headers);
     if let Err(origin) = check_origin(headers, &state.settings.allowed_origins) {
         if let Some(suppressed) = ORIGIN_LOG.admit() {
             tracing::info!(%peer, origin, suppressed, "handshake refused: origin not allowed");
@@ -131,7 +134,7 @@ fn accept(
             "catching up with the event stream; retry shortly",
         );
     }
-    let slot = match state.connections.try_acquire(peer.ip()) {
+    let slot = match state.connections.try_acquire(peer.client) {
         Ok(slot) => slot,
         Err(Refusal::Full) => {
             if let Some(suppressed) = CAPACITY_LOG.admit() {

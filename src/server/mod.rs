@@ -7,6 +7,7 @@
 pub mod commands;
 pub mod connection;
 pub mod dashboard;
+pub mod forwarded;
 pub mod handshake;
 pub mod health;
 pub mod limits;
@@ -57,6 +58,8 @@ pub struct ServerSettings {
     pub flood_limit: u32,
     /// Limits on connections that have not upgraded yet.
     pub pending: listener::PendingLimits,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: forwarded::TrustedProxies,
 }
 
 impl ServerSettings {
@@ -75,6 +78,7 @@ impl ServerSettings {
                 handshake_timeout: config.handshake_timeout,
                 max_pending: config.max_pending_connections,
             },
+            trusted_proxies: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),
         }
     }
 }

@@ -50,6 +50,7 @@ pub fn test_settings() -> ServerSettings {
             handshake_timeout: Duration::from_secs(10),
             max_pending: 256,
         },
+        trusted_proxies: Default::default(),
     }
 }
 
@@ -492,6 +493,44 @@ pub async fn http_get(url: &str) -> (u16, Value) {
 /// Tries a WebSocket handshake with `headers`; returns the HTTP status
 /// (101 when it upgraded) and the refusal's JSON body.
 pub async fn ws_handshake_with(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    match tokio_tungstenite::connect_async(request_with(url, headers)).await {
+        Ok(_) => (101, Value::Null),
+        Err(error) => refusal(error),
+    }
+}
+
+/// Connects to `url` from the local address `source` (any of 127.0.0.0/8
+/// on loopback) with extra `headers`: the greeted client, or the refused
+/// handshake's HTTP status and JSON body.
+pub async fn ws_connect_from(
+    source: std::net::IpAddr,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Client, (u16, Value)> {
+    let request = request_with(url, headers);
+    let authority = request.uri().authority().expect("url with a host").as_str();
+    let target = tokio::net::lookup_host(authority)
+        .await
+        .expect("resolvable host")
+        .next()
+        .expect("an address");
+    let socket = match source {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .expect("socket");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .expect("bind the source address");
+    let stream = socket.connect(target).await.expect("TCP connect");
+    match tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await {
+        Ok((ws, _)) => Ok(Client::greeted(ws, Encoding::Json).await),
+        Err(error) => Err(refusal(error)),
+    }
+}
+
+/// A handshake request for `url` with extra `headers`.
+fn request_with(url: &str, headers: &[(&str, &str)]) -> tungstenite::handshake::client::Request {
     let mut request = url.into_client_request().expect("valid url");
     for (name, value) in headers {
         request.headers_mut().append(
@@ -499,9 +538,13 @@ pub async fn ws_handshake_with(url: &str, headers: &[(&str, &str)]) -> (u16, Val
             HeaderValue::from_str(value).expect("header value"),
         );
     }
-    match tokio_tungstenite::connect_async(request).await {
-        Ok(_) => (101, Value::Null),
-        Err(tungstenite::Error::Http(response)) => {
+    request
+}
+
+/// The HTTP status and JSON body of a refused handshake.
+fn refusal(error: tungstenite::Error) -> (u16, Value) {
+    match error {
+        tungstenite::Error::Http(response) => {
             let status = response.status().as_u16();
             let body = response
                 .body()
@@ -510,7 +553,7 @@ pub async fn ws_handshake_with(url: &str, headers: &[(&str, &str)]) -> (u16, Val
                 .unwrap_or(Value::Null);
             (status, body)
         }
-        Err(other) => panic!("handshake failed without an HTTP answer: {other:?}"),
+        other => panic!("handshake failed without an HTTP answer: {other:?}"),
     }
 }
 

@@ -39,6 +39,12 @@ pub struct Rabbit {
 impl Rabbit {
     /// Declares a fresh exchange (the gateway declares the stream).
     pub async fn new() -> Self {
+        Self::with_prefix("tc-test").await
+    }
+
+    /// Like [`Rabbit::new`], with exchange and stream names that start
+    /// with `prefix` (each suite's own, so a leftover is traced to it).
+    pub async fn with_prefix(prefix: &str) -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let connection = Connection::connect(
             &amqp_url(),
@@ -51,7 +57,7 @@ impl Rabbit {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .expect("confirms");
-        let exchange = format!("tc-test-{tag}");
+        let exchange = format!("{prefix}-{tag}");
         channel
             .exchange_declare(
                 exchange.as_str().into(),
@@ -65,7 +71,7 @@ impl Rabbit {
             .await
             .expect("exchange");
         Rabbit {
-            stream: format!("tc-test-{tag}.stream"),
+            stream: format!("{prefix}-{tag}.stream"),
             exchange,
             tag,
             connection,
