@@ -184,7 +184,8 @@ def classify(number: int, text: str, argv: list[str]) -> Command:
     - `tourcast`-run: `cargo run [--release] [-q] [--bin tourcast] -- ARGS`,
       `./target/release/tourcast ARGS` or `tourcast ARGS` (the release
       binary); kind `token`, `publish`, `help` or `gateway` by ARGS;
-    - `tool`: `cargo run --bin X`/`-p X` for another binary of the workspace;
+    - `tool`: `cargo run --bin X`/`-p X` for another binary of the workspace,
+      or `cargo test -p X` for a workspace package's own tests;
     - `build`: `cargo build [--release]`;
     - `ci`: `bash .ci/run`;
     - `wscat`: `npx wscat -c URL [-H 'Name: value']`;
@@ -212,6 +213,12 @@ def classify(number: int, text: str, argv: list[str]) -> Command:
         if binary != "tourcast":
             return Command(number, text, "tool", argv=argv)
         return tourcast_command(number, text, argv, args)
+    if argv[0] == "cargo" and argv[1:2] == ["test"]:
+        # Only a workspace package's own tests (`cargo test -p X`): run as a
+        # tool, which must leave the tree as it found it.
+        if len(argv) == 4 and argv[2] in ("-p", "--package"):
+            return Command(number, text, "tool", argv=argv)
+        raise ReadmeError(f"line {number}: cargo test options not understood: {text}")
     if argv[0] == "cargo" and argv[1:2] == ["build"]:
         if any(option not in ("--release", "-q") for option in argv[2:]):
             raise ReadmeError(f"line {number}: cargo build options not understood: {text}")

@@ -31,9 +31,10 @@ def test_commands_are_classified_and_comments_and_continuations_handled():
         "echo '{\"tourId\":\"t # 1\"}' \\\n"
         "  | ./target/release/tourcast publish --kind low\n"
         "cargo run --bin codegen -- --check\n"
+        "cargo test -p tourcast-codegen\n"
         "```\n"
     )
-    assert [c.kind for c in found] == ["export", "gateway", "token", "wscat", "publish", "tool"]
+    assert [c.kind for c in found] == ["export", "gateway", "token", "wscat", "publish", "tool", "tool"]
     assert found[1].background and found[1].tourcast == ["--demo"]
     assert found[2].capture == "TOKEN"
     assert found[3].headers == [("Authorization", "Bearer $TOKEN")]
@@ -49,6 +50,7 @@ def test_commands_are_classified_and_comments_and_continuations_handled():
         "npx wscat --no-color -c ws://localhost:8080",
         "cat events | grep x | tourcast publish",
         "grep x file | tourcast publish",
+        "cargo test --workspace",
     ],
 )
 def test_a_command_it_does_not_know_is_an_error_not_a_skip(line):
