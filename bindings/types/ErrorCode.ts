@@ -3,4 +3,4 @@
 /**
  * Why a client message was refused.
  */
-export type ErrorCode = "invalid_message" | "unknown_type" | "unsupported_encoding" | "rate_limited" | "forbidden" | "too_large" | "internal" | "unauthorized";
+export type ErrorCode = "invalid_message" | "unknown_type" | "unsupported_encoding" | "rate_limited" | "forbidden" | "too_large" | "internal" | "unauthorized" | "unavailable";

@@ -3,16 +3,22 @@ import type { AvailabilityLow } from "./AvailabilityLow.js";
 import type { AvailabilityUpdated } from "./AvailabilityUpdated.js";
 import type { Connection } from "./Connection.js";
 import type { ErrorReply } from "./ErrorReply.js";
+import type { Joined } from "./Joined.js";
+import type { Left } from "./Left.js";
 import type { Notification } from "./Notification.js";
 import type { Pong } from "./Pong.js";
+import type { Presence } from "./Presence.js";
+import type { Published } from "./Published.js";
 import type { Refreshed } from "./Refreshed.js";
+import type { RoomMessage } from "./RoomMessage.js";
 import type { Snapshot } from "./Snapshot.js";
 import type { Stats } from "./Stats.js";
 import type { Subscribed } from "./Subscribed.js";
 import type { Unsubscribed } from "./Unsubscribed.js";
+import type { Viewers } from "./Viewers.js";
 
 /**
  * A server -> client message. In JSON, the chosen variant's fields sit next
  * to a `type` discriminator naming it, e.g. {"type":"pong","timestamp":"…"}.
  */
-export type ServerMessage = { "type": "connection" } & Connection | { "type": "subscribed" } & Subscribed | { "type": "unsubscribed" } & Unsubscribed | { "type": "snapshot" } & Snapshot | { "type": "tour.availability.updated" } & AvailabilityUpdated | { "type": "tour.availability.low" } & AvailabilityLow | { "type": "pong" } & Pong | { "type": "error" } & ErrorReply | { "type": "refreshed" } & Refreshed | { "type": "notification" } & Notification | { "type": "stats" } & Stats;
+export type ServerMessage = { "type": "connection" } & Connection | { "type": "subscribed" } & Subscribed | { "type": "unsubscribed" } & Unsubscribed | { "type": "snapshot" } & Snapshot | { "type": "tour.availability.updated" } & AvailabilityUpdated | { "type": "tour.availability.low" } & AvailabilityLow | { "type": "pong" } & Pong | { "type": "error" } & ErrorReply | { "type": "refreshed" } & Refreshed | { "type": "notification" } & Notification | { "type": "stats" } & Stats | { "type": "joined" } & Joined | { "type": "left" } & Left | { "type": "room.message" } & RoomMessage | { "type": "presence" } & Presence | { "type": "published" } & Published | { "type": "viewers" } & Viewers;

@@ -23,7 +23,12 @@ requestId?: string,
 /**
  * The channel to follow, instead of a tour.
  */
-channel?: Channel, } & (
+channel?: Channel, 
+/**
+ * With a tour id (not "*"): also deliver the tour's `viewers` count, at
+ * once and whenever it changes (at most once per `STATS_INTERVAL`).
+ */
+viewers?: boolean, } & (
   | { tourId: string; channel?: never }
   | { channel: Channel; tourId?: never }
 );

@@ -220,6 +220,9 @@ impl Codec {
             ClientMessage::Unsubscribe(m) => self.check("unsubscribe", m),
             ClientMessage::Refresh(m) => self.check("refresh", m),
             ClientMessage::RefreshStats(m) => self.check("refreshStats", m),
+            ClientMessage::Join(m) => self.check("join", m),
+            ClientMessage::Leave(m) => self.check("leave", m),
+            ClientMessage::Publish(m) => self.check("publish", m),
         };
         checked.map_err(|error| {
             // Copied only on this error path: a valid message allocates nothing more.
@@ -295,6 +298,9 @@ pub fn request_id_of(message: &ClientMessage) -> Option<&str> {
         ClientMessage::Unsubscribe(m) => m.request_id.as_deref(),
         ClientMessage::Refresh(m) => m.request_id.as_deref(),
         ClientMessage::RefreshStats(m) => m.request_id.as_deref(),
+        ClientMessage::Join(m) => m.request_id.as_deref(),
+        ClientMessage::Leave(m) => m.request_id.as_deref(),
+        ClientMessage::Publish(m) => m.request_id.as_deref(),
     }
 }
 

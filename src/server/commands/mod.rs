@@ -44,6 +44,9 @@ pub fn apply(message: ClientMessage, context: &mut Context<'_>) -> Option<Recove
         ClientMessage::Unsubscribe(_) => "unsubscribe",
         ClientMessage::Refresh(_) => "refresh",
         ClientMessage::RefreshStats(_) => "refreshStats",
+        ClientMessage::Join(_) => "join",
+        ClientMessage::Leave(_) => "leave",
+        ClientMessage::Publish(_) => "publish",
     };
     metrics::counter!(CLIENT_MESSAGES, "type" => kind).increment(1);
     match message {
@@ -52,6 +55,14 @@ pub fn apply(message: ClientMessage, context: &mut Context<'_>) -> Option<Recove
         ClientMessage::Unsubscribe(m) => unsubscribe::Unsubscribe::parse(m).apply(context),
         ClientMessage::Refresh(m) => refresh::Refresh::parse(m).apply(context),
         ClientMessage::RefreshStats(m) => refresh_stats::RefreshStats::parse(m).apply(context),
+        // TEMPORARY (rooms branch only): replaced by join.rs, leave.rs, publish.rs.
+        ClientMessage::Join(_) | ClientMessage::Leave(_) | ClientMessage::Publish(_) => {
+            ErrorReply::new(
+                crate::protocol::v1::ErrorCode::Unavailable,
+                "rooms are not served yet",
+            )
+            .send(context.client)
+        }
     }
     None
 }

@@ -8,6 +8,7 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import { file_tourcast_v1_options } from "./options_pb.js";
+import { file_tourcast_v1_room } from "./room_pb.js";
 import type { StreamPosition } from "./tour_pb.js";
 import { file_tourcast_v1_tour } from "./tour_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tourcast/v1/client.proto.
  */
 export const file_tourcast_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("Chh0b3VyY2FzdC92MS9jbGllbnQucHJvdG8SC3RvdXJjYXN0LnYxIocCCg1DbGllbnRNZXNzYWdlEiEKBHBpbmcYASABKAsyES50b3VyY2FzdC52MS5QaW5nSAASKwoJc3Vic2NyaWJlGAIgASgLMhYudG91cmNhc3QudjEuU3Vic2NyaWJlSAASLwoLdW5zdWJzY3JpYmUYAyABKAsyGC50b3VyY2FzdC52MS5VbnN1YnNjcmliZUgAEicKB3JlZnJlc2gYBCABKAsyFC50b3VyY2FzdC52MS5SZWZyZXNoSAASRAoNcmVmcmVzaF9zdGF0cxgFIAEoCzIZLnRvdXJjYXN0LnYxLlJlZnJlc2hTdGF0c0IQyvMYDHJlZnJlc2hTdGF0c0gAQgYKBGtpbmQiSQoEUGluZxIyCgpyZXF1ZXN0X2lkGAEgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdFXSskSACIAQFCDQoLX3JlcXVlc3RfaWQirQIKCVN1YnNjcmliZRJDCgd0b3VyX2lkGAEgASgJQi26SCpyKBABGEAyIl4oXCp8W0EtWmEtejAtOV1bQS1aYS16MC05Xy46LV0qKSRIAIgBARIvCgVzaW5jZRgCIAEoCzIbLnRvdXJjYXN0LnYxLlN0cmVhbVBvc2l0aW9uSAGIAQESMgoKcmVxdWVzdF9pZBgDIAEoCUIZukgWchQQARhAMg5eW1x4MjEtXHg3RV0rJEgCiAEBEioKB2NoYW5uZWwYBCABKA4yFC50b3VyY2FzdC52MS5DaGFubmVsSAOIAQE6GbpIFiIUCgd0b3VyX2lkCgdjaGFubmVsEAFCCgoIX3RvdXJfaWRCCAoGX3NpbmNlQg0KC19yZXF1ZXN0X2lkQgoKCF9jaGFubmVsIvQBCgtVbnN1YnNjcmliZRJDCgd0b3VyX2lkGAEgASgJQi26SCpyKBABGEAyIl4oXCp8W0EtWmEtejAtOV1bQS1aYS16MC05Xy46LV0qKSRIAIgBARIyCgpyZXF1ZXN0X2lkGAIgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdFXSskSAGIAQESKgoHY2hhbm5lbBgDIAEoDjIULnRvdXJjYXN0LnYxLkNoYW5uZWxIAogBAToZukgWIhQKB3RvdXJfaWQKB2NoYW5uZWwQAUIKCghfdG91cl9pZEINCgtfcmVxdWVzdF9pZEIKCghfY2hhbm5lbCKcAQoHUmVmcmVzaBJOCgV0b2tlbhgBIAEoCUI/ukg8cjoQARiAQDIzXltBLVphLXowLTlfPS1dK1wuW0EtWmEtejAtOV89LV0rXC5bQS1aYS16MC05Xz0tXSokEjIKCnJlcXVlc3RfaWQYAiABKAlCGbpIFnIUEAEYQDIOXltceDIxLVx4N0VdKyRIAIgBAUINCgtfcmVxdWVzdF9pZCJRCgxSZWZyZXNoU3RhdHMSMgoKcmVxdWVzdF9pZBgBIAEoCUIZukgWchQQARhAMg5eW1x4MjEtXHg3RV0rJEgAiAEBQg0KC19yZXF1ZXN0X2lkKlAKB0NoYW5uZWwSFwoTQ0hBTk5FTF9VTlNQRUNJRklFRBAAEhkKFUNIQU5ORUxfTk9USUZJQ0FUSU9OUxABEhEKDUNIQU5ORUxfU1RBVFMQAkJ3Cg9kZXYudG91cmNhc3QudjFCC0NsaWVudFByb3RvUAFaKnRvdXJjYXN0LmRldi9nZW4vZ28vdG91cmNhc3QvdjE7dG91cmNhc3R2MaoCC1RvdXJjYXN0LlYxygILVG91cmNhc3RcVjHqAgxUb3VyY2FzdDo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_tourcast_v1_options, file_tourcast_v1_tour]);
+  fileDesc("Chh0b3VyY2FzdC92MS9jbGllbnQucHJvdG8SC3RvdXJjYXN0LnYxIvgCCg1DbGllbnRNZXNzYWdlEiEKBHBpbmcYASABKAsyES50b3VyY2FzdC52MS5QaW5nSAASKwoJc3Vic2NyaWJlGAIgASgLMhYudG91cmNhc3QudjEuU3Vic2NyaWJlSAASLwoLdW5zdWJzY3JpYmUYAyABKAsyGC50b3VyY2FzdC52MS5VbnN1YnNjcmliZUgAEicKB3JlZnJlc2gYBCABKAsyFC50b3VyY2FzdC52MS5SZWZyZXNoSAASRAoNcmVmcmVzaF9zdGF0cxgFIAEoCzIZLnRvdXJjYXN0LnYxLlJlZnJlc2hTdGF0c0IQyvMYDHJlZnJlc2hTdGF0c0gAEiEKBGpvaW4YBiABKAsyES50b3VyY2FzdC52MS5Kb2luSAASIwoFbGVhdmUYByABKAsyEi50b3VyY2FzdC52MS5MZWF2ZUgAEicKB3B1Ymxpc2gYCCABKAsyFC50b3VyY2FzdC52MS5QdWJsaXNoSABCBgoEa2luZCJJCgRQaW5nEjIKCnJlcXVlc3RfaWQYASABKAlCGbpIFnIUEAEYQDIOXltceDIxLVx4N0VdKyRIAIgBAUINCgtfcmVxdWVzdF9pZCLPAgoJU3Vic2NyaWJlEkMKB3RvdXJfaWQYASABKAlCLbpIKnIoEAEYQDIiXihcKnxbQS1aYS16MC05XVtBLVphLXowLTlfLjotXSopJEgAiAEBEi8KBXNpbmNlGAIgASgLMhsudG91cmNhc3QudjEuU3RyZWFtUG9zaXRpb25IAYgBARIyCgpyZXF1ZXN0X2lkGAMgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdFXSskSAKIAQESKgoHY2hhbm5lbBgEIAEoDjIULnRvdXJjYXN0LnYxLkNoYW5uZWxIA4gBARIUCgd2aWV3ZXJzGAUgASgISASIAQE6GbpIFiIUCgd0b3VyX2lkCgdjaGFubmVsEAFCCgoIX3RvdXJfaWRCCAoGX3NpbmNlQg0KC19yZXF1ZXN0X2lkQgoKCF9jaGFubmVsQgoKCF92aWV3ZXJzIvQBCgtVbnN1YnNjcmliZRJDCgd0b3VyX2lkGAEgASgJQi26SCpyKBABGEAyIl4oXCp8W0EtWmEtejAtOV1bQS1aYS16MC05Xy46LV0qKSRIAIgBARIyCgpyZXF1ZXN0X2lkGAIgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdFXSskSAGIAQESKgoHY2hhbm5lbBgDIAEoDjIULnRvdXJjYXN0LnYxLkNoYW5uZWxIAogBAToZukgWIhQKB3RvdXJfaWQKB2NoYW5uZWwQAUIKCghfdG91cl9pZEINCgtfcmVxdWVzdF9pZEIKCghfY2hhbm5lbCKcAQoHUmVmcmVzaBJOCgV0b2tlbhgBIAEoCUI/ukg8cjoQARiAQDIzXltBLVphLXowLTlfPS1dK1wuW0EtWmEtejAtOV89LV0rXC5bQS1aYS16MC05Xz0tXSokEjIKCnJlcXVlc3RfaWQYAiABKAlCGbpIFnIUEAEYQDIOXltceDIxLVx4N0VdKyRIAIgBAUINCgtfcmVxdWVzdF9pZCJRCgxSZWZyZXNoU3RhdHMSMgoKcmVxdWVzdF9pZBgBIAEoCUIZukgWchQQARhAMg5eW1x4MjEtXHg3RV0rJEgAiAEBQg0KC19yZXF1ZXN0X2lkIr0BCgRKb2luEjcKBHJvb20YASABKAlCKbpIJnIkEAEYgAEyHV5bQS1aYS16MC05XVtBLVphLXowLTlfLjotXSokEi8KBXNpbmNlGAIgASgLMhsudG91cmNhc3QudjEuU3RyZWFtUG9zaXRpb25IAIgBARIyCgpyZXF1ZXN0X2lkGAMgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdFXSskSAGIAQFCCAoGX3NpbmNlQg0KC19yZXF1ZXN0X2lkIoMBCgVMZWF2ZRI3CgRyb29tGAEgASgJQim6SCZyJBABGIABMh1eW0EtWmEtejAtOV1bQS1aYS16MC05Xy46LV0qJBIyCgpyZXF1ZXN0X2lkGAIgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdFXSskSACIAQFCDQoLX3JlcXVlc3RfaWQinwEKB1B1Ymxpc2gSNwoEcm9vbRgBIAEoCUIpukgmciQQARiAATIdXltBLVphLXowLTldW0EtWmEtejAtOV8uOi1dKiQSGAoEdGV4dBgCIAEoCUIKukgHcgUQARiAIBIyCgpyZXF1ZXN0X2lkGAMgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdFXSskSACIAQFCDQoLX3JlcXVlc3RfaWQqUAoHQ2hhbm5lbBIXChNDSEFOTkVMX1VOU1BFQ0lGSUVEEAASGQoVQ0hBTk5FTF9OT1RJRklDQVRJT05TEAESEQoNQ0hBTk5FTF9TVEFUUxACQncKD2Rldi50b3VyY2FzdC52MUILQ2xpZW50UHJvdG9QAVoqdG91cmNhc3QuZGV2L2dlbi9nby90b3VyY2FzdC92MTt0b3VyY2FzdHYxqgILVG91cmNhc3QuVjHKAgtUb3VyY2FzdFxWMeoCDFRvdXJjYXN0OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_tourcast_v1_options, file_tourcast_v1_room, file_tourcast_v1_tour]);
 
 /**
  * Envelope of every client -> server message. In JSON the variant's fields
@@ -74,6 +75,32 @@ export type ClientMessage = Message<"tourcast.v1.ClientMessage"> & {
      */
     value: RefreshStats;
     case: "refreshStats";
+  } | {
+    /**
+     * Become a member of a room; answered by `joined`, then its recent
+     * messages (or, with `since`, the missed ones).
+     *
+     * @generated from field: tourcast.v1.Join join = 6;
+     */
+    value: Join;
+    case: "join";
+  } | {
+    /**
+     * Stop being a member of a room; answered by `left`.
+     *
+     * @generated from field: tourcast.v1.Leave leave = 7;
+     */
+    value: Leave;
+    case: "leave";
+  } | {
+    /**
+     * Post a message into a room the connection has joined; answered by
+     * `published` once the message is in the stream.
+     *
+     * @generated from field: tourcast.v1.Publish publish = 8;
+     */
+    value: Publish;
+    case: "publish";
   } | { case: undefined; value?: undefined };
 };
 
@@ -140,6 +167,14 @@ export type Subscribe = Message<"tourcast.v1.Subscribe"> & {
    * @generated from field: optional tourcast.v1.Channel channel = 4;
    */
   channel?: Channel | undefined;
+
+  /**
+   * With a tour id (not "*"): also deliver the tour's `viewers` count, at
+   * once and whenever it changes (at most once per `STATS_INTERVAL`).
+   *
+   * @generated from field: optional bool viewers = 5;
+   */
+  viewers?: boolean | undefined;
 };
 
 /**
@@ -237,6 +272,109 @@ export type RefreshStats = Message<"tourcast.v1.RefreshStats"> & {
  */
 export const RefreshStatsSchema: GenMessage<RefreshStats> = /*@__PURE__*/
   messageDesc(file_tourcast_v1_client, 5);
+
+/**
+ * Joins a room (SPEC "Rooms"). Needs the `rooms` claim naming the room (or
+ * "*"), or a gateway started with `--rooms-open` when JWT is off.
+ *
+ * @generated from message tourcast.v1.Join
+ */
+export type Join = Message<"tourcast.v1.Join"> & {
+  /**
+   * The room, e.g. "support_42".
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The last message the client holds; exactly the messages after it are
+   * sent, from memory or from the stream, when they can still be found.
+   *
+   * @generated from field: optional tourcast.v1.StreamPosition since = 2;
+   */
+  since?: StreamPosition | undefined;
+
+  /**
+   * Opaque client token, echoed in the reply.
+   *
+   * @generated from field: optional string request_id = 3;
+   */
+  requestId?: string | undefined;
+};
+
+/**
+ * Describes the message tourcast.v1.Join.
+ * Use `create(JoinSchema)` to create a new message.
+ */
+export const JoinSchema: GenMessage<Join> = /*@__PURE__*/
+  messageDesc(file_tourcast_v1_client, 6);
+
+/**
+ * Leaves a room joined with `join`.
+ *
+ * @generated from message tourcast.v1.Leave
+ */
+export type Leave = Message<"tourcast.v1.Leave"> & {
+  /**
+   * The room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * Opaque client token, echoed in the reply.
+   *
+   * @generated from field: optional string request_id = 2;
+   */
+  requestId?: string | undefined;
+};
+
+/**
+ * Describes the message tourcast.v1.Leave.
+ * Use `create(LeaveSchema)` to create a new message.
+ */
+export const LeaveSchema: GenMessage<Leave> = /*@__PURE__*/
+  messageDesc(file_tourcast_v1_client, 7);
+
+/**
+ * Posts a message into a room this connection has joined. The sender is
+ * the connection's user: there is no `from` to set. The gateway publishes
+ * it on the exchange and answers `published` once it is in the stream; a
+ * publish the broker does not confirm is answered `unavailable`.
+ *
+ * @generated from message tourcast.v1.Publish
+ */
+export type Publish = Message<"tourcast.v1.Publish"> & {
+  /**
+   * The room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The text, 1 to 4,096 characters.
+   *
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * Opaque client token, echoed in the reply.
+   *
+   * @generated from field: optional string request_id = 3;
+   */
+  requestId?: string | undefined;
+};
+
+/**
+ * Describes the message tourcast.v1.Publish.
+ * Use `create(PublishSchema)` to create a new message.
+ */
+export const PublishSchema: GenMessage<Publish> = /*@__PURE__*/
+  messageDesc(file_tourcast_v1_client, 8);
 
 /**
  * A channel other than a tour (SPEC "Channels"). Which user's or which

@@ -12,6 +12,8 @@ import { file_tourcast_v1_client } from "./client_pb.js";
 import type { Notification } from "./notification_pb.js";
 import { file_tourcast_v1_notification } from "./notification_pb.js";
 import { file_tourcast_v1_options } from "./options_pb.js";
+import type { Joined, Left, Presence, Published, RoomMessage } from "./room_pb.js";
+import { file_tourcast_v1_room } from "./room_pb.js";
 import type { Stats } from "./stats_pb.js";
 import { file_tourcast_v1_stats } from "./stats_pb.js";
 import type { TourState } from "./tour_pb.js";
@@ -22,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tourcast/v1/server.proto.
  */
 export const file_tourcast_v1_server: GenFile = /*@__PURE__*/
-  fileDesc("Chh0b3VyY2FzdC92MS9zZXJ2ZXIucHJvdG8SC3RvdXJjYXN0LnYxItsECg1TZXJ2ZXJNZXNzYWdlEi0KCmNvbm5lY3Rpb24YASABKAsyFy50b3VyY2FzdC52MS5Db25uZWN0aW9uSAASLQoKc3Vic2NyaWJlZBgCIAEoCzIXLnRvdXJjYXN0LnYxLlN1YnNjcmliZWRIABIxCgx1bnN1YnNjcmliZWQYAyABKAsyGS50b3VyY2FzdC52MS5VbnN1YnNjcmliZWRIABIpCghzbmFwc2hvdBgEIAEoCzIVLnRvdXJjYXN0LnYxLlNuYXBzaG90SAASXwoUYXZhaWxhYmlsaXR5X3VwZGF0ZWQYBSABKAsyIC50b3VyY2FzdC52MS5BdmFpbGFiaWxpdHlVcGRhdGVkQh3K8xgZdG91ci5hdmFpbGFiaWxpdHkudXBkYXRlZEgAElMKEGF2YWlsYWJpbGl0eV9sb3cYBiABKAsyHC50b3VyY2FzdC52MS5BdmFpbGFiaWxpdHlMb3dCGcrzGBV0b3VyLmF2YWlsYWJpbGl0eS5sb3dIABIhCgRwb25nGAcgASgLMhEudG91cmNhc3QudjEuUG9uZ0gAEigKBWVycm9yGAggASgLMhcudG91cmNhc3QudjEuRXJyb3JSZXBseUgAEisKCXJlZnJlc2hlZBgJIAEoCzIWLnRvdXJjYXN0LnYxLlJlZnJlc2hlZEgAEjEKDG5vdGlmaWNhdGlvbhgKIAEoCzIZLnRvdXJjYXN0LnYxLk5vdGlmaWNhdGlvbkgAEiMKBXN0YXRzGAsgASgLMhIudG91cmNhc3QudjEuU3RhdHNIAEIGCgRraW5kIo0BCgpDb25uZWN0aW9uEhEKCWNsaWVudF9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhAKCHByb3RvY29sGAMgASgJEicKCGVuY29kaW5nGAQgASgOMhUudG91cmNhc3QudjEuRW5jb2RpbmcSDQoFZXBvY2gYBSABKAkSEQoJdGltZXN0YW1wGAYgASgJIs4BCgpTdWJzY3JpYmVkEhQKB3RvdXJfaWQYASABKAlIAIgBARIWCglyZWNvdmVyZWQYAiABKAhIAYgBARIXCgpyZXF1ZXN0X2lkGAMgASgJSAKIAQESKgoHY2hhbm5lbBgEIAEoDjIULnRvdXJjYXN0LnYxLkNoYW5uZWxIA4gBARIQCgNzZXEYBSABKARIBIgBAUIKCghfdG91cl9pZEIMCgpfcmVjb3ZlcmVkQg0KC19yZXF1ZXN0X2lkQgoKCF9jaGFubmVsQgYKBF9zZXEikAEKDFVuc3Vic2NyaWJlZBIUCgd0b3VyX2lkGAEgASgJSACIAQESFwoKcmVxdWVzdF9pZBgCIAEoCUgBiAEBEioKB2NoYW5uZWwYAyABKA4yFC50b3VyY2FzdC52MS5DaGFubmVsSAKIAQFCCgoIX3RvdXJfaWRCDQoLX3JlcXVlc3RfaWRCCgoIX2NoYW5uZWwi2wEKCFNuYXBzaG90EiUKBXRvdXJzGAEgAygLMhYudG91cmNhc3QudjEuVG91clN0YXRlEg0KBWVwb2NoGAIgASgJEhYKCXJlY292ZXJlZBgDIAEoCEgAiAEBEhcKCnJlcXVlc3RfaWQYBCABKAlIAYgBARIRCgl0aW1lc3RhbXAYBSABKAkSEQoEcGFydBgGIAEoDUgCiAEBEhIKBXBhcnRzGAcgASgNSAOIAQFCDAoKX3JlY292ZXJlZEINCgtfcmVxdWVzdF9pZEIHCgVfcGFydEIICgZfcGFydHMikgEKEFRvdXJBdmFpbGFiaWxpdHkSDwoHdG91cl9pZBgBIAEoCRIWCgl0b3VyX25hbWUYAiABKAlIAIgBARIXCg9hdmFpbGFibGVfc2VhdHMYAyABKA0SGwoObWF4X2dyb3VwX3NpemUYBCABKA1IAYgBAUIMCgpfdG91cl9uYW1lQhEKD19tYXhfZ3JvdXBfc2l6ZSKOAQoTQXZhaWxhYmlsaXR5VXBkYXRlZBIzCgRkYXRhGAEgASgLMh0udG91cmNhc3QudjEuVG91ckF2YWlsYWJpbGl0eUIGukgDyAEBEgsKA3NlcRgCIAEoBBIRCgl0aW1lc3RhbXAYAyABKAkSFQoIZXZlbnRfaWQYBCABKAlIAIgBAUILCglfZXZlbnRfaWQikgEKD0xvd0F2YWlsYWJpbGl0eRIPCgd0b3VyX2lkGAEgASgJEhIKCnRvdXJfdGl0bGUYAiABKAkSFwoPYXZhaWxhYmxlX3NlYXRzGAMgASgNEhsKDm1heF9ncm91cF9zaXplGAQgASgNSACIAQESEQoJdGhyZXNob2xkGAUgASgNQhEKD19tYXhfZ3JvdXBfc2l6ZSKJAQoPQXZhaWxhYmlsaXR5TG93EjIKBGRhdGEYASABKAsyHC50b3VyY2FzdC52MS5Mb3dBdmFpbGFiaWxpdHlCBrpIA8gBARILCgNzZXEYAiABKAQSEQoJdGltZXN0YW1wGAMgASgJEhUKCGV2ZW50X2lkGAQgASgJSACIAQFCCwoJX2V2ZW50X2lkIkEKBFBvbmcSFwoKcmVxdWVzdF9pZBgBIAEoCUgAiAEBEhEKCXRpbWVzdGFtcBgCIAEoCUINCgtfcmVxdWVzdF9pZCKHAQoKRXJyb3JSZXBseRIkCgRjb2RlGAEgASgOMhYudG91cmNhc3QudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkSEQoEcGF0aBgDIAEoCUgAiAEBEhcKCnJlcXVlc3RfaWQYBCABKAlIAYgBAUIHCgVfcGF0aEINCgtfcmVxdWVzdF9pZCJHCglSZWZyZXNoZWQSEgoKZXhwaXJlc19hdBgBIAEoCRIXCgpyZXF1ZXN0X2lkGAIgASgJSACIAQFCDQoLX3JlcXVlc3RfaWQqSwoIRW5jb2RpbmcSGAoURU5DT0RJTkdfVU5TUEVDSUZJRUQQABIRCg1FTkNPRElOR19KU09OEAESEgoORU5DT0RJTkdfUFJPVE8QAiqQAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIeChpFUlJPUl9DT0RFX0lOVkFMSURfTUVTU0FHRRABEhsKF0VSUk9SX0NPREVfVU5LTk9XTl9UWVBFEAISIwofRVJST1JfQ09ERV9VTlNVUFBPUlRFRF9FTkNPRElORxADEhsKF0VSUk9SX0NPREVfUkFURV9MSU1JVEVEEAQSGAoURVJST1JfQ09ERV9GT1JCSURERU4QBRIYChRFUlJPUl9DT0RFX1RPT19MQVJHRRAGEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQBxIbChdFUlJPUl9DT0RFX1VOQVVUSE9SSVpFRBAIQncKD2Rldi50b3VyY2FzdC52MUILU2VydmVyUHJvdG9QAVoqdG91cmNhc3QuZGV2L2dlbi9nby90b3VyY2FzdC92MTt0b3VyY2FzdHYxqgILVG91cmNhc3QuVjHKAgtUb3VyY2FzdFxWMeoCDFRvdXJjYXN0OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_tourcast_v1_client, file_tourcast_v1_notification, file_tourcast_v1_options, file_tourcast_v1_stats, file_tourcast_v1_tour]);
+  fileDesc("Chh0b3VyY2FzdC92MS9zZXJ2ZXIucHJvdG8SC3RvdXJjYXN0LnYxIuoGCg1TZXJ2ZXJNZXNzYWdlEi0KCmNvbm5lY3Rpb24YASABKAsyFy50b3VyY2FzdC52MS5Db25uZWN0aW9uSAASLQoKc3Vic2NyaWJlZBgCIAEoCzIXLnRvdXJjYXN0LnYxLlN1YnNjcmliZWRIABIxCgx1bnN1YnNjcmliZWQYAyABKAsyGS50b3VyY2FzdC52MS5VbnN1YnNjcmliZWRIABIpCghzbmFwc2hvdBgEIAEoCzIVLnRvdXJjYXN0LnYxLlNuYXBzaG90SAASXwoUYXZhaWxhYmlsaXR5X3VwZGF0ZWQYBSABKAsyIC50b3VyY2FzdC52MS5BdmFpbGFiaWxpdHlVcGRhdGVkQh3K8xgZdG91ci5hdmFpbGFiaWxpdHkudXBkYXRlZEgAElMKEGF2YWlsYWJpbGl0eV9sb3cYBiABKAsyHC50b3VyY2FzdC52MS5BdmFpbGFiaWxpdHlMb3dCGcrzGBV0b3VyLmF2YWlsYWJpbGl0eS5sb3dIABIhCgRwb25nGAcgASgLMhEudG91cmNhc3QudjEuUG9uZ0gAEigKBWVycm9yGAggASgLMhcudG91cmNhc3QudjEuRXJyb3JSZXBseUgAEisKCXJlZnJlc2hlZBgJIAEoCzIWLnRvdXJjYXN0LnYxLlJlZnJlc2hlZEgAEjEKDG5vdGlmaWNhdGlvbhgKIAEoCzIZLnRvdXJjYXN0LnYxLk5vdGlmaWNhdGlvbkgAEiMKBXN0YXRzGAsgASgLMhIudG91cmNhc3QudjEuU3RhdHNIABIlCgZqb2luZWQYDCABKAsyEy50b3VyY2FzdC52MS5Kb2luZWRIABIhCgRsZWZ0GA0gASgLMhEudG91cmNhc3QudjEuTGVmdEgAEkIKDHJvb21fbWVzc2FnZRgOIAEoCzIYLnRvdXJjYXN0LnYxLlJvb21NZXNzYWdlQhDK8xgMcm9vbS5tZXNzYWdlSAASKQoIcHJlc2VuY2UYDyABKAsyFS50b3VyY2FzdC52MS5QcmVzZW5jZUgAEisKCXB1Ymxpc2hlZBgQIAEoCzIWLnRvdXJjYXN0LnYxLlB1Ymxpc2hlZEgAEicKB3ZpZXdlcnMYESABKAsyFC50b3VyY2FzdC52MS5WaWV3ZXJzSABCBgoEa2luZCKNAQoKQ29ubmVjdGlvbhIRCgljbGllbnRfaWQYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIQCghwcm90b2NvbBgDIAEoCRInCghlbmNvZGluZxgEIAEoDjIVLnRvdXJjYXN0LnYxLkVuY29kaW5nEg0KBWVwb2NoGAUgASgJEhEKCXRpbWVzdGFtcBgGIAEoCSLOAQoKU3Vic2NyaWJlZBIUCgd0b3VyX2lkGAEgASgJSACIAQESFgoJcmVjb3ZlcmVkGAIgASgISAGIAQESFwoKcmVxdWVzdF9pZBgDIAEoCUgCiAEBEioKB2NoYW5uZWwYBCABKA4yFC50b3VyY2FzdC52MS5DaGFubmVsSAOIAQESEAoDc2VxGAUgASgESASIAQFCCgoIX3RvdXJfaWRCDAoKX3JlY292ZXJlZEINCgtfcmVxdWVzdF9pZEIKCghfY2hhbm5lbEIGCgRfc2VxIpABCgxVbnN1YnNjcmliZWQSFAoHdG91cl9pZBgBIAEoCUgAiAEBEhcKCnJlcXVlc3RfaWQYAiABKAlIAYgBARIqCgdjaGFubmVsGAMgASgOMhQudG91cmNhc3QudjEuQ2hhbm5lbEgCiAEBQgoKCF90b3VyX2lkQg0KC19yZXF1ZXN0X2lkQgoKCF9jaGFubmVsItsBCghTbmFwc2hvdBIlCgV0b3VycxgBIAMoCzIWLnRvdXJjYXN0LnYxLlRvdXJTdGF0ZRINCgVlcG9jaBgCIAEoCRIWCglyZWNvdmVyZWQYAyABKAhIAIgBARIXCgpyZXF1ZXN0X2lkGAQgASgJSAGIAQESEQoJdGltZXN0YW1wGAUgASgJEhEKBHBhcnQYBiABKA1IAogBARISCgVwYXJ0cxgHIAEoDUgDiAEBQgwKCl9yZWNvdmVyZWRCDQoLX3JlcXVlc3RfaWRCBwoFX3BhcnRCCAoGX3BhcnRzIpIBChBUb3VyQXZhaWxhYmlsaXR5Eg8KB3RvdXJfaWQYASABKAkSFgoJdG91cl9uYW1lGAIgASgJSACIAQESFwoPYXZhaWxhYmxlX3NlYXRzGAMgASgNEhsKDm1heF9ncm91cF9zaXplGAQgASgNSAGIAQFCDAoKX3RvdXJfbmFtZUIRCg9fbWF4X2dyb3VwX3NpemUijgEKE0F2YWlsYWJpbGl0eVVwZGF0ZWQSMwoEZGF0YRgBIAEoCzIdLnRvdXJjYXN0LnYxLlRvdXJBdmFpbGFiaWxpdHlCBrpIA8gBARILCgNzZXEYAiABKAQSEQoJdGltZXN0YW1wGAMgASgJEhUKCGV2ZW50X2lkGAQgASgJSACIAQFCCwoJX2V2ZW50X2lkIpIBCg9Mb3dBdmFpbGFiaWxpdHkSDwoHdG91cl9pZBgBIAEoCRISCgp0b3VyX3RpdGxlGAIgASgJEhcKD2F2YWlsYWJsZV9zZWF0cxgDIAEoDRIbCg5tYXhfZ3JvdXBfc2l6ZRgEIAEoDUgAiAEBEhEKCXRocmVzaG9sZBgFIAEoDUIRCg9fbWF4X2dyb3VwX3NpemUiiQEKD0F2YWlsYWJpbGl0eUxvdxIyCgRkYXRhGAEgASgLMhwudG91cmNhc3QudjEuTG93QXZhaWxhYmlsaXR5Qga6SAPIAQESCwoDc2VxGAIgASgEEhEKCXRpbWVzdGFtcBgDIAEoCRIVCghldmVudF9pZBgEIAEoCUgAiAEBQgsKCV9ldmVudF9pZCJBCgRQb25nEhcKCnJlcXVlc3RfaWQYASABKAlIAIgBARIRCgl0aW1lc3RhbXAYAiABKAlCDQoLX3JlcXVlc3RfaWQihwEKCkVycm9yUmVwbHkSJAoEY29kZRgBIAEoDjIWLnRvdXJjYXN0LnYxLkVycm9yQ29kZRIPCgdtZXNzYWdlGAIgASgJEhEKBHBhdGgYAyABKAlIAIgBARIXCgpyZXF1ZXN0X2lkGAQgASgJSAGIAQFCBwoFX3BhdGhCDQoLX3JlcXVlc3RfaWQiRwoJUmVmcmVzaGVkEhIKCmV4cGlyZXNfYXQYASABKAkSFwoKcmVxdWVzdF9pZBgCIAEoCUgAiAEBQg0KC19yZXF1ZXN0X2lkIjwKB1ZpZXdlcnMSDwoHdG91cl9pZBgBIAEoCRINCgVjb3VudBgCIAEoDRIRCgl0aW1lc3RhbXAYAyABKAkqSwoIRW5jb2RpbmcSGAoURU5DT0RJTkdfVU5TUEVDSUZJRUQQABIRCg1FTkNPRElOR19KU09OEAESEgoORU5DT0RJTkdfUFJPVE8QAiqsAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIeChpFUlJPUl9DT0RFX0lOVkFMSURfTUVTU0FHRRABEhsKF0VSUk9SX0NPREVfVU5LTk9XTl9UWVBFEAISIwofRVJST1JfQ09ERV9VTlNVUFBPUlRFRF9FTkNPRElORxADEhsKF0VSUk9SX0NPREVfUkFURV9MSU1JVEVEEAQSGAoURVJST1JfQ09ERV9GT1JCSURERU4QBRIYChRFUlJPUl9DT0RFX1RPT19MQVJHRRAGEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQBxIbChdFUlJPUl9DT0RFX1VOQVVUSE9SSVpFRBAIEhoKFkVSUk9SX0NPREVfVU5BVkFJTEFCTEUQCUJ3Cg9kZXYudG91cmNhc3QudjFCC1NlcnZlclByb3RvUAFaKnRvdXJjYXN0LmRldi9nZW4vZ28vdG91cmNhc3QvdjE7dG91cmNhc3R2MaoCC1RvdXJjYXN0LlYxygILVG91cmNhc3RcVjHqAgxUb3VyY2FzdDo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_tourcast_v1_client, file_tourcast_v1_notification, file_tourcast_v1_options, file_tourcast_v1_room, file_tourcast_v1_stats, file_tourcast_v1_tour]);
 
 /**
  * Envelope of every server -> client message. In JSON the variant's fields
@@ -125,6 +127,54 @@ export type ServerMessage = Message<"tourcast.v1.ServerMessage"> & {
      */
     value: Stats;
     case: "stats";
+  } | {
+    /**
+     * Acknowledges a `join`; the room's recent (or missed) messages follow.
+     *
+     * @generated from field: tourcast.v1.Joined joined = 12;
+     */
+    value: Joined;
+    case: "joined";
+  } | {
+    /**
+     * Acknowledges a `leave`.
+     *
+     * @generated from field: tourcast.v1.Left left = 13;
+     */
+    value: Left;
+    case: "left";
+  } | {
+    /**
+     * A message in a room the connection has joined.
+     *
+     * @generated from field: tourcast.v1.RoomMessage room_message = 14;
+     */
+    value: RoomMessage;
+    case: "roomMessage";
+  } | {
+    /**
+     * Someone joined or left a room the connection has joined.
+     *
+     * @generated from field: tourcast.v1.Presence presence = 15;
+     */
+    value: Presence;
+    case: "presence";
+  } | {
+    /**
+     * Acknowledges a `publish`: the message is in the stream.
+     *
+     * @generated from field: tourcast.v1.Published published = 16;
+     */
+    value: Published;
+    case: "published";
+  } | {
+    /**
+     * How many connections are looking at a tour (`subscribe` with `viewers`).
+     *
+     * @generated from field: tourcast.v1.Viewers viewers = 17;
+     */
+    value: Viewers;
+    case: "viewers";
   } | { case: undefined; value?: undefined };
 };
 
@@ -623,6 +673,44 @@ export const RefreshedSchema: GenMessage<Refreshed> = /*@__PURE__*/
   messageDesc(file_tourcast_v1_server, 11);
 
 /**
+ * How many connections are looking at a tour: those subscribed to it by
+ * name (not through "*") on every instance. Sent to subscribers that asked
+ * for `viewers`, at once and whenever the count changes, at most once per
+ * `STATS_INTERVAL`.
+ *
+ * @generated from message tourcast.v1.Viewers
+ */
+export type Viewers = Message<"tourcast.v1.Viewers"> & {
+  /**
+   * The tour.
+   *
+   * @generated from field: string tour_id = 1;
+   */
+  tourId: string;
+
+  /**
+   * Connections subscribed to it by name, over every live instance.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * When the count was taken (RFC 3339).
+   *
+   * @generated from field: string timestamp = 3;
+   */
+  timestamp: string;
+};
+
+/**
+ * Describes the message tourcast.v1.Viewers.
+ * Use `create(ViewersSchema)` to create a new message.
+ */
+export const ViewersSchema: GenMessage<Viewers> = /*@__PURE__*/
+  messageDesc(file_tourcast_v1_server, 12);
+
+/**
  * The wire encoding of a connection.
  *
  * @generated from enum tourcast.v1.Encoding
@@ -725,6 +813,14 @@ export enum ErrorCode {
    * @generated from enum value: ERROR_CODE_UNAUTHORIZED = 8;
    */
   UNAUTHORIZED = 8,
+
+  /**
+   * The server could not do it now (e.g. the broker did not confirm a
+   * `publish`); nothing was half done, and the request may be retried.
+   *
+   * @generated from enum value: ERROR_CODE_UNAVAILABLE = 9;
+   */
+  UNAVAILABLE = 9,
 }
 
 /**
