@@ -113,6 +113,8 @@ export interface TourcastClientOptions {
   connectTimeoutMs?: number;
   /** Requests that may wait for a connection (default 1 000); more are refused. */
   maxQueuedRequests?: number;
+  /** Publishes per room that may wait for the room to be (re)joined (default 100); more are refused (`queue_full`). */
+  maxQueuedPublishes?: number;
   /** Low-availability alerts kept in the state (default 20). */
   maxAlerts?: number;
   /** Random source for the jitter (tests). */
@@ -120,7 +122,17 @@ export interface TourcastClientOptions {
 }
 
 /** Why a request failed: the server's `error` code, or a client-side reason. */
-export type TourcastErrorCode = ErrorCode | "timeout" | "closed" | "cancelled" | "queue_full" | "no_token";
+export type TourcastErrorCode =
+  | ErrorCode
+  | "timeout"
+  | "closed"
+  | "cancelled"
+  | "queue_full"
+  | "no_token"
+  /** `room.publish` on a room not joined (call `join()` first). */
+  | "not_joined"
+  /** A publish whose connection was lost before the server answered: it may or may not have been posted. */
+  | "unconfirmed";
 
 /** Close codes the client reports for connections it gave up on itself. */
 export const CLIENT_CLOSE = {
@@ -154,6 +166,12 @@ export interface SubscribeOptions {
   since?: StreamPosition | null;
   /** Overrides `requestTimeoutMs` for this request. */
   timeoutMs?: number;
+  /**
+   * With a tour id (not `"*"`): also deliver the tour's `viewers` count, at
+   * once and whenever it changes; kept across reconnects. Most applications
+   * use `client.viewers(tourId, handler)` instead.
+   */
+  viewers?: boolean;
 }
 
 /** The error of every request made on (or pending in) a closed client. */

@@ -10,6 +10,8 @@
 // - subscriptions.ts: the tours wanted, the state held for them, recovery;
 // - channels.ts: the channels wanted (`notifications`, `stats`), the newest
 //   notification position (recovery, duplicate dropping), the latest stats;
+// - rooms.ts: the rooms joined (`client.room(name)`): membership kept across
+//   reconnects, members, deduplicated messages, the publish queue;
 // - snapshots.ts: the parts of a large snapshot, put back together.
 // This file routes server messages between them, emits the state and calls
 // the application's handlers.
@@ -33,6 +35,7 @@ import {
 import { Channels, type NotificationOf, type StatsMessage } from "./channels.js";
 import { Connection } from "./connection.js";
 import { channelKey, Requests, type TargetKey } from "./requests.js";
+import { Room, Rooms, type RoomOptions } from "./rooms.js";
 import { Subscriptions } from "./subscriptions.js";
 
 export {
@@ -52,6 +55,19 @@ export {
 } from "./api.js";
 
 export type { NotificationOf, StatsMessage } from "./channels.js";
+export {
+  Room,
+  type PublishResult,
+  type RoomData,
+  type RoomEvents,
+  type RoomMessageOf,
+  type RoomOptions,
+  type RoomState,
+  type RoomStatus,
+} from "./rooms.js";
+
+/** A tour's `viewers` message: how many connections look at it, on every instance. */
+export type ViewersMessage = MessageOf<"viewers">;
 
 type AnyHandler = (message: ServerMessage) => void;
 
@@ -111,6 +127,14 @@ export class TourcastClient {
   /** The subscribe of each channel wanted: what `ready` returns to later listeners. */
   readonly #channelReady = new Map<Channel, Promise<MessageOf<"subscribed">>>();
   readonly #snapshotParts = new SnapshotParts();
+  readonly #rooms: Rooms;
+  /** `client.viewers` listeners, by tour. */
+  readonly #viewerListeners = new Map<string, Set<(message: ViewersMessage) => void>>();
+  /** The newest `viewers` count of each tour whose count is wanted. */
+  readonly #viewerCounts = new Map<string, ViewersMessage>();
+  /** The `viewers()` subscribe of each tour: what `ready` returns to later listeners. */
+  readonly #viewerReady = new Map<string, { ready: Promise<MessageOf<"subscribed">>; owned: boolean }>();
+  #roomRequests = 0;
   #clientId: string | undefined;
   #state: ClientState;
 
@@ -119,7 +143,10 @@ export class TourcastClient {
     this.#connection = new Connection(options, this.#counters, {
       changed: () => this.#emitState(),
       opened: () => this.#renew(),
-      lost: () => this.#requests.unsent(),
+      lost: () => {
+        this.#requests.unsent();
+        this.#rooms.lost();
+      },
       gaveUp: () => this.close(),
       message: (message) => {
         // The parts of a large snapshot become one message.
@@ -148,6 +175,16 @@ export class TourcastClient {
       },
       options,
     );
+    const roomIdPrefix = `r${Math.floor(Math.random() * 36 ** 4).toString(36)}-`;
+    this.#rooms = new Rooms({
+      isOpen: () => this.#connection.isOpen,
+      send: (message) => this.#connection.send(message),
+      epoch: () => this.#subscriptions.epoch,
+      isClosed: () => this.#connection.status === "closed",
+      requestId: () => `${roomIdPrefix}${++this.#roomRequests}`,
+      requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
+      maxQueuedPublishes: options.maxQueuedPublishes ?? 100,
+    });
     this.#state = this.#buildState();
     if (options.autoConnect !== false) this.connect();
   }
@@ -230,11 +267,13 @@ export class TourcastClient {
   subscribe(tourId: string, options: SubscribeOptions = {}): Promise<MessageOf<"subscribed">> {
     if (this.#connection.status === "closed") return Promise.reject(closedError());
     this.#subscriptions.want(tourId);
+    if (options.viewers === true) this.#subscriptions.wantViewers(tourId);
     const given = options.since;
+    const viewers = this.#subscriptions.wantsViewers(tourId) ? { viewers: true } : {};
     const message: ClientMessage =
       given === undefined || given === null
-        ? { type: "subscribe", tourId }
-        : { type: "subscribe", tourId, since: given };
+        ? { type: "subscribe", tourId, ...viewers }
+        : { type: "subscribe", tourId, since: given, ...viewers };
     const sinceMode = given === undefined ? "auto" : given === null ? "none" : "given";
     return new Promise((resolve, reject) => {
       this.#requests.request({ expect: "subscribed", resolve }, message, reject, { sinceMode, timeoutMs: options.timeoutMs });
@@ -373,6 +412,86 @@ export class TourcastClient {
     });
   }
 
+  // --- rooms and viewers -------------------------------------------------------
+
+  /**
+   * The room `name` (the same object on every call): `join()`, `leave()`,
+   * `publish(text, data?)`, typed `message` and `presence` events, and a live
+   * member list. See {@link Room}.
+   *
+   * ```ts
+   * const room = client.room("support_42");
+   * room.on("message", (m) => show(m.from.userId, m.text));
+   * await room.join();
+   * await room.publish("Bonjour !");
+   * ```
+   */
+  room(name: string, options?: RoomOptions): Room {
+    return this.#rooms.get(name, options);
+  }
+
+  /** The rooms the client is a member of, or joining (kept across reconnects). */
+  get rooms(): ReadonlySet<string> {
+    return this.#rooms.wanted;
+  }
+
+  /**
+   * Calls `handler` with the number of connections looking at `tourId` (on
+   * every instance): at once, then whenever it changes (at most once per
+   * `STATS_INTERVAL`). Subscribes the tour by name with `viewers: true` for
+   * the first listener (the state then holds the tour too) and, when that
+   * subscribe was made for it, unsubscribes it after the last one goes.
+   * Kept across reconnects.
+   */
+  viewers(tourId: string, handler: (message: ViewersMessage) => void, options: ChannelOptions = {}): ChannelSubscription {
+    let listeners = this.#viewerListeners.get(tourId);
+    if (listeners === undefined) {
+      listeners = new Set();
+      this.#viewerListeners.set(tourId, listeners);
+    }
+    listeners.add(handler);
+    let entry = this.#viewerReady.get(tourId);
+    if (entry === undefined || !this.#subscriptions.wantsViewers(tourId)) {
+      const owned = entry?.owned ?? !this.#subscriptions.wanted.has(tourId);
+      const ready = this.subscribe(tourId, { viewers: true });
+      entry = { ready, owned };
+      this.#viewerReady.set(tourId, entry);
+      const current = entry;
+      ready.catch((e: unknown) => {
+        if (this.#viewerReady.get(tourId) === current) this.#viewerReady.delete(tourId);
+        const error = asError(e);
+        if (error instanceof TourcastError && (error.code === "closed" || error.code === "cancelled")) return;
+        if (options.onError !== undefined) safely(() => options.onError?.(error instanceof TourcastError ? error : new TourcastError("internal", error.message)));
+        else this.#emitError(error);
+      });
+    }
+    const latest = this.#viewerCounts.get(tourId);
+    if (latest !== undefined) queueMicrotask(() => listeners.has(handler) && safely(() => handler(latest)));
+    const set = listeners;
+    let active = true;
+    const stop = () => {
+      if (!active) return;
+      active = false;
+      set.delete(handler);
+      // A tick later, when no listener came back meanwhile (StrictMode).
+      setTimeout(() => {
+        if (set.size > 0 || this.#connection.status === "closed") return;
+        const held = this.#viewerReady.get(tourId);
+        this.#viewerReady.delete(tourId);
+        this.#viewerListeners.delete(tourId);
+        this.#viewerCounts.delete(tourId);
+        this.#subscriptions.unwantViewers(tourId);
+        if (held?.owned === true && this.#subscriptions.wanted.has(tourId)) this.unsubscribe(tourId).catch(() => undefined);
+      }, 0);
+    };
+    return Object.assign(stop, { ready: entry.ready });
+  }
+
+  /** The newest viewer count of `tourId`, when {@link viewers} listens to it and one arrived. */
+  viewerCount(tourId: string): number | undefined {
+    return this.#viewerCounts.get(tourId)?.count;
+  }
+
   /** Round trip to the server; resolves with its `pong`. */
   ping(options: { timeoutMs?: number } = {}): Promise<MessageOf<"pong">> {
     if (this.#connection.status === "closed") return Promise.reject(closedError());
@@ -412,6 +531,7 @@ export class TourcastClient {
     this.#connection.shutdown();
     this.#requests.rejectAll(closedError);
     this.#connection.markClosed();
+    this.#rooms.closed();
   }
 
   // --- channels ---------------------------------------------------------------
@@ -504,7 +624,7 @@ export class TourcastClient {
     for (const tourId of this.#subscriptions.toRenew(pending)) {
       this.#requests.request(
         { expect: "subscribed", resolve: () => undefined },
-        { type: "subscribe", tourId },
+        this.#subscriptions.wantsViewers(tourId) ? { type: "subscribe", tourId, viewers: true } : { type: "subscribe", tourId },
         (error) => {
           if (error instanceof TourcastError && error.code !== "timeout" && error.code !== "closed") {
             this.#emitError(error);
@@ -513,6 +633,8 @@ export class TourcastClient {
         { sinceMode: "auto", internal: true },
       );
     }
+    // Rooms rejoin with `since`; their publishes wait for their `joined`.
+    this.#rooms.opened();
     this.#requests.flush();
   }
 
@@ -564,11 +686,25 @@ export class TourcastClient {
       case "refreshed":
         this.#requests.settle(message.requestId, message);
         return true;
-      case "error":
-        if (!this.#requests.settle(message.requestId, message)) {
-          this.#emitError(new TourcastError(message.code, message.message, message.path, message.requestId));
-        }
+      case "error": {
+        if (this.#requests.settle(message.requestId, message)) return true;
+        const error = new TourcastError(message.code, message.message, message.path, message.requestId);
+        if (!this.#rooms.refused(message.requestId, error)) this.#emitError(error);
         return true;
+      }
+      case "joined":
+      case "left":
+      case "room.message":
+      case "presence":
+      case "published":
+        return this.#rooms.apply(message);
+      case "viewers": {
+        const listeners = this.#viewerListeners.get(message.tourId);
+        if (listeners === undefined) return true;
+        this.#viewerCounts.set(message.tourId, message);
+        for (const listener of [...listeners]) safely(() => listener(message));
+        return true;
+      }
     }
   }
 

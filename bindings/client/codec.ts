@@ -3,7 +3,7 @@
 // codec is a separate entry point (`@tourcast/bindings/proto`) so that
 // JSON-only applications do not bundle the protobuf runtime.
 
-import type { Channel, ClientMessage, Encoding, NotificationKind, ServerMessage } from "../index.js";
+import type { Channel, ClientMessage, Encoding, NotificationKind, PresenceAction, ServerMessage } from "../index.js";
 
 /** A frame as received from a WebSocket (`binaryType = "arraybuffer"`). */
 export type Frame = string | ArrayBuffer | ArrayBufferView;
@@ -67,6 +67,9 @@ const namesTarget = (m: Record<string, unknown>): boolean =>
   optional(m.channel, (c) => CHANNELS.has(c)) &&
   (m.tourId !== undefined || m.channel !== undefined);
 
+const isMember = (v: unknown): boolean => isObject(v) && isString(v.userId);
+const PRESENCE_ACTIONS: ReadonlySet<unknown> = new Set<PresenceAction>(["joined", "left", "count"]);
+
 const isByEncoding = (v: unknown): boolean => isObject(v) && isCount(v.json) && isCount(v.proto);
 const isTourSubscribers = (v: unknown): boolean => isObject(v) && isString(v.tourId) && isCount(v.subscribers);
 const isInstanceStats = (v: unknown): boolean =>
@@ -107,6 +110,20 @@ const SHAPES: Shapes = {
     m.instances.every(isInstanceStats) &&
     Array.isArray(m.topTours) &&
     m.topTours.every(isTourSubscribers),
+  joined: (m) =>
+    isString(m.room) && Array.isArray(m.members) && m.members.every(isMember) && isCount(m.memberCount) && isCount(m.seq),
+  left: (m) => isString(m.room),
+  "room.message": (m) =>
+    isString(m.room) &&
+    isMember(m.from) &&
+    isString(m.text) &&
+    isString(m.messageId) &&
+    isCount(m.seq) &&
+    optional(m.data, isObject),
+  presence: (m) =>
+    isString(m.room) && PRESENCE_ACTIONS.has(m.action) && isCount(m.memberCount) && optional(m.userId, isString),
+  published: (m) => isString(m.room) && isCount(m.seq) && isString(m.messageId),
+  viewers: (m) => isString(m.tourId) && isCount(m.count),
 };
 
 const isKnownType = (t: string): t is ServerMessage["type"] => Object.hasOwn(SHAPES, t);

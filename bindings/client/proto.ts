@@ -16,6 +16,8 @@ import type {
   InstanceStats,
   LowAvailability,
   NotificationKind,
+  PresenceAction,
+  RoomMember,
   ServerMessage,
   SourceState,
   TourAvailability,
@@ -24,6 +26,7 @@ import type {
 } from "../index.js";
 import * as pbClient from "../proto/tourcast/v1/client_pb.js";
 import * as pbNotification from "../proto/tourcast/v1/notification_pb.js";
+import * as pbRoom from "../proto/tourcast/v1/room_pb.js";
 import * as pb from "../proto/tourcast/v1/server_pb.js";
 import * as pbStats from "../proto/tourcast/v1/stats_pb.js";
 import type * as pbTour from "../proto/tourcast/v1/tour_pb.js";
@@ -41,6 +44,7 @@ const ERROR_CODES: Record<ErrorCode, pb.ErrorCode> = {
   too_large: pb.ErrorCode.TOO_LARGE,
   internal: pb.ErrorCode.INTERNAL,
   unauthorized: pb.ErrorCode.UNAUTHORIZED,
+  unavailable: pb.ErrorCode.UNAVAILABLE,
 };
 const ENCODINGS: Record<Encoding, pb.Encoding> = {
   json: pb.Encoding.JSON,
@@ -54,6 +58,11 @@ const CHANNELS: Record<Channel, pbClient.Channel> = {
 const NOTIFICATION_KINDS: Record<NotificationKind, pbNotification.NotificationKind> = {
   "booking.confirmed": pbNotification.NotificationKind.BOOKING_CONFIRMED,
   "booking.cancelled": pbNotification.NotificationKind.BOOKING_CANCELLED,
+};
+const PRESENCE_ACTIONS: Record<PresenceAction, pbRoom.PresenceAction> = {
+  joined: pbRoom.PresenceAction.JOINED,
+  left: pbRoom.PresenceAction.LEFT,
+  count: pbRoom.PresenceAction.COUNT,
 };
 const SOURCE_STATES: Record<SourceState, pbStats.SourceState> = {
   starting: pbStats.SourceState.STARTING,
@@ -72,6 +81,8 @@ const encodingOf = reverse(ENCODINGS);
 const channelOf = reverse(CHANNELS);
 const notificationKindOf = reverse(NOTIFICATION_KINDS);
 const sourceStateOf = reverse(SOURCE_STATES);
+const presenceActionOf = reverse(PRESENCE_ACTIONS);
+const member = (m: pbRoom.RoomMember): RoomMember => ({ userId: m.userId });
 
 /** The channel a reply names, if it names a known one. */
 const channel = (c: pbClient.Channel | undefined): Channel | undefined => (c === undefined ? undefined : channelOf.get(c));
@@ -237,6 +248,51 @@ export function fromProto(message: pb.ServerMessage): ServerMessage {
         { requestId: m.requestId },
       );
     }
+    case "joined": {
+      const m = kind.value;
+      return withOptional(
+        { type: "joined", room: m.room, members: m.members.map(member), memberCount: m.memberCount, seq: u64(m.seq) },
+        { recovered: m.recovered, requestId: m.requestId },
+      );
+    }
+    case "left":
+      return withOptional({ type: "left", room: kind.value.room }, { requestId: kind.value.requestId });
+    case "roomMessage": {
+      const m = kind.value;
+      return {
+        type: "room.message",
+        room: m.room,
+        from: member(required(m.from, "/from")),
+        text: m.text,
+        messageId: m.messageId,
+        seq: u64(m.seq),
+        timestamp: m.timestamp,
+      };
+    }
+    case "presence": {
+      const m = kind.value;
+      return withOptional(
+        {
+          type: "presence",
+          room: m.room,
+          action: known(presenceActionOf, m.action, "/action"),
+          memberCount: m.memberCount,
+          timestamp: m.timestamp,
+        },
+        { userId: m.userId },
+      );
+    }
+    case "published": {
+      const m = kind.value;
+      return withOptional(
+        { type: "published", room: m.room, seq: u64(m.seq), messageId: m.messageId },
+        { requestId: m.requestId },
+      );
+    }
+    case "viewers": {
+      const m = kind.value;
+      return { type: "viewers", tourId: m.tourId, count: m.count, timestamp: m.timestamp };
+    }
     case undefined:
       throw new DecodeError("the message sets no variant this client knows");
   }
@@ -259,6 +315,7 @@ export function toProto(message: ClientMessage): pbClient.ClientMessage {
             channel: message.channel === undefined ? undefined : CHANNELS[message.channel],
             requestId: message.requestId,
             since: since === undefined ? undefined : { epoch: since.epoch, seq: BigInt(since.seq) },
+            viewers: message.viewers,
           },
         },
       });
@@ -281,6 +338,29 @@ export function toProto(message: ClientMessage): pbClient.ClientMessage {
     case "refreshStats":
       return create(pbClient.ClientMessageSchema, {
         kind: { case: "refreshStats", value: { requestId: message.requestId } },
+      });
+    case "join": {
+      const since = message.since;
+      return create(pbClient.ClientMessageSchema, {
+        kind: {
+          case: "join",
+          value: {
+            room: message.room,
+            requestId: message.requestId,
+            since: since === undefined ? undefined : { epoch: since.epoch, seq: BigInt(since.seq) },
+          },
+        },
+      });
+    }
+    case "leave":
+      return create(pbClient.ClientMessageSchema, {
+        kind: { case: "leave", value: { room: message.room, requestId: message.requestId } },
+      });
+    case "publish":
+      // A `data` payload has no protobuf field yet (added with the server
+      // side of `data`): over protobuf only the text goes.
+      return create(pbClient.ClientMessageSchema, {
+        kind: { case: "publish", value: { room: message.room, text: message.text, requestId: message.requestId } },
       });
   }
 }

@@ -13,6 +13,8 @@ export class Subscriptions {
   readonly #store = new TourStore();
   /** The tours the application wants (`"*"` for all). */
   readonly #wanted = new Set<string>();
+  /** The tours whose `viewers` count is wanted too (subscribed with `viewers: true`). */
+  readonly #viewers = new Set<string>();
   readonly #maxAlerts: number;
   #alerts: readonly LowAlert[] = [];
   /** The server history the current connection counts `seq` in. */
@@ -48,6 +50,18 @@ export class Subscriptions {
   /** Drops `tourId` from the tours wanted (a refused subscribe). */
   drop(tourId: string): void {
     this.#wanted.delete(tourId);
+    this.#viewers.delete(tourId);
+  }
+
+  /** Whether `tourId` is subscribed with its `viewers` count. */
+  wantsViewers(tourId: string): boolean {
+    return this.#viewers.has(tourId);
+  }
+  wantViewers(tourId: string): void {
+    this.#viewers.add(tourId);
+  }
+  unwantViewers(tourId: string): void {
+    this.#viewers.delete(tourId);
   }
 
   /**
@@ -57,6 +71,7 @@ export class Subscriptions {
    */
   unwant(tourId: string): boolean {
     this.#wanted.delete(tourId);
+    this.#viewers.delete(tourId);
     if (this.#wanted.has("*")) return false;
     const forget = tourId === "*" ? [...this.#store.tours.keys()] : [tourId];
     return this.#store.remove(forget.filter((id) => !this.#wanted.has(id)));
