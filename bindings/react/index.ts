@@ -1,9 +1,12 @@
-// React bindings: `useTourAvailability(tourIds | "*")`, `useNotifications()`
-// and `useStats()` on top of TourcastClient.
+// React bindings: `useTourAvailability(tourIds | "*")`, `useNotifications()`,
+// `useStats()`, `useRoom(name)` and `useViewers(tourId)` on top of
+// TourcastClient.
 //
 //   const { tours, status, alerts } = useTourAvailability("*");
 //   const { latest, notifications } = useNotifications();     // the token's user's own
 //   const { stats, history } = useStats();                     // admins
+//   const { messages, members, memberCount, publish } = useRoom("support_42");
+//   const viewing = useViewers("tour_paris");                  // number | undefined
 //
 // The hook uses the client given in its options, else the one from the
 // nearest <TourcastProvider>, else a client of its own connected to the page's
@@ -12,6 +15,7 @@
 import {
   createContext,
   createElement,
+  useCallback,
   useContext,
   useEffect,
   useMemo,
@@ -30,6 +34,13 @@ import {
   type LowAlert,
   type NotificationKind,
   type NotificationOf,
+  type PublishResult,
+  type Room,
+  type RoomData,
+  type RoomMember,
+  type RoomMessageOf,
+  type RoomState,
+  type RoomStatus,
   type StatsMessage,
   type TourcastClientOptions,
   type TourView,
@@ -343,4 +354,177 @@ export function useStats(client?: TourcastClient | null, options: UseStatsOption
   return { stats: history.at(-1)?.stats, history, subscribed, error, refresh };
 }
 
-export type { ClientState, ConnectionStatus, LowAlert, NotificationKind, NotificationOf, StatsMessage, TourView };
+// --- rooms and viewers -----------------------------------------------------------
+
+// Several components may show the same room of one client: the first one
+// joins, and the room is left when the last one goes (a tick later, so that
+// StrictMode's unmount/remount neither leaves nor joins twice). A room the
+// application joined itself is left to the application.
+const roomHolders = new WeakMap<Room, { count: number; owned: boolean }>();
+
+function retainRoom(room: Room, onError: (e: TourcastError) => void): () => void {
+  let entry = roomHolders.get(room);
+  if (entry === undefined) {
+    entry = { count: 0, owned: false };
+    roomHolders.set(room, entry);
+  }
+  const held = entry;
+  if (held.count === 0 && !held.owned) {
+    held.owned = !room.wanted;
+    if (held.owned) room.join().catch((e: unknown) => onError(asTourcastError(e)));
+  }
+  held.count += 1;
+  return () => {
+    held.count -= 1;
+    setTimeout(() => {
+      if (held.count > 0 || roomHolders.get(room) !== held) return;
+      roomHolders.delete(room);
+      if (held.owned && room.wanted) room.leave().catch(() => undefined);
+    }, 0);
+  };
+}
+
+export interface UseRoomOptions {
+  /** The client (default: the provider's). */
+  client?: TourcastClient | null;
+  /** Recent messages kept (default 200; applies when the room object is first made). */
+  maxMessages?: number;
+}
+
+export interface RoomView {
+  /** The recent messages, oldest first, each once (deduplicated by `seq`). */
+  messages: readonly RoomMessageOf[];
+  /** Who is in the room (at most 100 listed; see `memberCount`), kept live by presence. */
+  members: readonly RoomMember[];
+  /** How many users are in the room, exactly. */
+  memberCount: number;
+  /** A member on the current connection (false while reconnecting). */
+  joined: boolean;
+  /** `joining`, `joined`, `rejoining` (after a lost connection) or `idle`. */
+  status: RoomStatus;
+  /** Why the room is not joined: the server refused (`forbidden`), took the connection out, or did not answer. */
+  error: TourcastError | undefined;
+  /** Publishes waiting for the room to be joined again (made while offline). */
+  queued: number;
+  /**
+   * Posts a message; resolves with its stream position once the server has it
+   * (see `Room.publish` for the errors). Works while offline: it waits.
+   */
+  publish: (text: string, data?: RoomData) => Promise<PublishResult>;
+  /** The room object (null without a client or a name). */
+  room: Room | null;
+}
+
+const idleRooms = new Map<string, RoomState>();
+function idleRoom(name: string): RoomState {
+  let state = idleRooms.get(name);
+  if (state === undefined) {
+    state = { room: name, status: "idle", joined: false, members: [], memberCount: 0, messages: [], queued: 0 };
+    idleRooms.set(name, state);
+  }
+  return state;
+}
+
+/**
+ * Joins the room `name` while mounted (left when the last component showing
+ * it unmounts) and renders its messages, members and presence. The room is
+ * kept across reconnects: it is rejoined with `since`, so exactly the
+ * messages missed arrive, and publishes made offline go out after the rejoin.
+ * `client` defaults to the provider's.
+ *
+ * ```tsx
+ * const { messages, members, publish } = useRoom("support_42");
+ * ```
+ */
+export function useRoom(name: string, options: UseRoomOptions = {}): RoomView {
+  const used = useChannelClient(options.client);
+  const maxMessages = options.maxMessages;
+  const room = useMemo(
+    () => (used === null || name === "" ? null : used.room(name, maxMessages === undefined ? {} : { maxMessages })),
+    [used, name, maxMessages],
+  );
+  const idle = idleRoom(name);
+  const state = useSyncExternalStore(room?.subscribeState ?? noSubscribe, room?.getState ?? (() => idle), room?.getState ?? (() => idle));
+  const [joinError, setJoinError] = useState<TourcastError | undefined>(undefined);
+
+  useEffect(() => {
+    if (room === null) return;
+    let live = true;
+    setJoinError(undefined);
+    const release = retainRoom(room, (e) => live && setJoinError(e));
+    return () => {
+      live = false;
+      release();
+    };
+  }, [room]);
+
+  const publish = useCallback(
+    (text: string, data?: RoomData): Promise<PublishResult> =>
+      room === null ? Promise.reject(new TourcastError("not_joined", "no client or no room name")) : room.publish(text, data),
+    [room],
+  );
+
+  const error = state.joined ? undefined : (state.error ?? joinError);
+  return {
+    messages: state.messages,
+    members: state.members,
+    memberCount: state.memberCount,
+    joined: state.joined,
+    status: state.status,
+    error,
+    queued: state.queued,
+    publish,
+    room,
+  };
+}
+
+/**
+ * How many connections are looking at `tourId` right now, on every instance
+ * (this page included): `undefined` until the first count arrives. Subscribes
+ * the tour with `viewers: true` while mounted. `client` defaults to the
+ * provider's.
+ *
+ * ```tsx
+ * const viewing = useViewers(tour.tourId);
+ * return viewing === undefined ? null : <span>{viewing} viewing now</span>;
+ * ```
+ */
+export function useViewers(tourId: string, options: { client?: TourcastClient | null } = {}): number | undefined {
+  const used = useChannelClient(options.client);
+  const [count, setCount] = useState<{ tourId: string; count: number | undefined }>(() => ({
+    tourId,
+    count: used?.viewerCount(tourId),
+  }));
+
+  useEffect(() => {
+    if (used === null || tourId === "") return;
+    let live = true;
+    setCount({ tourId, count: used.viewerCount(tourId) });
+    const stop = used.viewers(tourId, (m) => live && setCount({ tourId, count: m.count }), {
+      // A refused subscribe (e.g. a token without this tour) shows no count.
+      onError: () => undefined,
+    });
+    return () => {
+      live = false;
+      stop();
+    };
+  }, [used, tourId]);
+
+  return count.tourId === tourId ? count.count : undefined;
+}
+
+export type {
+  ClientState,
+  ConnectionStatus,
+  LowAlert,
+  NotificationKind,
+  NotificationOf,
+  PublishResult,
+  RoomData,
+  RoomMember,
+  RoomMessageOf,
+  RoomState,
+  RoomStatus,
+  StatsMessage,
+  TourView,
+};
