@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import type { ClientState, LowAlert, TourView } from "@tourcast/bindings";
-import { useNotifications, useTourAvailability } from "@tourcast/bindings/react";
+import { useNotifications, useTourAvailability, useViewers } from "@tourcast/bindings/react";
 
 /** How long a low-availability or notification toast stays up. */
 const TOAST_MS = 8_000;
@@ -51,6 +51,9 @@ export function App({
         </h1>
         <div className="top-right">
           <nav className="nav">
+            <a href={`${search}#/support/support_demo`} data-testid="support-link">
+              Support chat
+            </a>
             <a href={`${search}#/admin`} data-testid="admin-link">
               Admin
             </a>
@@ -136,6 +139,8 @@ function ConnectionIndicator({ state, now }: { state: ClientState; now: number }
 
 function TourCard({ tour, now }: { tour: TourView; now: number }) {
   const lvl = level(tour.availableSeats);
+  // Connections looking at this tour on every instance, this page included.
+  const viewing = useViewers(tour.tourId);
   const updated = new Date(tour.updatedAt);
   const valid = !Number.isNaN(updated.getTime());
   return (
@@ -153,6 +158,9 @@ function TourCard({ tour, now }: { tour: TourView; now: number }) {
           {tour.availableSeats}
         </span>{" "}
         seat{tour.availableSeats === 1 ? "" : "s"} left
+      </p>
+      <p className="viewers" data-testid="viewers" data-count={viewing ?? ""}>
+        {viewing === undefined ? "\u00a0" : `${viewing} viewing now`}
       </p>
       <dl className="meta">
         <div>

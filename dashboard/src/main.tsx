@@ -11,15 +11,30 @@ import "./styles.css";
 //   ?tours=tour_paris,tour_rome   only these tours (default: every tour)
 //   ?token=<JWT>            access token, when the gateway requires one (and for
 //                           the user's notifications; the admin page needs an admin's)
-// Pages: #/ (availability, the default) and #/admin (live gateway statistics).
+// Pages: #/ (availability, the default), #/admin (live gateway statistics) and
+// #/support/<room> (a support chat; the demo's room is support_demo).
 const params = new URLSearchParams(window.location.search);
 
 // The admin page and its charting library are a chunk of their own: the
 // availability page never downloads them.
 const Admin = lazy(() => import("./Admin"));
+// So is the chat.
+const Support = lazy(() => import("./Support"));
 
-function usePage(): "admin" | "availability" {
-  const read = (): "admin" | "availability" => (window.location.hash.replace(/^#\/?/, "").startsWith("admin") ? "admin" : "availability");
+type Page = { name: "admin" } | { name: "availability" } | { name: "support"; room: string };
+
+function readPage(): Page {
+  const path = window.location.hash.replace(/^#\/?/, "");
+  if (path.startsWith("admin")) return { name: "admin" };
+  if (path.startsWith("support")) {
+    const room = decodeURIComponent(path.slice("support".length).replace(/^\/+/, "").split("/")[0] ?? "");
+    return { name: "support", room: room === "" ? "support_demo" : room };
+  }
+  return { name: "availability" };
+}
+
+function usePage(): Page {
+  const read = readPage;
   const [page, setPage] = useState(read);
   useEffect(() => {
     const changed = () => setPage(read());
@@ -32,7 +47,14 @@ function usePage(): "admin" | "availability" {
 function Pages({ tourIds, hasToken }: { tourIds: readonly string[] | "*"; hasToken: boolean }) {
   const page = usePage();
   const search = window.location.search;
-  if (page === "admin") {
+  if (page.name === "support") {
+    return (
+      <Suspense fallback={<p className="empty">Loading…</p>}>
+        <Support key={page.room} room={page.room} search={search} />
+      </Suspense>
+    );
+  }
+  if (page.name === "admin") {
     return (
       <Suspense fallback={<p className="empty">Loading…</p>}>
         <Admin search={search} />
