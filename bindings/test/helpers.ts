@@ -124,10 +124,15 @@ export class TcpProxy {
   readonly #server: net.Server;
   readonly #sockets = new Set<net.Socket>();
   #passing = true;
+  #accepting = true;
   port = 0;
 
   constructor(readonly targetPort: number) {
     this.#server = net.createServer((client) => {
+      if (!this.#accepting) {
+        client.destroy();
+        return;
+      }
       const upstream = net.connect(this.targetPort, "127.0.0.1");
       for (const s of [client, upstream]) {
         this.#sockets.add(s);
@@ -162,6 +167,17 @@ export class TcpProxy {
   /** Destroys every proxied connection. */
   cut(): void {
     for (const s of this.#sockets) s.destroy();
+  }
+
+  /** Cuts every connection and refuses new ones until `resume()`: the client is offline. */
+  pause(): void {
+    this.#accepting = false;
+    this.cut();
+  }
+
+  /** Accepts connections again. */
+  resume(): void {
+    this.#accepting = true;
   }
 
   /** Stops forwarding bytes (connections stay open). */
