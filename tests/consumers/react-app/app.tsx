@@ -1,5 +1,5 @@
 // The component a React team writes with the hook, as in bindings/README.md.
-import { useTourAvailability } from "@tourcast/bindings/react";
+import { useRoom, useTourAvailability, useViewers } from "@tourcast/bindings/react";
 import type { TourView } from "@tourcast/bindings";
 
 export function Tours({ url }: { url?: string }) {
@@ -15,5 +15,20 @@ export function Tours({ url }: { url?: string }) {
         <li key={a.key}>Low: {a.tourTitle}</li>
       ))}
     </ul>
+  );
+}
+
+// A support chat and a viewer count, as in bindings/README.md ("Rooms and viewers").
+export function Chat({ room, tourId }: { room: string; tourId: string }) {
+  const { messages, members, memberCount, joined } = useRoom(room);
+  const viewing = useViewers(tourId);
+  return (
+    <section data-joined={joined} data-members={members.map((m) => m.userId).join(",")} data-count={memberCount} data-viewing={viewing ?? ""}>
+      {messages.map((m) => (
+        <p key={m.seq} data-seq={m.seq} data-from={m.from.userId}>
+          {m.text}
+        </p>
+      ))}
+    </section>
   );
 }

@@ -2,13 +2,13 @@
 // renders on the server (renderToString), then the same tree hydrates in
 // jsdom, where the hook opens its own connection and renders a live update.
 import assert from "node:assert/strict";
-import { version as reactVersion } from "react";
+import { StrictMode, version as reactVersion } from "react";
 import { renderToString } from "react-dom/server";
 import { createRoot, hydrateRoot } from "react-dom/client";
 import { JSDOM } from "jsdom";
 import { TourcastClient } from "@tourcast/bindings";
 import { TourcastProvider } from "@tourcast/bindings/react";
-import { Tours } from "./app.js";
+import { Chat, Tours } from "./app.js";
 
 const url = process.env.TOURCAST_URL;
 if (url === undefined) throw new Error("TOURCAST_URL is not set");
@@ -22,7 +22,7 @@ assert.equal(markup, '<ul title="connecting"></ul>');
 console.log(`react ${reactVersion}: server-rendered ${markup}`);
 
 // 2. The browser: jsdom, with the server's markup.
-const dom = new JSDOM(`<!doctype html><div id="ssr">${markup}</div><div id="shared"></div>`, { url: "http://localhost/" });
+const dom = new JSDOM(`<!doctype html><div id="ssr">${markup}</div><div id="shared"></div><div id="chat"></div>`, { url: "http://localhost/" });
 const g = globalThis as Record<string, unknown>;
 for (const key of ["window", "document", "navigator", "WebSocket", "HTMLElement", "Node"]) {
   Object.defineProperty(g, key, { value: dom.window[key as keyof typeof dom.window], configurable: true });
@@ -72,6 +72,34 @@ shared.render(
 );
 console.log(`react ${reactVersion}: through <TourcastProvider>, ${await liveUpdate(byId("shared"))}`);
 shared.unmount();
+
+// 2c. useRoom and useViewers under StrictMode (effects run twice): one
+//     membership, a message from another client rendered, the viewer count;
+//     unmounting leaves the room. The demo gateway runs with rooms open.
+const room = `consumer_${reactVersion.replace(/\W/g, "_")}_${Date.now()}`;
+const chatRoot = createRoot(byId("chat"));
+chatRoot.render(
+  <StrictMode>
+    <TourcastProvider client={client}>
+      <Chat room={room} tourId="tour_rome" />
+    </TourcastProvider>
+  </StrictMode>,
+);
+const section = () => byId("chat").querySelector("section");
+await until("joined", () => (section()?.getAttribute("data-joined") === "true" ? true : undefined));
+assert.equal(section()?.getAttribute("data-count"), "1", "StrictMode's double effect joined once");
+const other = new TourcastClient({ url });
+const otherRoom = other.room(room);
+await otherRoom.join();
+await until("the other member", () => (section()?.getAttribute("data-count") === "2" ? true : undefined));
+const { seq } = await otherRoom.publish(`hello from a React ${reactVersion} test`);
+const shown = await until("the message", () => byId("chat").querySelector(`p[data-seq="${seq}"]`)?.textContent ?? undefined);
+assert.equal(shown, `hello from a React ${reactVersion} test`);
+await until("a viewer count", () => (section()?.getAttribute("data-viewing") ?? "") !== "" ? true : undefined);
+chatRoot.unmount();
+await until("the hook left the room", () => (otherRoom.memberCount === 1 ? true : undefined));
+console.log(`react ${reactVersion}: useRoom joined once under StrictMode, rendered seq ${seq}, left on unmount; useViewers counted`);
+other.close();
 client.close();
 root.unmount();
 // The hook closes its own client on unmount: nothing keeps the process alive.
