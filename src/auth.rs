@@ -56,6 +56,30 @@ impl Permissions {
     }
 }
 
+/// Which rooms a connection may join and publish to: its token's `rooms`
+/// claim (a list, or `"*"`), or every room under `--rooms-open` without JWT.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RoomGrant {
+    /// No room (no claim, or JWT off without `--rooms-open`).
+    #[default]
+    None,
+    /// Every room.
+    All,
+    /// Only these rooms.
+    Only(BTreeSet<String>),
+}
+
+impl RoomGrant {
+    /// Whether `room` may be joined.
+    pub fn allows(&self, room: &str) -> bool {
+        match self {
+            RoomGrant::None => false,
+            RoomGrant::All => true,
+            RoomGrant::Only(rooms) => rooms.contains(room),
+        }
+    }
+}
+
 /// Who a connection is and what it may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -68,6 +92,8 @@ pub struct Identity {
     /// Whether it may see admin channels (`stats`): its token carries the
     /// admin claim, or auth is off and the gateway runs with `--admin-open`.
     pub admin: bool,
+    /// Rooms it may join.
+    pub rooms: RoomGrant,
 }
 
 impl Identity {
@@ -78,6 +104,7 @@ impl Identity {
             permissions: Permissions::All,
             expires_at: None,
             admin: false,
+            rooms: RoomGrant::None,
         }
     }
 }
@@ -135,6 +162,12 @@ pub struct AuthConfig {
     /// With auth off, treat every connection as an admin (`--admin-open`):
     /// anyone who can reach the port then sees the `stats` channel.
     pub admin_open: bool,
+    /// The claim listing the rooms a token may join (`"rooms"` when empty).
+    pub rooms_claim: String,
+    /// With auth off, let every connection join any room (`--rooms-open`):
+    /// anyone who can reach the port may then read and post in any room,
+    /// under a name (`clientId`) that nobody vouches for.
+    pub rooms_open: bool,
 }
 
 /// Verifies tokens; `None` inside means auth is off.
@@ -143,6 +176,8 @@ pub struct Authenticator {
     tours_claim: String,
     admin_claim: String,
     admin_open: bool,
+    rooms_claim: String,
+    rooms_open: bool,
     leeway_secs: i64,
 }
 
@@ -203,6 +238,12 @@ impl Authenticator {
                 config.admin_claim.clone()
             },
             admin_open: config.admin_open,
+            rooms_claim: if config.rooms_claim.is_empty() {
+                "rooms".into()
+            } else {
+                config.rooms_claim.clone()
+            },
+            rooms_open: config.rooms_open,
         })
     }
 
@@ -216,6 +257,11 @@ impl Authenticator {
         let Some((key, validation)) = &self.verifier else {
             return Ok(Identity {
                 admin: self.admin_open,
+                rooms: if self.rooms_open {
+                    RoomGrant::All
+                } else {
+                    RoomGrant::None
+                },
                 ..Identity::anonymous()
             });
         };
@@ -251,7 +297,27 @@ impl Authenticator {
         };
         // Only a literal `true` makes an admin: "true", 1 or "yes" do not.
         let admin = claims.rest.get(&self.admin_claim) == Some(&Value::Bool(true));
+        let rooms = match claims.rest.get(&self.rooms_claim) {
+            // No claim: the token joins no room (deny by default).
+            None => RoomGrant::None,
+            Some(Value::String(star)) if star == "*" => RoomGrant::All,
+            Some(Value::Array(items)) if items.iter().any(|i| i == "*") => RoomGrant::All,
+            Some(Value::Array(items)) => RoomGrant::Only(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Some(_) => {
+                return Err(AuthError::Claims(format!(
+                    "`{}` must be \"*\" or a list of room names",
+                    self.rooms_claim
+                )));
+            }
+        };
         Ok(Identity {
+            rooms,
             // An empty `sub` names nobody: such a token has no notifications.
             subject: claims.sub.filter(|sub| !sub.is_empty()),
             permissions,
@@ -329,6 +395,33 @@ mod tests {
             .authenticate(Some(&token(json!({"exp": exp, "tours": "*"}), "s3cret")))
             .unwrap();
         assert_eq!(all.permissions, Permissions::All);
+    }
+
+    #[test]
+    fn rooms_claim_becomes_a_room_grant() {
+        let auth = hs("s3cret");
+        let exp = Utc::now().timestamp() + 60;
+        let grant = |claims: Value| {
+            auth.authenticate(Some(&token(claims, "s3cret")))
+                .map(|id| id.rooms)
+        };
+        let listed = grant(json!({"sub": "u1", "exp": exp, "rooms": ["support_42"]})).unwrap();
+        assert!(listed.allows("support_42") && !listed.allows("support_43"));
+        assert_eq!(
+            grant(json!({"exp": exp, "rooms": "*"})).unwrap(),
+            RoomGrant::All
+        );
+        assert_eq!(grant(json!({"exp": exp})).unwrap(), RoomGrant::None);
+        assert!(grant(json!({"exp": exp, "rooms": 7})).is_err());
+        // JWT off: no room unless the gateway runs with --rooms-open.
+        let closed = Authenticator::new(&AuthConfig::default()).unwrap();
+        assert_eq!(closed.authenticate(None).unwrap().rooms, RoomGrant::None);
+        let open = Authenticator::new(&AuthConfig {
+            rooms_open: true,
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        assert_eq!(open.authenticate(None).unwrap().rooms, RoomGrant::All);
     }
 
     #[test]

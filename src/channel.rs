@@ -1,7 +1,8 @@
 //! Channels: what a connection can subscribe to, and who may.
 //!
 //! A subscription names a [`Target`]: a tour (or every tour), the user's
-//! own notifications, or the admin statistics. The hub delivers by target,
+//! own notifications, the admin statistics, or a room (which a connection
+//! `join`s). The hub delivers by target,
 //! the state numbers and keeps history by target, and the connection never
 //! looks inside one. What a client *asks* for ([`Request`]) becomes a
 //! target only here, against the connection's [`Identity`]: the user of a
@@ -27,6 +28,8 @@ pub enum Target {
     User(String),
     /// The admin statistics.
     Stats,
+    /// A room's messages and presence.
+    Room(String),
 }
 
 impl Target {
@@ -44,8 +47,13 @@ impl Target {
         match self {
             Target::AllTours => Some("*"),
             Target::Tour(id) => Some(id),
-            Target::User(_) | Target::Stats => None,
+            Target::User(_) | Target::Stats | Target::Room(_) => None,
         }
+    }
+
+    /// Whether this is a room.
+    pub fn is_room(&self) -> bool {
+        matches!(self, Target::Room(_))
     }
 
     /// Whether this is a tour subscription (one tour, or every tour).
@@ -59,7 +67,7 @@ impl Target {
         match self {
             Target::User(_) => Some(Channel::Notifications),
             Target::Stats => Some(Channel::Stats),
-            Target::AllTours | Target::Tour(_) => None,
+            Target::AllTours | Target::Tour(_) | Target::Room(_) => None,
         }
     }
 
@@ -72,6 +80,21 @@ impl Target {
     }
 }
 
+/// Who is in a room, as `joined` tells a joining connection: at most
+/// [`Membership::LISTED`] users by name, and the exact count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// Users in the room (at most [`Membership::LISTED`]), sorted.
+    pub members: Vec<String>,
+    /// How many users are in the room.
+    pub member_count: u32,
+}
+
+impl Membership {
+    /// Most members `joined` lists by name.
+    pub const LISTED: usize = 100;
+}
+
 /// What a `subscribe` or `unsubscribe` names, as validated from the wire
 /// (the schema guarantees exactly one of the two).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +103,8 @@ pub enum Request {
     Tour(String),
     /// `channel`.
     Channel(Channel),
+    /// A room, by `join` (or `leave`).
+    Room(String),
 }
 
 /// Why a request does not become a target.
@@ -97,6 +122,10 @@ pub enum Refused {
     /// A channel value this server does not serve.
     #[error("unknown channel")]
     Unknown,
+    /// The token's `rooms` claim does not name this room (or rooms are
+    /// closed: JWT off without `--rooms-open`).
+    #[error("not allowed to join room {0}")]
+    Room(String),
 }
 
 impl Refused {
@@ -104,6 +133,7 @@ impl Refused {
     pub fn path(&self) -> &'static str {
         match self {
             Refused::Tour(_) => "/tourId",
+            Refused::Room(_) => "/room",
             _ => "/channel",
         }
     }
@@ -145,6 +175,8 @@ impl Request {
             Request::Channel(Channel::Stats) if identity.admin => Ok(Target::Stats),
             Request::Channel(Channel::Stats) => Err(Refused::NotAdmin),
             Request::Channel(Channel::Unspecified) => Err(Refused::Unknown),
+            Request::Room(room) if identity.rooms.allows(room) => Ok(Target::Room(room.clone())),
+            Request::Room(room) => Err(Refused::Room(room.clone())),
         }
     }
 
@@ -157,6 +189,7 @@ impl Request {
             Request::Channel(Channel::Notifications) => identity.subject.clone().map(Target::User),
             Request::Channel(Channel::Stats) => Some(Target::Stats),
             Request::Channel(Channel::Unspecified) => None,
+            Request::Room(room) => Some(Target::Room(room.clone())),
         }
     }
 }
@@ -172,7 +205,26 @@ mod tests {
             permissions: Permissions::Tours(["tour_paris".to_string()].into()),
             expires_at: None,
             admin,
+            rooms: crate::auth::RoomGrant::Only(["support_42".to_string()].into()),
         }
+    }
+
+    #[test]
+    fn rooms_follow_the_rooms_claim() {
+        let alice = user("alice", false);
+        assert_eq!(
+            Request::Room("support_42".into()).resolve(&alice),
+            Ok(Target::Room("support_42".into()))
+        );
+        let refused = Request::Room("support_43".into()).resolve(&alice);
+        assert_eq!(refused, Err(Refused::Room("support_43".into())));
+        assert_eq!(refused.map_err(|r| r.path()), Err("/room"));
+        // JWT off without --rooms-open: no room.
+        assert!(
+            Request::Room("support_42".into())
+                .resolve(&Identity::anonymous())
+                .is_err()
+        );
     }
 
     #[test]

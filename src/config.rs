@@ -103,8 +103,10 @@ pub struct GatewayConfig {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 18_000)]
     pub max_connections: usize,
 
-    /// Largest client message answered normally; larger ones get a `too_large` error.
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 4096)]
+    /// Largest client message answered normally; larger ones get a `too_large`
+    /// error. 32 KiB: a `publish` carries up to 4,096 characters of text (up
+    /// to 16 KiB of UTF-8) and 8 KiB of `data`.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 32 * 1024)]
     pub max_message_bytes: usize,
 
     /// Largest WebSocket frame accepted at all; larger ones close the connection with 1009.
@@ -182,6 +184,46 @@ pub struct GatewayConfig {
     /// behind an authenticating proxy, never on an open port.
     #[arg(long, env = "ADMIN_OPEN")]
     pub admin_open: bool,
+
+    /// Token claim listing the rooms a connection may join (`["support_42"]` or `"*"`).
+    #[arg(long, env = "JWT_ROOMS_CLAIM", default_value = "rooms")]
+    pub jwt_rooms_claim: String,
+
+    /// With JWT off, let every connection join and post in any room, under
+    /// its `clientId`. Anyone who can reach the port may then read every
+    /// room and post under a name nobody vouches for: use it on a laptop,
+    /// in the demo (`--demo` implies it), or behind an authenticating
+    /// proxy, never on an open port.
+    #[arg(long, env = "ROOMS_OPEN")]
+    pub rooms_open: bool,
+
+    /// Messages kept in memory per room, sent to a joining client and
+    /// used for recovery with `since`.
+    #[arg(long, env = "ROOM_HISTORY", default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub room_history: usize,
+
+    /// Most rooms whose history is held in memory; the room posted to least
+    /// recently is evicted beyond it (its messages are then read back from
+    /// the stream).
+    #[arg(long, env = "MAX_ROOMS", default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub max_rooms: usize,
+
+    /// Most rooms one connection may be in.
+    #[arg(long, env = "MAX_ROOMS_PER_CONNECTION", default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub max_rooms_per_connection: usize,
+
+    /// Most tours and channels one connection may subscribe to (`"*"` counts as one).
+    #[arg(long, env = "MAX_CHANNELS_PER_CONNECTION", default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub max_channels_per_connection: usize,
+
+    /// Room messages one connection may publish per second (its own
+    /// bucket, apart from RATE_LIMIT); beyond it `publish` is `rate_limited`.
+    #[arg(long, env = "PUBLISH_RATE", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub publish_rate: u32,
+
+    /// Room messages one connection may publish in a burst.
+    #[arg(long, env = "PUBLISH_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub publish_burst: u32,
 
     /// Notifications kept in memory for recovery with `since`, over all
     /// users; older ones are read back from the stream.
@@ -274,6 +316,9 @@ impl GatewayConfig {
             leeway: self.jwt_leeway,
             admin_claim: self.jwt_admin_claim.clone(),
             admin_open: self.admin_open,
+            rooms_claim: self.jwt_rooms_claim.clone(),
+            // The demo's support-chat page works out of the box.
+            rooms_open: self.rooms_open || self.demo,
         }
     }
 

@@ -16,6 +16,7 @@
 //! the lock, adds whatever memory holds after that range, and registers the
 //! subscription, as one step again.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -25,13 +26,18 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::auth::Permissions;
+use crate::channel::Membership;
 use crate::event::SourceEvent;
 use crate::hub::{ClientHandle, CloseReason, Hub, Offer, Subscriptions, Target};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
 use crate::protocol::snapshot;
 use crate::protocol::v1::Checkpoint;
-use crate::protocol::v1::{Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed};
+use crate::protocol::v1::{
+    Joined, Left, Published, RoomMember, Snapshot, StreamPosition, Subscribed, TourState,
+    Unsubscribed,
+};
+use crate::state::rooms::Recent;
 use crate::state::{Applied, CheckpointLimits, Projection, Recovery, RestoreError, Scope};
 use crate::telemetry::FANOUT_SECONDS;
 use crate::time::rfc3339;
@@ -105,6 +111,31 @@ pub struct ReadBackRange {
     found: Vec<Arc<Encoded>>,
     /// Rounds read so far (a busy stream can outrun memory again meanwhile).
     rounds: u32,
+    /// For a plain `join` whose room memory lost: keep only the newest
+    /// this many (the room's recent messages), and claim no recovery.
+    recent: Option<usize>,
+}
+
+/// What a subscription's acknowledgement echoes and, for a room, who is in it.
+#[derive(Debug, Clone, Default)]
+pub struct Acknowledging {
+    /// The request's `requestId`.
+    pub request_id: Option<String>,
+    /// For a `join`: the room's members, for `joined`.
+    pub membership: Option<Membership>,
+}
+
+/// What follows a subscription's acknowledgement.
+enum Answer {
+    /// No `since`: a tour's snapshot, a room's recent messages.
+    Fresh,
+    /// Exactly the events missed after `since`.
+    Recovered(Vec<Arc<Encoded>>),
+    /// `since` could not be served: a fresh snapshot (tours) or the recent
+    /// messages (rooms), marked unrecovered.
+    Unrecovered,
+    /// A room's recent messages, read back from the stream.
+    Recent(Vec<Arc<Encoded>>),
 }
 
 /// Reads of the stream one recovery may take before settling for a snapshot.
@@ -136,8 +167,15 @@ pub struct EngineConfig {
     /// Most events replayed to a resubscribing client before a snapshot is
     /// sent instead (a replay must fit in the client's outbound queue).
     pub max_replay: usize,
-    /// Most explicit subscriptions one connection may hold.
-    pub max_subscriptions: usize,
+    /// Most tours and channels one connection may subscribe to
+    /// (`MAX_CHANNELS_PER_CONNECTION`).
+    pub max_channels_per_connection: usize,
+    /// Most rooms one connection may be in (`MAX_ROOMS_PER_CONNECTION`).
+    pub max_rooms_per_connection: usize,
+    /// Messages kept per room (`ROOM_HISTORY`).
+    pub room_history: usize,
+    /// Most rooms whose history is held (`MAX_ROOMS`).
+    pub max_rooms: usize,
     /// Most stream events one recovery may read back (`RECOVERY_MAX_SCAN`).
     pub max_read_back: u64,
     /// Notifications kept in memory for recovery, over all users
@@ -155,14 +193,54 @@ struct ProjectionLimits {
     history_len: usize,
     dedupe_window: usize,
     notification_history: usize,
+    room_history: usize,
+    max_rooms: usize,
 }
 
-/// Why a subscribe was refused.
+impl ProjectionLimits {
+    fn empty_projection(&self, epoch: &str, max_tours: usize) -> Projection {
+        Projection::with_inbox(
+            epoch,
+            self.history_len,
+            self.dedupe_window,
+            self.notification_history,
+        )
+        .with_tour_limit(max_tours)
+        .with_rooms(self.room_history, self.max_rooms)
+    }
+}
+
+/// Why a subscribe (or a join) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeError {
-    /// The connection holds too many subscriptions.
-    #[error("too many subscriptions (at most {0} per connection)")]
-    TooMany(usize),
+    /// The connection subscribes to too many tours and channels.
+    #[error("too many subscriptions (at most {0} tours and channels per connection)")]
+    TooManyChannels(usize),
+    /// The connection is in too many rooms.
+    #[error("too many rooms (at most {0} per connection)")]
+    TooManyRooms(usize),
+}
+
+/// A client's `publish` on its way through the stream: when the message
+/// comes back from it, the client is told its position.
+#[derive(Debug)]
+struct PendingPublish {
+    client: ClientHandle,
+    room: String,
+    request_id: Option<String>,
+}
+
+/// Most publishes waiting for their message to come back from the stream,
+/// over all connections: each is a few hundred bytes, and the publish rate
+/// bucket keeps the normal number far below this.
+const MAX_PENDING_PUBLISHES: usize = 100_000;
+
+/// Why a publish could not be awaited.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishRefused {
+    /// Too many publishes are waiting for the stream already.
+    #[error("too many messages are on their way through the stream; retry shortly")]
+    Busy,
 }
 
 /// State, fan-out and subscriptions.
@@ -174,41 +252,41 @@ pub struct Engine {
     hub: Hub,
     counters: EventCounters,
     max_replay: usize,
-    max_subscriptions: usize,
+    max_channels_per_connection: usize,
+    max_rooms_per_connection: usize,
     max_read_back: u64,
     snapshot_frame_bytes: usize,
     max_tours: usize,
     /// The stream, read back for recoveries memory cannot serve.
     stream: OnceLock<Arc<dyn ReadBack>>,
+    /// Clients' publishes not yet back from the stream, by `messageId`.
+    pending_publishes: Mutex<HashMap<String, PendingPublish>>,
 }
 
 impl Engine {
     /// A fresh engine with an empty projection.
     pub fn new(config: EngineConfig) -> Self {
+        let limits = ProjectionLimits {
+            history_len: config.history_len,
+            dedupe_window: config.dedupe_window,
+            notification_history: config.notification_history,
+            room_history: config.room_history,
+            max_rooms: config.max_rooms,
+        };
         Engine {
-            projection: Mutex::new(
-                Projection::with_inbox(
-                    config.epoch.clone(),
-                    config.history_len,
-                    config.dedupe_window,
-                    config.notification_history,
-                )
-                .with_tour_limit(config.max_tours),
-            ),
-            limits: ProjectionLimits {
-                history_len: config.history_len,
-                dedupe_window: config.dedupe_window,
-                notification_history: config.notification_history,
-            },
+            projection: Mutex::new(limits.empty_projection(&config.epoch, config.max_tours)),
+            limits,
             epoch: config.epoch,
             hub: Hub::new(),
             counters: EventCounters::default(),
             max_replay: config.max_replay,
-            max_subscriptions: config.max_subscriptions,
+            max_channels_per_connection: config.max_channels_per_connection,
+            max_rooms_per_connection: config.max_rooms_per_connection,
             max_read_back: config.max_read_back,
             snapshot_frame_bytes: config.snapshot_frame_bytes,
             max_tours: config.max_tours,
             stream: OnceLock::new(),
+            pending_publishes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -270,6 +348,39 @@ impl Engine {
         self.apply_locked(projection, event.into(), started)
     }
 
+    /// Expects a client's published message back from the stream: when the
+    /// event with `message_id` is applied, `client` gets `published` with
+    /// its position (see [`Engine::apply`]). Refused when too many wait.
+    pub fn expect_published(
+        &self,
+        message_id: &str,
+        client: &ClientHandle,
+        room: &str,
+        request_id: Option<String>,
+    ) -> Result<(), PublishRefused> {
+        let mut pending = self.pending_publishes.lock();
+        if pending.len() >= MAX_PENDING_PUBLISHES {
+            return Err(PublishRefused::Busy);
+        }
+        pending.insert(
+            message_id.to_string(),
+            PendingPublish {
+                client: client.clone(),
+                room: room.to_string(),
+                request_id,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops expecting a publish whose write to the stream failed.
+    /// Returns whether it was still expected: `false` means its message
+    /// came back from the stream (and was answered) after all, so the
+    /// failure must not be reported.
+    pub fn forget_published(&self, message_id: &str) -> bool {
+        self.pending_publishes.lock().remove(message_id).is_some()
+    }
+
     /// Applies an event read from the stream at `offset`: its `seq`
     /// is the position `offset + 1`, checked against the projection in the same
     /// step. A position the projection has passed (a stream deleted and
@@ -306,7 +417,8 @@ impl Engine {
             limits.dedupe_window,
             limits.notification_history,
         )?
-        .with_tour_limit(self.max_tours);
+        .with_tour_limit(self.max_tours)
+        .with_rooms(limits.room_history, limits.max_rooms);
         let position = projection.last_position();
         *self.projection.lock() = projection;
         Ok(position)
@@ -316,14 +428,7 @@ impl Engine {
     /// checkpoint that the stream turned out not to continue (recreated
     /// under it), before anything was served.
     pub fn reset(&self) {
-        let limits = self.limits;
-        *self.projection.lock() = Projection::with_inbox(
-            self.epoch.clone(),
-            limits.history_len,
-            limits.dedupe_window,
-            limits.notification_history,
-        )
-        .with_tour_limit(self.max_tours);
+        *self.projection.lock() = self.limits.empty_projection(&self.epoch, self.max_tours);
     }
 
     /// Seeds tours the projection does not know yet as base state (from a catalog
@@ -343,12 +448,20 @@ impl Engine {
         event: SourceEvent,
         started: Instant,
     ) -> ApplyOutcome {
+        // A room message may be a client's publish coming back.
+        let message_id = match &event {
+            SourceEvent::Room(post) => post.event_id.clone(),
+            _ => None,
+        };
         match projection.apply(event) {
             Applied::Fresh {
                 seq,
                 channel,
                 message,
             } => {
+                if let Some(id) = message_id {
+                    self.answer_publish(id, seq);
+                }
                 // Nobody to send it to (a replay, a quiet tour): it stays
                 // unencoded until a recovery or a later fan-out asks.
                 let recipients = if self.hub.has_recipients(&channel) {
@@ -381,6 +494,24 @@ impl Engine {
         }
     }
 
+    /// Tells the client that published `message_id`, if it waits here,
+    /// where its message landed. Before the fan-out, under the projection
+    /// lock: its `published` comes before its own copy of the message.
+    fn answer_publish(&self, message_id: String, seq: u64) {
+        let Some(pending) = self.pending_publishes.lock().remove(&message_id) else {
+            return;
+        };
+        let reply = ServerMessage::Published(Published {
+            room: pending.room,
+            seq,
+            message_id,
+            request_id: pending.request_id,
+        });
+        if pending.client.send(&reply) == Offer::Slow {
+            self.hub.count_slow();
+        }
+    }
+
     /// Registers a new connection (which receives every tour until it subscribes).
     pub fn add_connection(&self, client: &ClientHandle, subs: &Subscriptions) {
         self.hub.add_connection(client);
@@ -395,6 +526,11 @@ impl Engine {
             self.hub.remove(&target, client.id());
         }
         self.hub.remove_connection(client.id());
+        // Its publishes still on their way are delivered to the room, but
+        // nobody is left to tell where they landed.
+        self.pending_publishes
+            .lock()
+            .retain(|_, pending| pending.client.id() != client.id());
     }
 
     /// Asks every open connection to close (e.g. `ServerShutdown`).
@@ -402,28 +538,39 @@ impl Engine {
         self.hub.close_all(reason)
     }
 
-    /// Subscribes `client` to `target`, queuing `subscribed` then a
-    /// `snapshot`, or (with `since`) the missed events when memory still
-    /// holds them. When only the stream does, nothing happens yet: the answer
-    /// is [`Subscribing::ReadBack`].
+    /// Subscribes `client` to `target` (or joins a room), queuing the
+    /// acknowledgement (`subscribed`, or `joined` with `membership`) then
+    /// a `snapshot` (tours), the room's recent messages (rooms), or (with
+    /// `since`) the missed events when memory still holds them. When only
+    /// the stream does, nothing happens yet: the answer is
+    /// [`Subscribing::ReadBack`].
     pub fn subscribe(
         &self,
         client: &ClientHandle,
         subs: &mut Subscriptions,
         target: Target,
         since: Option<&StreamPosition>,
-        request_id: Option<String>,
+        request: Acknowledging,
     ) -> Result<Subscribing, SubscribeError> {
         self.check_limit(subs, &target)?;
         let projection = self.projection.lock();
         let scope = scope_of(&target, subs);
+        let read_back_from = |after: u64, through: u64, recent: Option<usize>| {
+            Subscribing::ReadBack(ReadBackRange {
+                after,
+                through,
+                found: Vec::new(),
+                rounds: 0,
+                recent,
+            })
+        };
         // Channels without history (stats) have nothing to recover.
-        let recovery = match since.zip(scope) {
-            None => None,
-            Some((position, scope)) => {
+        let answer = match (since, scope) {
+            (None, _) | (_, None) => Answer::Fresh,
+            (Some(position), Some(scope)) => {
                 match projection.recover(scope, &position.epoch, position.seq) {
                     Recovery::Replay(missed) if missed.len() <= self.max_replay => {
-                        Some(Some(missed))
+                        Answer::Recovered(missed)
                     }
                     Recovery::ReadBack { through } if self.stream.get().is_some() => {
                         // While the stream is read back, nothing of the
@@ -435,18 +582,35 @@ impl Engine {
                         self.reregister(client, subs, |subs| {
                             subs.unsubscribe(&target);
                         });
-                        return Ok(Subscribing::ReadBack(ReadBackRange {
-                            after: position.seq,
-                            through,
-                            found: Vec::new(),
-                            rounds: 0,
-                        }));
+                        return Ok(read_back_from(position.seq, through, None));
                     }
-                    _ => Some(None),
+                    _ => Answer::Unrecovered,
                 }
             }
         };
-        self.answer(&projection, client, subs, target, recovery, request_id);
+        // A plain join of a room whose recent messages memory lost (its
+        // room, or another, was evicted): the newest of them are in the
+        // last stretch of the stream.
+        if let (Answer::Fresh, Target::Room(room)) = (&answer, &target)
+            && matches!(projection.recent_in_room(room), Recent::Incomplete)
+            && self.stream.get().is_some()
+            && let Some(first) = projection.stream_numbered_from()
+        {
+            let through = projection.last_seq();
+            let after = through
+                .saturating_sub(self.max_read_back)
+                .max(first.saturating_sub(1));
+            // Rejoining: no live message until the read-back is answered.
+            self.reregister(client, subs, |subs| {
+                subs.leave(&target);
+            });
+            return Ok(read_back_from(
+                after,
+                through,
+                Some(projection.room_history_len()),
+            ));
+        }
+        self.answer(&projection, client, subs, target, answer, request);
         Ok(Subscribing::Answered)
     }
 
@@ -461,15 +625,26 @@ impl Engine {
         client: &ClientHandle,
         subs: &mut Subscriptions,
         target: Target,
-        since: &StreamPosition,
-        request_id: Option<String>,
+        since: Option<&StreamPosition>,
+        request: Acknowledging,
         mut range: ReadBackRange,
         read: Result<Vec<SourceEvent>, ReadBackError>,
     ) -> Result<Subscribing, SubscribeError> {
         self.check_limit(subs, &target)?;
         let projection = self.projection.lock();
         let scope = scope_of(&target, subs);
-        let recovery = match (read, scope) {
+        // The most a range may keep: a recovery's missed events all fit
+        // the client's replay budget; a room's recent messages are capped.
+        let budget = range.recent.unwrap_or(self.max_replay);
+        let keep_newest = |found: &mut Vec<Arc<Encoded>>| {
+            if let Some(recent) = range.recent
+                && found.len() > recent
+            {
+                found.drain(..found.len() - recent);
+            }
+        };
+        let epoch = since.map_or(self.epoch.as_str(), |since| since.epoch.as_str());
+        let recovered = match (read, scope) {
             (_, None) => None,
             (Err(error), _) => {
                 tracing::debug!(conn = client.id(), %error, "recovery from the stream failed; answering unrecovered");
@@ -483,22 +658,24 @@ impl Engine {
                     .filter(|event| scope.includes(event))
                     .collect();
                 range.rounds += 1;
-                if range.found.len() + in_scope.len() <= self.max_replay {
+                if range.recent.is_some() || range.found.len() + in_scope.len() <= budget {
                     range.found.extend(
                         in_scope.into_iter().filter_map(|event| {
                             projection.rebuilt_message(event, event.position()?)
                         }),
                     );
+                    keep_newest(&mut range.found);
                 } else {
                     range.found.clear();
                     range.rounds = MAX_READ_BACK_ROUNDS + 1;
                 }
-                match projection.recover(scope, &since.epoch, range.through) {
+                match projection.recover(scope, epoch, range.through) {
                     _ if range.rounds > MAX_READ_BACK_ROUNDS => None,
                     Recovery::Replay(newer)
-                        if range.found.len() + newer.len() <= self.max_replay =>
+                        if range.recent.is_some() || range.found.len() + newer.len() <= budget =>
                     {
                         range.found.extend(newer);
+                        keep_newest(&mut range.found);
                         Some(std::mem::take(&mut range.found))
                     }
                     Recovery::ReadBack { through } if range.rounds < MAX_READ_BACK_ROUNDS => {
@@ -510,63 +687,104 @@ impl Engine {
                 }
             }
         };
-        self.answer(
-            &projection,
-            client,
-            subs,
-            target,
-            Some(recovery),
-            request_id,
-        );
+        let answer = match (recovered, range.recent) {
+            (Some(found), Some(_)) => Answer::Recent(found),
+            (None, Some(_)) => Answer::Recent(Vec::new()),
+            (Some(missed), None) => Answer::Recovered(missed),
+            (None, None) => Answer::Unrecovered,
+        };
+        self.answer(&projection, client, subs, target, answer, request);
         Ok(Subscribing::Answered)
     }
 
-    /// Refuses a new subscription beyond `max_subscriptions`.
+    /// Refuses a new subscription beyond the per-connection limits.
     fn check_limit(&self, subs: &Subscriptions, target: &Target) -> Result<(), SubscribeError> {
-        if !subs.contains(target) && subs.len() >= self.max_subscriptions {
-            return Err(SubscribeError::TooMany(self.max_subscriptions));
+        if subs.contains(target) {
+            return Ok(());
+        }
+        if target.is_room() {
+            if subs.rooms().count() >= self.max_rooms_per_connection {
+                return Err(SubscribeError::TooManyRooms(self.max_rooms_per_connection));
+            }
+        } else if subs.channel_count() >= self.max_channels_per_connection {
+            return Err(SubscribeError::TooManyChannels(
+                self.max_channels_per_connection,
+            ));
         }
         Ok(())
     }
 
-    /// Registers `target` and queues `subscribed`, then the missed events
-    /// (`Some(Some(_))`) or, for a tour, a snapshot, marked unrecovered
-    /// after a failed recovery (`Some(None)`). A notification channel has
-    /// no snapshot: an unrecovered gap is said in `subscribed` alone. The
-    /// stats channel's first message comes from the stats task. Called
-    /// under the projection lock.
+    /// Registers `target` and queues its acknowledgement, then what the
+    /// answer holds: the missed events, or a tour's snapshot (marked
+    /// unrecovered after a failed recovery), or a room's recent messages.
+    /// A notification channel has no snapshot: an unrecovered gap is said in
+    /// `subscribed` alone. The stats channel's first message comes from
+    /// the stats task. Called under the projection lock.
     fn answer(
         &self,
         projection: &Projection,
         client: &ClientHandle,
         subs: &mut Subscriptions,
         target: Target,
-        recovery: Option<Option<Vec<Arc<Encoded>>>>,
-        request_id: Option<String>,
+        answer: Answer,
+        request: Acknowledging,
     ) {
-        self.reregister(client, subs, |subs| subs.subscribe(&target));
-        let (tour_id, channel) = target.reply_names();
-        // A notification channel has no snapshot to resume from: the ack
-        // says where it starts (what follows is what this client gets).
-        let seq = matches!(target, Target::User(_)).then(|| projection.last_seq());
-        let ack = ServerMessage::Subscribed(Subscribed {
-            tour_id,
-            channel,
-            recovered: recovery.as_ref().map(Option::is_some),
-            request_id: request_id.clone(),
-            seq,
-        });
-        let mut offers = vec![client.send(&ack)];
-        match (recovery, scope_of(&target, subs)) {
-            (Some(Some(missed)), _) => {
-                offers.push(client.offer_replay(&missed));
+        let recovered = match &answer {
+            Answer::Fresh | Answer::Recent(_) => None,
+            Answer::Recovered(_) => Some(true),
+            Answer::Unrecovered => Some(false),
+        };
+        let ack = match &target {
+            Target::Room(room) => {
+                self.reregister(client, subs, |subs| subs.join(&target));
+                let membership = request.membership.unwrap_or_default();
+                ServerMessage::Joined(Joined {
+                    room: room.clone(),
+                    members: membership
+                        .members
+                        .into_iter()
+                        .map(|user_id| RoomMember { user_id })
+                        .collect(),
+                    member_count: membership.member_count,
+                    // Where live messages start (what follows has a larger seq).
+                    seq: projection.last_seq(),
+                    recovered,
+                    request_id: request.request_id.clone(),
+                })
             }
-            (recovery, Some(scope)) if target.is_tour() => {
+            _ => {
+                self.reregister(client, subs, |subs| subs.subscribe(&target));
+                let (tour_id, channel) = target.reply_names();
+                // A notification channel has no snapshot to resume from: the
+                // ack says where it starts (what follows is what this client gets).
+                let seq = matches!(target, Target::User(_)).then(|| projection.last_seq());
+                ServerMessage::Subscribed(Subscribed {
+                    tour_id,
+                    channel,
+                    recovered,
+                    request_id: request.request_id.clone(),
+                    seq,
+                })
+            }
+        };
+        let mut offers = vec![client.send(&ack)];
+        let scope = scope_of(&target, subs);
+        match (answer, scope, &target) {
+            (Answer::Recovered(events) | Answer::Recent(events), _, _) => {
+                offers.push(client.offer_replay(&events));
+            }
+            (Answer::Fresh | Answer::Unrecovered, _, Target::Room(room)) => {
+                // A room has no snapshot: its recent messages stand for it.
+                if let Recent::Complete(recent) = projection.recent_in_room(room) {
+                    offers.push(client.offer_replay(&recent));
+                }
+            }
+            (answer, Some(scope), _) if target.is_tour() => {
                 let snapshot = Snapshot {
                     tours: projection.snapshot(scope),
                     epoch: self.epoch.clone(),
-                    recovered: recovery.map(|_| false),
-                    request_id,
+                    recovered: matches!(answer, Answer::Unrecovered).then_some(false),
+                    request_id: request.request_id,
                     timestamp: rfc3339(Utc::now()),
                     part: None,
                     parts: None,
@@ -580,6 +798,30 @@ impl Engine {
             _ => {}
         }
         if offers.contains(&Offer::Slow) {
+            self.hub.count_slow();
+        }
+    }
+
+    /// Takes `client` out of `room` and queues `left`.
+    pub fn leave(
+        &self,
+        client: &ClientHandle,
+        subs: &mut Subscriptions,
+        room: Target,
+        request_id: Option<String>,
+    ) {
+        let _projection = self.projection.lock();
+        self.reregister(client, subs, |subs| {
+            subs.leave(&room);
+        });
+        let Target::Room(name) = room else {
+            return;
+        };
+        let ack = ServerMessage::Left(Left {
+            room: name,
+            request_id,
+        });
+        if client.send(&ack) == Offer::Slow {
             self.hub.count_slow();
         }
     }
@@ -659,6 +901,7 @@ fn scope_of<'a>(target: &'a Target, subs: &'a Subscriptions) -> Option<Scope<'a>
         Target::Tour(id) => Some(Scope::Tour(id)),
         Target::AllTours => Some(Scope::Permitted(subs.permissions())),
         Target::User(user) => Some(Scope::User(user)),
+        Target::Room(room) => Some(Scope::Room(room)),
         Target::Stats => None,
     }
 }

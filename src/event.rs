@@ -3,7 +3,8 @@
 //! nor the engine has to import the sources.
 //!
 //! The stream carries more than one kind of event: availability changes
-//! (tour channels) and booking notifications (a user's channel). They share
+//! (tour channels), booking notifications (a user's channel) and room
+//! messages (a room's channel). They share
 //! what the stream gives every event: a position, an optional publisher id
 //! (for duplicates) and a timestamp.
 
@@ -44,6 +45,8 @@ pub enum SourceEvent {
     Availability(AvailabilityChange),
     /// A booking notification for one user (that user's channel).
     Booking(BookingNotice),
+    /// A message posted into a room (that room's channel).
+    Room(RoomPost),
 }
 
 impl SourceEvent {
@@ -52,6 +55,7 @@ impl SourceEvent {
         match self {
             SourceEvent::Availability(e) => e.event_id.as_deref(),
             SourceEvent::Booking(e) => e.event_id.as_deref(),
+            SourceEvent::Room(e) => e.event_id.as_deref(),
         }
     }
 
@@ -60,6 +64,7 @@ impl SourceEvent {
         match self {
             SourceEvent::Availability(e) => e.position,
             SourceEvent::Booking(e) => e.position,
+            SourceEvent::Room(e) => e.position,
         }
     }
 
@@ -68,14 +73,7 @@ impl SourceEvent {
         match self {
             SourceEvent::Availability(e) => e.position = position,
             SourceEvent::Booking(e) => e.position = position,
-        }
-    }
-
-    /// The tour it concerns (every kind names one).
-    pub fn tour_id(&self) -> &str {
-        match self {
-            SourceEvent::Availability(e) => &e.tour_id,
-            SourceEvent::Booking(e) => &e.tour_id,
+            SourceEvent::Room(e) => e.position = position,
         }
     }
 }
@@ -108,6 +106,13 @@ impl SourceEvent {
                 hash.text(&e.tour_name);
                 hash.number(u64::from(e.seats));
                 hash.text(&e.message);
+            }
+            SourceEvent::Room(e) => {
+                hash.text(ROOM_MESSAGE);
+                hash.opt_text(e.event_id.as_deref());
+                hash.text(&e.room);
+                hash.text(&e.from);
+                hash.text(&e.text);
             }
         }
         hash.0
@@ -168,6 +173,34 @@ impl From<BookingNotice> for SourceEvent {
     fn from(event: BookingNotice) -> Self {
         SourceEvent::Booking(event)
     }
+}
+
+impl From<RoomPost> for SourceEvent {
+    fn from(event: RoomPost) -> Self {
+        SourceEvent::Room(event)
+    }
+}
+
+/// The routing key (and `eventType`) of a room message.
+pub const ROOM_MESSAGE: &str = "room.message";
+
+/// A message posted into a room, decoded and validated: by a client
+/// through the gateway, or by a backend service on the exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomPost {
+    /// The publisher's unique id (duplicates; the client's `messageId`).
+    pub event_id: Option<String>,
+    /// The room.
+    pub room: String,
+    /// Who posted it (a token's `sub`, a connection's `clientId`, or a
+    /// backend service's name).
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// When it was posted (the publisher's timestamp, or receipt time).
+    pub timestamp: DateTime<Utc>,
+    /// The event's position in the stream (see [`AvailabilityChange::position`]).
+    pub position: Option<u64>,
 }
 
 /// The two kinds of booking notification.

@@ -28,12 +28,11 @@ use crate::protocol::codec::SchemaError;
 use crate::server::limits::ConnectionLimit;
 use crate::server::{self, AppState, ServerSettings, listener};
 use crate::source::demo::{self, DemoConfig};
-use crate::source::rabbitmq::{self, RabbitArgs};
-use crate::source::{SourceState, SourceStatus};
+use crate::source::rabbitmq::writer::RoomWriter;
+use crate::source::rabbitmq::{self, Connector, RabbitArgs};
+use crate::source::{SourceState, SourceStatus, StreamWriter};
 use crate::stats::{self, StatsBoard};
 
-/// Explicit subscriptions one connection may hold.
-const MAX_SUBSCRIPTIONS: usize = 256;
 /// How often the metrics recorder summarises its histograms.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
@@ -155,7 +154,10 @@ impl Gateway {
             history_len: config.history_size as usize,
             dedupe_window: config.dedupe_window,
             max_replay: config.max_replay,
-            max_subscriptions: MAX_SUBSCRIPTIONS,
+            max_channels_per_connection: config.max_channels_per_connection,
+            max_rooms_per_connection: config.max_rooms_per_connection,
+            room_history: config.room_history,
+            max_rooms: config.max_rooms,
             max_read_back: config.recovery_max_scan,
             notification_history: config.notification_history,
             snapshot_frame_bytes: config.snapshot_frame_bytes,
@@ -287,9 +289,11 @@ impl GatewayBuilder {
         let engine = Arc::new(Engine::new(self.engine));
         let status = SourceStatus::new(self.source.kind());
         let mut tasks = Vec::new();
+        let mut writer: Option<Arc<dyn StreamWriter>> = None;
         let peers = match self.source {
             Source::Demo(config) => {
                 demo::seed(&engine, &status);
+                writer = Some(Arc::new(demo::DemoWriter::new(Arc::clone(&engine))));
                 let feed = demo::run(
                     config,
                     Arc::clone(&engine),
@@ -300,6 +304,14 @@ impl GatewayBuilder {
                 None
             }
             Source::RabbitMq(args) => {
+                // The parser validated the URL; a hand-built bad one leaves
+                // rooms without a stream to write to (and the source says why).
+                if let Ok(connector) = Connector::for_gateway(&args) {
+                    writer = Some(Arc::new(RoomWriter::new(
+                        connector.for_job("room-writer"),
+                        args.broker.exchange.clone(),
+                    )));
+                }
                 // Instances share their figures over the broker.
                 let link =
                     rabbitmq::peers::spawn(&args, stats::STATS_ROUTING_KEY, shutdown.clone());
@@ -337,6 +349,7 @@ impl GatewayBuilder {
             auth,
             shutdown.clone(),
         )?;
+        state.writer = writer;
         if let Some(handle) = self.metrics {
             tokio::spawn(metrics_upkeep(handle.clone(), shutdown.clone()));
             state.metrics = Some(handle);

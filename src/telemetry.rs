@@ -50,6 +50,9 @@ pub const CHECKPOINTS: &str = "tourcast_checkpoints_total";
 pub const CATALOG_TOURS: &str = "tourcast_catalog_tours";
 /// Failed catalog bootstrap attempts.
 pub const CATALOG_FAILURES: &str = "tourcast_catalog_failures_total";
+/// Clients' room `publish`es, by outcome (`written` to the stream,
+/// `unavailable`: the broker did not confirm, `refused` before writing).
+pub const ROOM_PUBLISHES: &str = "tourcast_room_publishes_total";
 
 /// Installs the global Prometheus recorder; keep the handle to render.
 pub fn install() -> Result<PrometheusHandle, BuildError> {

@@ -201,7 +201,7 @@ async fn low_availability_keeps_the_old_shape_plus_seq() {
 async fn every_error_code_the_gateway_owns_is_sent_without_closing() {
     let server = TestServer::start_with(|settings, engine, _| {
         settings.max_message_bytes = 256;
-        engine.max_subscriptions = 2;
+        engine.max_channels_per_connection = 2;
     })
     .await;
     let mut client = server.json_client().await;

@@ -35,6 +35,7 @@ fn pb_subscribe(
             seq,
         }),
         request_id: request_id.map(str::to_owned),
+        viewers: None,
     }))
 }
 
@@ -332,7 +333,7 @@ fn parity_cases() -> Vec<Case> {
         both(
             "unknown type that looks like a server message",
             r#"{"type":"pong","timestamp":"2025-01-08T10:30:00.000Z"}"#,
-            pb_field(7, &pb_field(2, b"2025-01-08T10:30:00.000Z")),
+            pb_field(15, &pb_field(2, b"2025-01-08T10:30:00.000Z")),
             unknown_type(),
         ),
         // Frames that do not parse at all: no pointer to give.
@@ -689,6 +690,7 @@ fn protobuf_unknown_fields_are_accepted() {
         since: None,
         request_id: Some("r1".into()),
         channel: None,
+        viewers: None,
     });
 
     // An unknown field inside Subscribe.

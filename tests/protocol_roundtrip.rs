@@ -23,6 +23,9 @@ fn client_type(message: &ClientMessage) -> &'static str {
         ClientMessage::Unsubscribe(_) => "unsubscribe",
         ClientMessage::Refresh(_) => "refresh",
         ClientMessage::RefreshStats(_) => "refreshStats",
+        ClientMessage::Join(_) => "join",
+        ClientMessage::Leave(_) => "leave",
+        ClientMessage::Publish(_) => "publish",
     }
 }
 
@@ -40,6 +43,12 @@ fn server_type(message: &ServerMessage) -> &'static str {
         ServerMessage::Refreshed(_) => "refreshed",
         ServerMessage::Notification(_) => "notification",
         ServerMessage::Stats(_) => "stats",
+        ServerMessage::Joined(_) => "joined",
+        ServerMessage::Left(_) => "left",
+        ServerMessage::RoomMessage(_) => "room.message",
+        ServerMessage::Presence(_) => "presence",
+        ServerMessage::Published(_) => "published",
+        ServerMessage::Viewers(_) => "viewers",
     }
 }
 
@@ -49,6 +58,9 @@ const ALL_CLIENT_TYPES: &[&str] = &[
     "unsubscribe",
     "refresh",
     "refreshStats",
+    "join",
+    "leave",
+    "publish",
 ];
 const ALL_SERVER_TYPES: &[&str] = &[
     "connection",
@@ -62,6 +74,12 @@ const ALL_SERVER_TYPES: &[&str] = &[
     "refreshed",
     "notification",
     "stats",
+    "joined",
+    "left",
+    "room.message",
+    "presence",
+    "published",
+    "viewers",
 ];
 
 /// Client fixtures: the SPEC's examples first, then every optional field set.
@@ -97,6 +115,13 @@ fn client_fixtures() -> Vec<Value> {
         json!({"type": "unsubscribe", "channel": "stats", "requestId": "u-2"}),
         json!({"type": "refreshStats"}),
         json!({"type": "refreshStats", "requestId": "rs-1"}),
+        // SPEC "Rooms".
+        json!({"type": "join", "room": "support_42"}),
+        json!({"type": "join", "room": "support_42", "since": {"epoch": "rmq:s", "seq": 7}, "requestId": "j-1"}),
+        json!({"type": "leave", "room": "support_42", "requestId": "l-1"}),
+        json!({"type": "publish", "room": "support_42", "text": "Bonjour !"}),
+        json!({"type": "publish", "room": "support_42", "text": "édition", "requestId": "p-1"}),
+        json!({"type": "subscribe", "tourId": "tour_paris", "viewers": true}),
     ]
 }
 
@@ -248,6 +273,18 @@ fn server_fixtures() -> Vec<Value> {
         json!({"type": "error", "code": "unauthorized", "message": "the token has expired", "requestId": "rf-1"}),
         json!({"type": "refreshed", "expiresAt": "2025-01-08T11:30:00.000Z"}),
         json!({"type": "refreshed", "expiresAt": "2025-01-08T11:30:00.000Z", "requestId": "rf-1"}),
+        // SPEC "Rooms" and "Viewers".
+        json!({"type": "joined", "room": "support_42", "members": [{"userId": "alice"}, {"userId": "support_agent_1"}], "memberCount": 2, "seq": 41}),
+        json!({"type": "joined", "room": "support_42", "members": [], "memberCount": 0, "seq": 0, "recovered": true, "requestId": "j-1"}),
+        json!({"type": "left", "room": "support_42"}),
+        json!({"type": "left", "room": "support_42", "requestId": "l-1"}),
+        json!({"type": "room.message", "room": "support_42", "from": {"userId": "support_agent_1"}, "text": "Bonjour ! Comment puis-je vous aider ?", "messageId": "evt_1", "seq": 42, "timestamp": "2025-01-08T10:30:00.000Z"}),
+        json!({"type": "presence", "room": "support_42", "userId": "alice", "action": "joined", "memberCount": 2, "timestamp": "2025-01-08T10:30:00.000Z"}),
+        json!({"type": "presence", "room": "support_42", "userId": "alice", "action": "left", "memberCount": 1, "timestamp": "2025-01-08T10:30:00.000Z"}),
+        json!({"type": "presence", "room": "lobby", "action": "count", "memberCount": 250, "timestamp": "2025-01-08T10:30:00.000Z"}),
+        json!({"type": "published", "room": "support_42", "seq": 42, "messageId": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "requestId": "p-1"}),
+        json!({"type": "error", "code": "unavailable", "message": "the broker is unavailable", "requestId": "p-2"}),
+        json!({"type": "viewers", "tourId": "tour_paris", "count": 5, "timestamp": "2025-01-08T10:30:00.000Z"}),
     ]
 }
 
@@ -344,6 +381,7 @@ fn spec_client_examples_decode_as_written() {
             channel: None,
             since: None,
             request_id: None,
+            viewers: None,
         })
     );
     assert_eq!(
@@ -355,6 +393,7 @@ fn spec_client_examples_decode_as_written() {
             channel: None,
             since: None,
             request_id: None,
+            viewers: None,
         })
     );
     assert_eq!(
@@ -371,6 +410,7 @@ fn spec_client_examples_decode_as_written() {
                 seq: 41,
             }),
             request_id: None,
+            viewers: None,
         })
     );
     assert_eq!(

@@ -78,8 +78,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::backoff::Backoff;
-use crate::event::{BookingKind, SourceEvent};
-use crate::protocol::v1::{AvailabilityEvent, BookingEvent};
+use crate::event::{BookingKind, ROOM_MESSAGE, SourceEvent};
+use crate::protocol::v1::{AvailabilityEvent, BookingEvent, RoomEvent, RoomMember};
 use crate::source::AvailabilityKind;
 use crate::source::inbound::{
     DEFAULT_MAX_EVENT_BYTES, EventDecoder, Incoming, JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
@@ -119,7 +119,9 @@ pub struct PublishArgs {
 
     /// Kind of event: `updated` and `low` are `tour.availability.<kind>`,
     /// `booking-confirmed` and `booking-cancelled` are
-    /// `notification.booking.<confirmed|cancelled>`.
+    /// `notification.booking.<confirmed|cancelled>`, `room-message` is
+    /// `room.message` (a backend service posting into a room: `--room`,
+    /// `--from`, `--text`).
     #[arg(long, value_enum, default_value_t = Kind::Updated)]
     pub kind: Kind,
 
@@ -163,6 +165,19 @@ pub struct PublishArgs {
     #[arg(long, requires = "tour_id")]
     pub timestamp: Option<String>,
 
+    /// The room a `room-message` is posted into. With it, the event comes
+    /// from the flags, not from stdin.
+    #[arg(long, conflicts_with_all = ["tour_id", "raw"])]
+    pub room: Option<String>,
+
+    /// Who posts a `room-message` (e.g. `support_agent_1`).
+    #[arg(long, requires = "room")]
+    pub from: Option<String>,
+
+    /// Text of a `room-message`.
+    #[arg(long, requires = "room")]
+    pub text: Option<String>,
+
     /// Payload encoding.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
@@ -193,6 +208,8 @@ pub enum Kind {
     BookingConfirmed,
     /// `notification.booking.cancelled`.
     BookingCancelled,
+    /// `room.message`.
+    RoomMessage,
 }
 
 impl Kind {
@@ -203,6 +220,7 @@ impl Kind {
             Kind::Low => AvailabilityKind::Low.as_str(),
             Kind::BookingConfirmed => BookingKind::Confirmed.routing_key(),
             Kind::BookingCancelled => BookingKind::Cancelled.routing_key(),
+            Kind::RoomMessage => ROOM_MESSAGE,
         }
     }
 }
@@ -279,6 +297,9 @@ pub fn new_event_id() -> String {
 
 /// Builds the event that the flags describe.
 pub fn event_from_flags(args: &PublishArgs) -> Result<Outgoing, PublishError> {
+    if args.kind == Kind::RoomMessage || args.room.is_some() {
+        return room_message_from_flags(args);
+    }
     let Some(tour_id) = args.tour_id.clone() else {
         return Err(PublishError::Usage("--tour-id is required".into()));
     };
@@ -290,7 +311,7 @@ pub fn event_from_flags(args: &PublishArgs) -> Result<Outgoing, PublishError> {
     let booking = match args.kind {
         Kind::BookingConfirmed => Some(BookingKind::Confirmed),
         Kind::BookingCancelled => Some(BookingKind::Cancelled),
-        Kind::Updated | Kind::Low => None,
+        Kind::Updated | Kind::Low | Kind::RoomMessage => None,
     };
     if let Some(booking) = booking {
         let Some(user_id) = args.user_id.clone() else {
@@ -346,6 +367,34 @@ pub fn event_from_flags(args: &PublishArgs) -> Result<Outgoing, PublishError> {
         threshold: args.threshold,
         timestamp: Some(args.timestamp.clone().unwrap_or_else(now_rfc3339)),
         version: None,
+    };
+    let value = serde_json::to_value(&event)
+        .map_err(|e| PublishError::Usage(format!("cannot encode the event: {e}")))?;
+    let decoder = EventDecoder::new(DEFAULT_MAX_EVENT_BYTES)?;
+    prepare(&decoder, value, args, 1)
+}
+
+/// A `room.message` from `--room`, `--from` and `--text`.
+fn room_message_from_flags(args: &PublishArgs) -> Result<Outgoing, PublishError> {
+    let required = |value: &Option<String>, flag: &str| {
+        value
+            .clone()
+            .ok_or_else(|| PublishError::Usage(format!("--{flag} is required for a room message")))
+    };
+    if args.kind != Kind::RoomMessage {
+        return Err(PublishError::Usage(
+            "--room posts a room message: add --kind room-message".into(),
+        ));
+    }
+    let event = RoomEvent {
+        event_id: Some(args.event_id.clone().unwrap_or_else(new_event_id)),
+        event_type: Some(ROOM_MESSAGE.into()),
+        room: required(&args.room, "room")?,
+        from: Some(RoomMember {
+            user_id: required(&args.from, "from")?,
+        }),
+        text: required(&args.text, "text")?,
+        timestamp: Some(args.timestamp.clone().unwrap_or_else(now_rfc3339)),
     };
     let value = serde_json::to_value(&event)
         .map_err(|e| PublishError::Usage(format!("cannot encode the event: {e}")))?;
@@ -433,6 +482,7 @@ fn prepare(
             e.kind.routing_key(),
             format!("user={} tour={} seats={}", e.user_id, e.tour_id, e.seats),
         ),
+        SourceEvent::Room(e) => (ROOM_MESSAGE, format!("room={} from={}", e.room, e.from)),
     };
     let routing_key = args
         .routing_key
@@ -461,6 +511,9 @@ fn prepare(
                     .map_err(invalid)?
                     .encode_to_vec(),
                 SourceEvent::Booking(_) => serde_json::from_value::<BookingEvent>(value)
+                    .map_err(invalid)?
+                    .encode_to_vec(),
+                SourceEvent::Room(_) => serde_json::from_value::<RoomEvent>(value)
                     .map_err(invalid)?
                     .encode_to_vec(),
             };
@@ -932,7 +985,7 @@ enum Input {
 
 impl Input {
     fn new(args: &PublishArgs) -> Result<Self, PublishError> {
-        if args.tour_id.is_some() {
+        if args.tour_id.is_some() || args.room.is_some() {
             return Ok(Input::Flags(Some(event_from_flags(args)?)));
         }
         let decoder = Box::new(EventDecoder::new(DEFAULT_MAX_EVENT_BYTES)?);

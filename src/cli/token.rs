@@ -47,6 +47,12 @@ pub struct TokenArgs {
     /// Name of the admin claim.
     #[arg(long, default_value = "admin")]
     pub admin_claim: String,
+    /// Rooms the token may join, comma-separated, or `*` (none when absent).
+    #[arg(long, value_delimiter = ',')]
+    pub rooms: Vec<String>,
+    /// Name of the rooms claim.
+    #[arg(long, default_value = "rooms")]
+    pub rooms_claim: String,
 }
 
 /// Why a token could not be issued.
@@ -100,6 +106,14 @@ pub fn issue(args: &TokenArgs) -> Result<String, IssueError> {
     claims.insert(args.tours_claim.clone(), tours);
     if args.admin {
         claims.insert(args.admin_claim.clone(), Value::Bool(true));
+    }
+    if !args.rooms.is_empty() {
+        let rooms = if args.rooms.iter().any(|r| r == "*") {
+            Value::String("*".into())
+        } else {
+            Value::from(args.rooms.clone())
+        };
+        claims.insert(args.rooms_claim.clone(), rooms);
     }
     if let Some(audience) = &args.audience {
         claims.insert("aud".into(), Value::String(audience.clone()));

@@ -121,6 +121,28 @@ impl Subscriptions {
         self.explicit = true;
         self.channels.remove(target)
     }
+
+    /// Records a room joined. Unlike a `subscribe`, joining a room does not
+    /// end the implicit every-tour delivery of a connection that never
+    /// subscribed: a room is not a tour subscription.
+    pub fn join(&mut self, room: &Target) {
+        self.channels.insert(room.clone());
+    }
+
+    /// Records a room left; returns whether it was joined.
+    pub fn leave(&mut self, room: &Target) -> bool {
+        self.channels.remove(room)
+    }
+
+    /// Rooms joined.
+    pub fn rooms(&self) -> impl Iterator<Item = &Target> {
+        self.channels.iter().filter(|target| target.is_room())
+    }
+
+    /// Explicit subscriptions that are not rooms (tours, `"*"`, channels).
+    pub fn channel_count(&self) -> usize {
+        self.channels.len() - self.rooms().count()
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +181,17 @@ mod tests {
         );
         assert_eq!(subs.len(), 2);
         assert!(subs.unsubscribe(&Target::User("alice".into())));
+        assert_eq!(subs.effective(), vec![Target::AllTours]);
+    }
+
+    #[test]
+    fn joining_a_room_keeps_the_implicit_every_tour_delivery() {
+        let mut subs = Subscriptions::default();
+        let room = Target::Room("support_42".into());
+        subs.join(&room);
+        assert_eq!(subs.effective(), vec![Target::AllTours, room.clone()]);
+        assert_eq!((subs.rooms().count(), subs.channel_count()), (1, 0));
+        assert!(subs.leave(&room));
         assert_eq!(subs.effective(), vec![Target::AllTours]);
     }
 

@@ -13,6 +13,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("server_message.schema.json", SERVER_MESSAGE),
     ("availability_event.schema.json", AVAILABILITY_EVENT),
     ("booking_event.schema.json", BOOKING_EVENT),
+    ("room_event.schema.json", ROOM_EVENT),
 ];
 
 const CLIENT_MESSAGE: &str = include_str!(concat!(
@@ -31,6 +32,8 @@ const BOOKING_EVENT: &str = include_str!(concat!(
     env!("OUT_DIR"),
     "/schemas/booking_event.schema.json"
 ));
+
+const ROOM_EVENT: &str = include_str!(concat!(env!("OUT_DIR"), "/schemas/room_event.schema.json"));
 
 /// Schema of every client → server message: a `type`-discriminated union,
 /// one titled definition per message (the codec compiles one validator
@@ -52,6 +55,11 @@ pub fn availability_event() -> Value {
 /// Schema of the booking notification that publishers put on RabbitMQ.
 pub fn booking_event() -> Value {
     parse(BOOKING_EVENT)
+}
+
+/// Schema of the room message that the gateway and backend services put on RabbitMQ.
+pub fn room_event() -> Value {
+    parse(ROOM_EVENT)
 }
 
 /// The generator writes these files with serde_json: they always parse.
@@ -160,7 +168,10 @@ mod tests {
                 "subscribe",
                 "unsubscribe",
                 "refresh",
-                "refreshStats"
+                "refreshStats",
+                "join",
+                "leave",
+                "publish"
             ]
         );
         // Each carries the definitions it refers to, and only those.
@@ -171,7 +182,7 @@ mod tests {
         let (_, ping) = &variants(&client_message())[0];
         assert!(ping.get("definitions").is_none());
         let server = variants(&server_message());
-        assert_eq!(server.len(), 11);
+        assert_eq!(server.len(), 17);
         for (message_type, variant) in server {
             assert_eq!(
                 variant["properties"]["type"]["const"], message_type,

@@ -87,7 +87,7 @@ pub struct Handler {
     socket: WebSocket,
     encoding: Encoding,
     peer: Peer,
-    client_id: Uuid,
+    client_id: String,
     client: ClientHandle,
     outbound: outbox::Receiver,
     subs: Subscriptions,
@@ -96,6 +96,8 @@ pub struct Handler {
     limiter: DefaultDirectRateLimiter,
     /// Consecutive messages refused by the rate limit.
     flood_strikes: u32,
+    /// Room messages' own bucket (`PUBLISH_RATE`), beside `limiter`.
+    publish_limiter: DefaultDirectRateLimiter,
     /// A command waiting for something (see the module docs).
     waiting: Option<Box<commands::Recovering>>,
     _slot: ConnectionSlot,
@@ -117,7 +119,12 @@ impl Handler {
             NonZeroU32::new(state.settings.rate_limit).unwrap_or(NonZeroU32::MIN),
         )
         .allow_burst(NonZeroU32::new(state.settings.rate_burst).unwrap_or(NonZeroU32::MIN));
+        let publish_quota = Quota::per_second(
+            NonZeroU32::new(state.settings.publish_rate).unwrap_or(NonZeroU32::MIN),
+        )
+        .allow_burst(NonZeroU32::new(state.settings.publish_burst).unwrap_or(NonZeroU32::MIN));
         Handler {
+            publish_limiter: RateLimiter::direct(publish_quota),
             subs: Subscriptions::new(identity.permissions.clone()),
             identity,
             limiter: RateLimiter::direct(quota),
@@ -127,7 +134,7 @@ impl Handler {
             socket,
             encoding,
             peer,
-            client_id: Uuid::new_v4(),
+            client_id: Uuid::new_v4().to_string(),
             outbound,
             missed_pongs: 0,
             waiting: None,
@@ -154,7 +161,7 @@ impl Handler {
         metrics::gauge!(CONNECTIONS_OPEN, "encoding" => self.encoding_label()).increment(1.0);
         // Queued before the hub knows the client, so it is always the first frame.
         let greeting = ServerMessage::Connection(Connection {
-            client_id: self.client_id.to_string(),
+            client_id: self.client_id.clone(),
             message: "Connected to tourcast".into(),
             protocol: PROTOCOL.into(),
             encoding: self.encoding as i32,
@@ -414,6 +421,9 @@ impl Handler {
             client: &self.client,
             subs: &mut self.subs,
             identity: &mut self.identity,
+            client_id: &self.client_id,
+            writer: self.state.writer.as_ref(),
+            publish_limiter: &self.publish_limiter,
         }
     }
 

@@ -32,7 +32,7 @@ use crate::config::GatewayConfig;
 use crate::engine::Engine;
 use crate::hub::CloseReason;
 use crate::protocol::codec::{Codec, SchemaError};
-use crate::source::SourceStatus;
+use crate::source::{SourceStatus, StreamWriter};
 use crate::stats::StatsBoard;
 
 use limits::ConnectionLimit;
@@ -56,6 +56,10 @@ pub struct ServerSettings {
     pub rate_burst: u32,
     /// Consecutive rate-limited messages before the connection is closed.
     pub flood_limit: u32,
+    /// Room messages per second per connection (`PUBLISH_RATE`).
+    pub publish_rate: u32,
+    /// Room messages per connection in a burst (`PUBLISH_BURST`).
+    pub publish_burst: u32,
     /// Limits on connections that have not upgraded yet.
     pub pending: listener::PendingLimits,
     /// Proxies whose `X-Forwarded-For` names the client.
@@ -74,6 +78,8 @@ impl ServerSettings {
             rate_limit: config.rate_limit.max(1),
             rate_burst: config.rate_burst.max(1),
             flood_limit: config.flood_limit.max(1),
+            publish_rate: config.publish_rate.max(1),
+            publish_burst: config.publish_burst.max(1),
             pending: listener::PendingLimits {
                 handshake_timeout: config.handshake_timeout,
                 max_pending: config.max_pending_connections,
@@ -108,6 +114,9 @@ pub struct AppState {
     pub next_id: Arc<AtomicU64>,
     /// The `stats` channel's figures.
     pub stats: Arc<StatsBoard>,
+    /// Where clients' room messages are written (none: `publish` is
+    /// answered `unavailable`).
+    pub writer: Option<Arc<dyn StreamWriter>>,
 }
 
 impl AppState {
@@ -134,6 +143,7 @@ impl AppState {
             shutdown,
             tasks: TaskTracker::new(),
             next_id: Arc::new(AtomicU64::new(1)),
+            writer: None,
         })
     }
 }

@@ -9,6 +9,10 @@
 //! Every third booking is also a `booking.confirmed` notification for the
 //! demo user [`DEMO_USER`], so that a client holding a token with that
 //! `sub` (`tourcast token --sub demo-user`) sees personal pushes too.
+//!
+//! Every [`AGENT_EVERY`]th tick a support agent posts into the room
+//! [`DEMO_ROOM`], and clients' own posts go through [`DemoWriter`]: the
+//! demo has no stream, so the feed's order is the order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,15 +21,32 @@ use chrono::Utc;
 use rand::RngExt as _;
 use tokio_util::sync::CancellationToken;
 
-use super::{AvailabilityKind, SourceEvent, SourceState, SourceStatus};
+use futures_util::future::BoxFuture;
+
+use super::{AvailabilityKind, SourceEvent, SourceState, SourceStatus, StreamWriter, WriteError};
 use crate::engine::Engine;
-use crate::event::{AvailabilityChange, BookingKind, BookingNotice};
+use crate::event::{AvailabilityChange, BookingKind, BookingNotice, RoomPost};
+use crate::protocol::v1::RoomEvent;
 
 /// The user the demo feed's booking notifications are for.
 pub const DEMO_USER: &str = "demo-user";
 
 /// One booking in this many is the demo user's (and notified).
 const DEMO_USER_EVERY: u64 = 3;
+
+/// The room the demo's support agent posts into.
+pub const DEMO_ROOM: &str = "support_demo";
+/// The demo's support agent.
+pub const DEMO_AGENT: &str = "support_agent_1";
+/// The agent posts once every this many ticks.
+const AGENT_EVERY: u64 = 10;
+/// What the agent says, in turn.
+const AGENT_LINES: [&str; 4] = [
+    "Bonjour ! Comment puis-je vous aider ?",
+    "Paris City Tour still has seats this weekend.",
+    "Groups of more than 10 get a guide of their own.",
+    "Anything else I can help you with?",
+];
 
 /// One tour of the demo catalog.
 #[derive(Debug, Clone)]
@@ -89,10 +110,16 @@ pub async fn run(
     let mut ticker = tokio::time::interval(config.interval);
     ticker.tick().await; // the first tick is immediate; the catalog was just published
     let mut bookings = 0u64;
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
+        }
+        ticks += 1;
+        if ticks.is_multiple_of(AGENT_EVERY) {
+            let line = AGENT_LINES[(ticks / AGENT_EVERY) as usize % AGENT_LINES.len()];
+            engine.apply(agent_post(line));
         }
         let before = seats.clone();
         for (kind, index, left) in next_bookings(&mut seats, config.low_threshold) {
@@ -134,6 +161,44 @@ fn next_bookings(seats: &mut [u32], low_threshold: u32) -> Vec<(AvailabilityKind
         events.push((AvailabilityKind::Low, index, seats[index]));
     }
     events
+}
+
+fn agent_post(text: &str) -> SourceEvent {
+    SourceEvent::Room(RoomPost {
+        event_id: Some(uuid::Uuid::new_v4().to_string()),
+        room: DEMO_ROOM.to_string(),
+        from: DEMO_AGENT.to_string(),
+        text: text.to_string(),
+        timestamp: Utc::now(),
+        position: None,
+    })
+}
+
+/// Clients' room messages in the demo: applied straight to the engine,
+/// beside the feed's own events (there is no stream to go through).
+pub struct DemoWriter {
+    engine: Arc<Engine>,
+}
+
+impl DemoWriter {
+    /// A writer applying to `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        DemoWriter { engine }
+    }
+}
+
+impl StreamWriter for DemoWriter {
+    fn write(&self, event: RoomEvent) -> BoxFuture<'static, Result<(), WriteError>> {
+        self.engine.apply(SourceEvent::Room(RoomPost {
+            event_id: event.event_id,
+            room: event.room,
+            from: event.from.map(|from| from.user_id).unwrap_or_default(),
+            text: event.text,
+            timestamp: Utc::now(),
+            position: None,
+        }));
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 fn notification(tour: &DemoTour, seats: u32, number: u64) -> SourceEvent {

@@ -3,9 +3,10 @@
 //! `tourcast publish`'s, in [`crate::cli::publish`].)
 //!
 //! Booking and catalog services publish availability events and booking
-//! notifications as JSON (the SPEC's shapes, validated against the
+//! notifications, and the gateway itself (for its clients) and backend
+//! services publish room messages, as JSON (the SPEC's shapes, validated against the
 //! generated publisher-event schemas) or as protobuf
-//! `tourcast.v1.AvailabilityEvent` / `tourcast.v1.BookingEvent` (content
+//! `tourcast.v1.AvailabilityEvent` / `BookingEvent` / `RoomEvent` (content
 //! type `application/x-protobuf`, checked by the generated `buf.validate`
 //! impls, which carry the same rules), through the same
 //! [decode pipeline](crate::protocol::decode) as client frames. Anything that
@@ -21,10 +22,10 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::{AvailabilityKind, SourceEvent};
-use crate::event::{AvailabilityChange, BookingKind, BookingNotice};
+use crate::event::{AvailabilityChange, BookingKind, BookingNotice, ROOM_MESSAGE, RoomPost};
 use crate::protocol::decode::{self, Refusal, Rules, truncate};
 use crate::protocol::schema;
-use crate::protocol::v1::{AvailabilityEvent, BookingEvent};
+use crate::protocol::v1::{AvailabilityEvent, BookingEvent, RoomEvent};
 
 pub use crate::protocol::decode::SchemaError;
 
@@ -140,6 +141,7 @@ pub struct Incoming<'a> {
 pub struct EventDecoder {
     rules: Rules,
     booking_rules: Rules,
+    room_rules: Rules,
     max_bytes: usize,
 }
 
@@ -156,9 +158,11 @@ impl EventDecoder {
     pub fn new(max_bytes: usize) -> Result<Self, SchemaError> {
         let rules = Rules::compile("AvailabilityEvent", schema::availability_event())?;
         let booking_rules = Rules::compile("BookingEvent", schema::booking_event())?;
+        let room_rules = Rules::compile("RoomEvent", schema::room_event())?;
         Ok(EventDecoder {
             rules,
             booking_rules,
+            room_rules,
             max_bytes,
         })
     }
@@ -187,6 +191,12 @@ impl EventDecoder {
         if is_protobuf(message.content_type) {
             // Protobuf carries no `eventType` to look at before decoding:
             // the routing key says which message it is.
+            if message.routing_key == ROOM_MESSAGE {
+                let event = decode_proto(&self.room_rules, message.payload, |e: &RoomEvent| {
+                    e.event_id.as_deref()
+                })?;
+                return into_room(event, message, received_at);
+            }
             if is_notification(message.routing_key) {
                 let event =
                     decode_proto(&self.booking_rules, message.payload, |e: &BookingEvent| {
@@ -217,7 +227,10 @@ impl EventDecoder {
         // The payload's `eventType` is the more specific statement; the
         // routing key decides when it is absent.
         let named = value.get("eventType").and_then(Value::as_str);
-        if is_notification(named.unwrap_or(message.routing_key)) {
+        if named.unwrap_or(message.routing_key) == ROOM_MESSAGE {
+            let event = decode_json(&self.room_rules, value)?;
+            into_room(event, message, received_at)
+        } else if is_notification(named.unwrap_or(message.routing_key)) {
             let event = decode_json(&self.booking_rules, value)?;
             into_booking(event, message, received_at)
         } else {
@@ -249,7 +262,7 @@ fn fast_availability(message: Incoming<'_>) -> Option<AvailabilityEvent> {
     }
     let event: AvailabilityEvent = serde_json::from_slice(payload).ok()?;
     let kind_name = event.event_type.as_deref().unwrap_or(message.routing_key);
-    if is_notification(kind_name) {
+    if is_notification(kind_name) || kind_name == ROOM_MESSAGE {
         return None;
     }
     use crate::protocol::validate::Validate as _;
@@ -408,6 +421,41 @@ fn into_booking(
         tour_name,
         seats,
         message: text,
+        timestamp,
+        position: None,
+    }))
+}
+
+fn into_room(
+    event: RoomEvent,
+    message: Incoming<'_>,
+    received_at: DateTime<Utc>,
+) -> Result<SourceEvent, PoisonError> {
+    let RoomEvent {
+        event_id,
+        event_type,
+        room,
+        from,
+        text,
+        timestamp,
+    } = event;
+    let (_, timestamp) = kind_and_time(
+        |name| (name == ROOM_MESSAGE).then_some(()),
+        event_type.as_deref(),
+        timestamp.as_deref(),
+        event_id.as_deref(),
+        message,
+        received_at,
+    )
+    .map_err(|reason| PoisonError::new(event_id.clone(), reason))?;
+    // The schema requires `from`; a protobuf publisher that left it out
+    // was refused by the same rule.
+    let from = from.map(|member| member.user_id).unwrap_or_default();
+    Ok(SourceEvent::Room(RoomPost {
+        event_id,
+        room,
+        from,
+        text,
         timestamp,
         position: None,
     }))

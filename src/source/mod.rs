@@ -1,5 +1,6 @@
-//! Where events come from: availability changes and booking
-//! notifications (see [`crate::event`]).
+//! Where events come from: availability changes, booking notifications
+//! and room messages (see [`crate::event`]); and where a client's room
+//! message goes to come back as one ([`StreamWriter`]).
 //!
 //! Every source (the embedded demo feed, RabbitMQ) turns its input into
 //! [`SourceEvent`]s and hands each one to
@@ -17,9 +18,40 @@ pub mod rabbitmq;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 pub use crate::event::{AvailabilityKind, SourceEvent};
+use crate::protocol::v1::RoomEvent;
+
+/// Writes a client's room message into the stream the gateway reads (for
+/// RabbitMQ, by publishing it on the exchange), so that it comes back
+/// numbered, in order, to every instance like any other event: there is
+/// no shortcut that could reorder, duplicate or lose it.
+pub trait StreamWriter: Send + Sync {
+    /// Resolves once the stream has the message (the broker confirmed it),
+    /// or with why it does not. A failed write delivered nothing.
+    fn write(&self, event: RoomEvent) -> BoxFuture<'static, Result<(), WriteError>>;
+}
+
+/// Why a room message did not reach the stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// No connection to the broker now (down, restarting, unreachable).
+    #[error("the broker is unavailable: {0}")]
+    Unavailable(String),
+    /// The broker routed it to no queue: the stream is not bound (yet).
+    #[error("the broker routed the message to no stream ({0})")]
+    Unroutable(String),
+    /// The broker refused it (nack).
+    #[error("the broker refused the message")]
+    Refused,
+    /// No confirmation in time (the connection stalled).
+    #[error(
+        "the broker did not confirm the message within {0:?} (it may still arrive, under its messageId)"
+    )]
+    Timeout(std::time::Duration),
+}
 
 /// The liveness of an event source, as `/health` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

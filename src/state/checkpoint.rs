@@ -11,17 +11,20 @@
 //! reaching past it is read back from the stream, as it would be on the
 //! writing instance once its own history rolled over. The duplicate
 //! filter, the skipped positions and the notification inbox are kept
-//! whole: without them a replay after the checkpoint would apply what the
+//! whole (rooms share the history budget, as tours do): without them a replay after the checkpoint would apply what the
 //! writer dropped.
 
 use std::sync::Arc;
 
 use super::inbox::Inbox;
 use super::recent_ids::RecentIds;
+use super::rooms::KeptRoom;
 use super::{LazyMessage, Projection, Ring, TourEntry, Tours};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::{Encoded, decode_server_proto};
-use crate::protocol::v1::{Checkpoint, CheckpointMessage, CheckpointNotification, CheckpointTour};
+use crate::protocol::v1::{
+    Checkpoint, CheckpointMessage, CheckpointNotification, CheckpointRoom, CheckpointTour,
+};
 
 /// Why a checkpoint cannot be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +104,11 @@ impl Projection {
                 .map(|(seq, user_id, message)| (seq, user_id.to_string(), message.clone()))
                 .collect(),
             notifications_evicted_through: self.inbox.evicted_through(),
+            rooms: self.rooms.newest(
+                (limits.history_budget / self.rooms.len().max(1))
+                    .clamp(1, self.rooms.history_len()),
+            ),
+            rooms_evicted_through: self.rooms.evicted_through(),
         })
     }
 
@@ -204,6 +212,27 @@ impl Projection {
             }
         }
         projection.inbox = inbox;
+        projection
+            .rooms
+            .mark_evicted(checkpoint.rooms_evicted_through);
+        for room in checkpoint.rooms {
+            if room.evicted_through > position {
+                return inconsistent(format!("room {} is ahead of the position", room.room));
+            }
+            let mut messages = Vec::with_capacity(room.history.len());
+            for kept in &room.history {
+                let (seq, message) = restore_message(kept, position)?;
+                if messages.last().is_some_and(|(last, _)| *last >= seq)
+                    || seq <= room.evicted_through
+                {
+                    return inconsistent(format!("room {} history out of order", room.room));
+                }
+                messages.push((seq, Arc::new(LazyMessage::new(message))));
+            }
+            projection
+                .rooms
+                .restore(&room.room, room.evicted_through, messages);
+        }
         Ok(projection)
     }
 }
@@ -222,6 +251,8 @@ pub struct CheckpointDraft {
     skipped_forgotten: u64,
     notifications: Vec<(u64, String, Encoded)>,
     notifications_evicted_through: u64,
+    rooms: Vec<KeptRoom>,
+    rooms_evicted_through: u64,
 }
 
 struct DraftTour {
@@ -253,6 +284,23 @@ impl CheckpointDraft {
             })
             .collect();
         tours.sort_by(|a, b| tour_id(a).cmp(tour_id(b)));
+        let mut rooms: Vec<CheckpointRoom> = self
+            .rooms
+            .into_iter()
+            .map(|kept| CheckpointRoom {
+                room: kept.room,
+                evicted_through: kept.dropped_through,
+                history: kept
+                    .messages
+                    .iter()
+                    .map(|(seq, message)| CheckpointMessage {
+                        seq: *seq,
+                        message: message.proto(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        rooms.sort_by(|a, b| a.room.cmp(&b.room));
         Checkpoint {
             epoch: self.epoch,
             stream: stream.to_string(),
@@ -274,6 +322,8 @@ impl CheckpointDraft {
                 })
                 .collect(),
             notifications_evicted_through: self.notifications_evicted_through,
+            rooms,
+            rooms_evicted_through: self.rooms_evicted_through,
             written_by: String::new(),
             written_at: String::new(),
         }
@@ -316,7 +366,7 @@ mod tests {
     use super::*;
     use crate::auth::Permissions;
     use crate::event::{
-        AvailabilityChange, AvailabilityKind, BookingKind, BookingNotice, SourceEvent,
+        AvailabilityChange, AvailabilityKind, BookingKind, BookingNotice, RoomPost, SourceEvent,
     };
     use crate::state::{Applied, Recovery, Scope};
 
@@ -354,11 +404,24 @@ mod tests {
         })
     }
 
-    /// A projection with tours, duplicates and notifications over 60 positions.
+    fn post(position: u64, room: &str) -> SourceEvent {
+        SourceEvent::Room(RoomPost {
+            event_id: Some(format!("evt_r{position}")),
+            room: room.into(),
+            from: "alice".into(),
+            text: format!("message {position}"),
+            timestamp: Utc::now(),
+            position: Some(position),
+        })
+    }
+
+    /// A projection with tours, duplicates, notifications and room
+    /// messages over 60 positions.
     fn busy_projection() -> Projection {
-        let mut projection = Projection::with_inbox("stream", 8, 1000, 50);
+        let mut projection = Projection::with_inbox("stream", 8, 1000, 50).with_rooms(4, 100);
         for position in 1..=60u64 {
             let event = match position % 5 {
+                _ if position % 7 == 6 => post(position, if position < 30 { "r1" } else { "r2" }),
                 0 => notice(position, if position % 2 == 0 { "alice" } else { "bob" }),
                 // A redelivery of the previous event's id: a duplicate.
                 4 => tour_event(position, "b", 9, Some(&format!("evt_{}", position - 1))),
@@ -390,6 +453,8 @@ mod tests {
                 Scope::Permitted(&Permissions::All),
                 Scope::User("alice"),
                 Scope::User("bob"),
+                Scope::Room("r1"),
+                Scope::Room("r2"),
             ] {
                 answers.push(match projection.recover(scope, "stream", since) {
                     Recovery::Replay(missed) => format!(
@@ -419,8 +484,18 @@ mod tests {
         // Through the wire format, as it is stored.
         let bytes = checkpoint.encode_to_vec();
         let decoded = Checkpoint::decode(bytes.as_slice()).expect("decodes");
-        let mut restored = Projection::restore(decoded, "stream", 8, 1000, 50).expect("restores");
+        let mut restored = Projection::restore(decoded, "stream", 8, 1000, 50)
+            .expect("restores")
+            .with_rooms(4, 100);
         let mut original = projection;
+        assert!(!checkpoint.rooms.is_empty());
+        for room in ["r1", "r2", "r3"] {
+            assert_eq!(
+                format!("{:?}", restored.recent_in_room(room)),
+                format!("{:?}", original.recent_in_room(room)),
+                "{room}"
+            );
+        }
         assert_eq!(restored.last_seq(), original.last_seq());
         let all = Scope::Permitted(&Permissions::All);
         assert_eq!(restored.snapshot(all), original.snapshot(all));
@@ -434,6 +509,7 @@ mod tests {
             (61, tour_event(61, "a", 4, Some("evt_58"))),
             (62, tour_event(62, "c", 5, Some("evt_62"))),
             (63, notice(63, "alice")),
+            (64, post(64, "r2")),
         ] {
             let outcome = |applied: Applied| match applied {
                 Applied::Fresh { seq, message, .. } => format!("{seq} {}", message.encoded().json),

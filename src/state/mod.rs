@@ -1,7 +1,8 @@
 //! The projection: the stream folded into state. It holds the current
 //! availability of every tour, the bounded history of every channel that
-//! serves recovery (each tour's events, and the [`inbox`] of users'
-//! notifications, each a [`Ring`]), and the memory of applied event ids
+//! serves recovery (each tour's events, the [`inbox`] of users'
+//! notifications, and each room's recent messages in [`rooms`], each a
+//! [`Ring`]), and the memory of applied event ids
 //! and of the stream positions it skipped.
 //!
 //! It is plain synchronous data; the [`Engine`](crate::engine::Engine) owns
@@ -18,6 +19,7 @@ mod inbox;
 mod lazy_message;
 mod recent_ids;
 mod ring;
+pub mod rooms;
 
 pub use checkpoint::{CheckpointDraft, CheckpointLimits, RestoreError};
 pub use lazy_message::LazyMessage;
@@ -28,17 +30,20 @@ use std::sync::Arc;
 
 use crate::auth::Permissions;
 use crate::channel::Target;
-use crate::event::{AvailabilityChange, AvailabilityKind, BookingKind, BookingNotice, SourceEvent};
+use crate::event::{
+    AvailabilityChange, AvailabilityKind, BookingKind, BookingNotice, RoomPost, SourceEvent,
+};
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
 use crate::protocol::v1::{
     AvailabilityLow, AvailabilityUpdated, LowAvailability, Notification, NotificationKind,
-    TourAvailability, TourState,
+    RoomMember, RoomMessage, TourAvailability, TourState,
 };
 use crate::time::rfc3339;
 
 use inbox::Inbox;
 use recent_ids::RecentIds;
+use rooms::{Recent, Rooms};
 
 /// What became of an event offered to the projection.
 #[derive(Debug, Clone)]
@@ -73,6 +78,8 @@ pub enum Scope<'a> {
     Permitted(&'a Permissions),
     /// One user's notifications.
     User(&'a str),
+    /// One room's messages.
+    Room(&'a str),
 }
 
 impl Scope<'_> {
@@ -84,13 +91,14 @@ impl Scope<'_> {
                 permissions.allows(&e.tour_id)
             }
             (Scope::User(user), SourceEvent::Booking(e)) => *user == e.user_id,
+            (Scope::Room(room), SourceEvent::Room(e)) => *room == e.room,
             _ => false,
         }
     }
 
     fn entries<'b>(&self, tours: &'b Tours) -> Vec<&'b TourEntry> {
         match self {
-            Scope::User(_) => Vec::new(),
+            Scope::User(_) | Scope::Room(_) => Vec::new(),
             Scope::Tour(id) => tours.get(*id).into_iter().collect(),
             Scope::Permitted(permissions) => tours
                 .iter()
@@ -139,6 +147,8 @@ pub struct Projection {
     tours: Tours,
     /// Users' recent notifications.
     inbox: Inbox,
+    /// Rooms' recent messages.
+    rooms: Rooms,
     applied_ids: RecentIds,
     /// Events kept per tour.
     history_len: usize,
@@ -186,6 +196,7 @@ impl Projection {
             epoch: epoch.into(),
             tours: Tours::default(),
             inbox: Inbox::new(notification_history),
+            rooms: Rooms::new(DEFAULT_ROOM_HISTORY, DEFAULT_MAX_ROOMS),
             applied_ids: RecentIds::new(dedupe_window),
             history_len: history_len.max(1),
             last_seq: 0,
@@ -200,6 +211,14 @@ impl Projection {
     /// Caps the tours held: events creating one more are refused.
     pub fn limit_tours(&mut self, max_tours: usize) {
         self.max_tours = max_tours.max(1);
+    }
+
+    /// Keeps `history_len` messages per room, for at most `max_rooms`
+    /// rooms (the least recently posted one is evicted to the stream).
+    pub fn with_rooms(mut self, history_len: usize, max_rooms: usize) -> Self {
+        let rooms = std::mem::replace(&mut self.rooms, Rooms::new(1, 1));
+        self.rooms = rooms.resized(history_len, max_rooms);
+        self
     }
 
     /// [`Projection::limit_tours`], by value.
@@ -285,6 +304,15 @@ impl Projection {
                     seq,
                     channel: Target::User(notice.user_id),
                     message: Arc::new(LazyMessage::from_encoded(message)),
+                }
+            }
+            SourceEvent::Room(post) => {
+                let message = Arc::new(LazyMessage::new(room_message(&post, seq)));
+                self.rooms.push(seq, &post.room, Arc::clone(&message));
+                Applied::Fresh {
+                    seq,
+                    channel: Target::Room(post.room),
+                    message,
                 }
             }
         }
@@ -376,6 +404,9 @@ impl Projection {
                 let message = notification_message(notice, position);
                 return Some(Arc::new(Encoded::new(&message)));
             }
+            SourceEvent::Room(post) => {
+                return Some(Arc::new(Encoded::new(&room_message(post, position))));
+            }
         };
         let current = self.tours.get(&event.tour_id).map(|e| &e.state);
         let state = TourState {
@@ -410,6 +441,24 @@ impl Projection {
         tours
     }
 
+    /// A room's recent messages, for a `join` without `since`.
+    pub fn recent_in_room(&self, room: &str) -> Recent {
+        self.rooms.recent(room)
+    }
+
+    /// Messages kept per room.
+    pub fn room_history_len(&self) -> usize {
+        self.rooms.history_len()
+    }
+
+    /// Whether every `seq` so far is a stream position (so a range of them
+    /// can be read back), and the first position memory holds.
+    pub fn stream_numbered_from(&self) -> Option<u64> {
+        self.numbered_by_stream
+            .then_some(self.first_position)
+            .flatten()
+    }
+
     /// What a client that holds `since_seq` of `epoch` missed in `scope`.
     pub fn recover(&self, scope: Scope<'_>, epoch: &str, since_seq: u64) -> Recovery {
         if epoch != self.epoch || since_seq > self.last_seq {
@@ -438,6 +487,12 @@ impl Projection {
                 None => read_back(),
             };
         }
+        if let Scope::Room(room) = scope {
+            return match self.rooms.since(room, since_seq) {
+                Some(missed) => Recovery::Replay(missed),
+                None => read_back(),
+            };
+        }
         let entries = scope.entries(&self.tours);
         let mut missed: Vec<(u64, Arc<Encoded>)> = Vec::new();
         for entry in entries {
@@ -455,6 +510,11 @@ impl Projection {
         Recovery::Replay(missed.into_iter().map(|(_, m)| m).collect())
     }
 }
+
+/// Messages kept per room when the configuration does not say (`ROOM_HISTORY`).
+pub const DEFAULT_ROOM_HISTORY: usize = 50;
+/// Rooms whose history is held when the configuration does not say (`MAX_ROOMS`).
+pub const DEFAULT_MAX_ROOMS: usize = 10_000;
 
 /// Notifications kept for recovery when the configuration does not say.
 pub const DEFAULT_NOTIFICATION_HISTORY: usize = 10_000;
@@ -480,6 +540,24 @@ fn notification_message(notice: &BookingNotice, seq: u64) -> ServerMessage {
         message: notice.message.clone(),
         seq,
         timestamp: rfc3339(notice.timestamp),
+    })
+}
+
+/// The message a room's members receive for a post.
+fn room_message(post: &RoomPost, seq: u64) -> ServerMessage {
+    ServerMessage::RoomMessage(RoomMessage {
+        room: post.room.clone(),
+        from: Some(RoomMember {
+            user_id: post.from.clone(),
+        }),
+        text: post.text.clone(),
+        // The same on every instance: the publisher's id, or the position.
+        message_id: post
+            .event_id
+            .clone()
+            .unwrap_or_else(|| format!("seq-{seq}")),
+        seq,
+        timestamp: rfc3339(post.timestamp),
     })
 }
 

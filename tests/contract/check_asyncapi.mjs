@@ -46,7 +46,7 @@ if (document === undefined) {
       expected.push(branch.then.$ref.replace("#/definitions/", ""));
     }
   }
-  for (const file of ["availability_event", "booking_event"]) {
+  for (const file of ["availability_event", "booking_event", "room_event"]) {
     expected.push(readJson(`schemas/${file}.schema.json`).title);
   }
   for (const name of expected) {

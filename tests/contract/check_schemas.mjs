@@ -24,12 +24,14 @@ const schemas = {
   server: "schemas/server_message.schema.json",
   event: "schemas/availability_event.schema.json",
   booking: "schemas/booking_event.schema.json",
+  room: "schemas/room_event.schema.json",
 };
 const titles = {
   client: "ClientMessage",
   server: "ServerMessage",
   event: "AvailabilityEvent",
   booking: "BookingEvent",
+  room: "RoomEvent",
 };
 
 const fixtures = readJson("tests/contract/fixtures.json");

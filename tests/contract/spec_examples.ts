@@ -145,6 +145,18 @@ export function apply(tours: Map<string, TourState>, msg: ServerMessage): string
       const code: ErrorCode = msg.code;
       return `${code} at ${msg.path ?? "(frame)"}: ${msg.message}`;
     }
+    case "joined":
+      return `in ${msg.room} with ${msg.memberCount} (${msg.members.map((m) => m.userId).join(", ")})`;
+    case "left":
+      return `left ${msg.room}`;
+    case "room.message":
+      return `${msg.room} #${msg.seq} ${msg.from.userId}: ${msg.text}`;
+    case "presence":
+      return `${msg.userId ?? "someone"} ${msg.action} ${msg.room} (${msg.memberCount})`;
+    case "published":
+      return `${msg.messageId} at ${msg.seq}`;
+    case "viewers":
+      return `${msg.count} viewing ${msg.tourId}`;
     default: {
       // Exhaustive: a new server message type breaks this line until handled.
       const unhandled: never = msg;
@@ -157,6 +169,10 @@ export function apply(tours: Map<string, TourState>, msg: ServerMessage): string
 
 // @ts-expect-error a subscribe names a tour or a channel
 export const noTourId: ClientMessage = { type: "subscribe" };
+// SPEC "Rooms": a publish, as written.
+export const chat: ClientMessage = { type: "publish", room: "support_42", text: "Bonjour !" };
+// @ts-expect-error the sender is the server's to say: a publish has no `from`
+export const forged: ClientMessage = { type: "publish", room: "support_42", text: "hi", from: { userId: "admin" } };
 // @ts-expect-error a subscribe names a tour or a channel, not both
 export const both: ClientMessage = { type: "subscribe", tourId: "tour_paris", channel: "stats" };
 // @ts-expect-error "rooms" is not a channel (yet)

@@ -42,6 +42,8 @@ SCHEMAS = {
     "client": ROOT / "schemas" / "client_message.schema.json",
     "server": ROOT / "schemas" / "server_message.schema.json",
     "event": ROOT / "schemas" / "availability_event.schema.json",
+    "booking": ROOT / "schemas" / "booking_event.schema.json",
+    "room": ROOT / "schemas" / "room_event.schema.json",
 }
 FIXTURES = json.loads((HERE / "fixtures.json").read_text())
 AJV = HERE / "node_modules" / ".bin" / "ajv"

@@ -62,6 +62,16 @@ impl Refresh {
                 .engine
                 .unsubscribe(context.client, context.subs, Target::Stats, None);
         }
+        // Rooms the new token's `rooms` claim no longer names are left.
+        let revoked: Vec<Target> = context
+            .subs
+            .rooms()
+            .filter(|room| matches!(room, Target::Room(name) if !identity.rooms.allows(name)))
+            .cloned()
+            .collect();
+        for room in revoked {
+            super::leave::leave(context, room, None);
+        }
         let expires_at = identity.expires_at.map(rfc3339).unwrap_or_default();
         *context.identity = identity;
         let reply = ServerMessage::Refreshed(v1::Refreshed {

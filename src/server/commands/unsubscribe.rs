@@ -34,7 +34,7 @@ impl Unsubscribe {
                 // client's own terms.
                 let channel = match self.request {
                     Request::Channel(channel) => Some(channel.into()),
-                    Request::Tour(_) => None,
+                    Request::Tour(_) | Request::Room(_) => None,
                 };
                 let notice = crate::protocol::ServerMessage::Unsubscribed(v1::Unsubscribed {
                     tour_id: None,

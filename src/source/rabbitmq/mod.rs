@@ -9,7 +9,8 @@
 //!   older than memory;
 //! - [`checkpoints`]: the folded state written to, and restored from, a
 //!   stream of its own;
-//! - [`peers`]: the transient link instances share figures over.
+//! - [`peers`]: the transient link instances share figures over;
+//! - [`writer`]: clients' room messages, published into the stream.
 //!
 //! # Topology
 //! Publishers send to the durable topic exchange (`RABBITMQ_EXCHANGE`). The
@@ -35,6 +36,7 @@ mod read_back;
 pub mod settings;
 mod stream;
 mod topology;
+pub mod writer;
 
 use std::sync::Arc;
 

@@ -67,7 +67,7 @@ pub struct RabbitArgs {
         long = "rabbitmq-binding-keys",
         env = "RABBITMQ_BINDING_KEYS",
         value_delimiter = ',',
-        default_value = "tour.availability.updated,tour.availability.low,notification.booking.confirmed,notification.booking.cancelled",
+        default_value = "tour.availability.updated,tour.availability.low,notification.booking.confirmed,notification.booking.cancelled,room.message",
         value_parser = parse_amqp_name
     )]
     pub binding_keys: Vec<String>,
@@ -392,7 +392,8 @@ mod tests {
                 "tour.availability.updated",
                 "tour.availability.low",
                 "notification.booking.confirmed",
-                "notification.booking.cancelled"
+                "notification.booking.cancelled",
+                "room.message"
             ]
         );
         assert_eq!(args.replay_from, ReplayFrom::First);

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tourcast/v1/checkpoint.proto.
  */
 export const file_tourcast_v1_checkpoint: GenFile = /*@__PURE__*/
-  fileDesc("Chx0b3VyY2FzdC92MS9jaGVja3BvaW50LnByb3RvEgt0b3VyY2FzdC52MSJCChJDaGVja3BvaW50RW52ZWxvcGUSDgoGZm9ybWF0GAEgASgNEgwKBGJvZHkYAiABKAwSDgoGc2hhMjU2GAMgASgMIpQDCgpDaGVja3BvaW50Eg0KBWVwb2NoGAEgASgJEg4KBnN0cmVhbRgCIAEoCRIQCghwb3NpdGlvbhgDIAEoBBIWCg5maXJzdF9wb3NpdGlvbhgEIAEoBBIqCgV0b3VycxgFIAMoCzIbLnRvdXJjYXN0LnYxLkNoZWNrcG9pbnRUb3VyEhMKC2FwcGxpZWRfaWRzGAYgAygJEg8KB3NraXBwZWQYByADKAQSGQoRc2tpcHBlZF9mb3Jnb3R0ZW4YCCABKAQSOgoNbm90aWZpY2F0aW9ucxgJIAMoCzIjLnRvdXJjYXN0LnYxLkNoZWNrcG9pbnROb3RpZmljYXRpb24SJQodbm90aWZpY2F0aW9uc19ldmljdGVkX3Rocm91Z2gYCiABKAQSEgoKd3JpdHRlbl9ieRgLIAEoCRISCgp3cml0dGVuX2F0GAwgASgJEhAKCGxhc3Rfc2VxGA0gASgEEhUKDWRlZHVwZV93aW5kb3cYDiABKAQSHAoUcG9zaXRpb25fZmluZ2VycHJpbnQYDyABKAYiowEKDkNoZWNrcG9pbnRUb3VyEiUKBXN0YXRlGAEgASgLMhYudG91cmNhc3QudjEuVG91clN0YXRlEhQKB3ZlcnNpb24YAiABKARIAIgBARIXCg9ldmljdGVkX3Rocm91Z2gYAyABKAQSLwoHaGlzdG9yeRgEIAMoCzIeLnRvdXJjYXN0LnYxLkNoZWNrcG9pbnRNZXNzYWdlQgoKCF92ZXJzaW9uIjEKEUNoZWNrcG9pbnRNZXNzYWdlEgsKA3NlcRgBIAEoBBIPCgdtZXNzYWdlGAIgASgMIloKFkNoZWNrcG9pbnROb3RpZmljYXRpb24SDwoHdXNlcl9pZBgBIAEoCRIvCgdtZXNzYWdlGAIgASgLMh4udG91cmNhc3QudjEuQ2hlY2twb2ludE1lc3NhZ2VCewoPZGV2LnRvdXJjYXN0LnYxQg9DaGVja3BvaW50UHJvdG9QAVoqdG91cmNhc3QuZGV2L2dlbi9nby90b3VyY2FzdC92MTt0b3VyY2FzdHYxqgILVG91cmNhc3QuVjHKAgtUb3VyY2FzdFxWMeoCDFRvdXJjYXN0OjpWMWIGcHJvdG8z", [file_tourcast_v1_tour]);
+  fileDesc("Chx0b3VyY2FzdC92MS9jaGVja3BvaW50LnByb3RvEgt0b3VyY2FzdC52MSJCChJDaGVja3BvaW50RW52ZWxvcGUSDgoGZm9ybWF0GAEgASgNEgwKBGJvZHkYAiABKAwSDgoGc2hhMjU2GAMgASgMIt8DCgpDaGVja3BvaW50Eg0KBWVwb2NoGAEgASgJEg4KBnN0cmVhbRgCIAEoCRIQCghwb3NpdGlvbhgDIAEoBBIWCg5maXJzdF9wb3NpdGlvbhgEIAEoBBIqCgV0b3VycxgFIAMoCzIbLnRvdXJjYXN0LnYxLkNoZWNrcG9pbnRUb3VyEhMKC2FwcGxpZWRfaWRzGAYgAygJEg8KB3NraXBwZWQYByADKAQSGQoRc2tpcHBlZF9mb3Jnb3R0ZW4YCCABKAQSOgoNbm90aWZpY2F0aW9ucxgJIAMoCzIjLnRvdXJjYXN0LnYxLkNoZWNrcG9pbnROb3RpZmljYXRpb24SJQodbm90aWZpY2F0aW9uc19ldmljdGVkX3Rocm91Z2gYCiABKAQSEgoKd3JpdHRlbl9ieRgLIAEoCRISCgp3cml0dGVuX2F0GAwgASgJEhAKCGxhc3Rfc2VxGA0gASgEEhUKDWRlZHVwZV93aW5kb3cYDiABKAQSHAoUcG9zaXRpb25fZmluZ2VycHJpbnQYDyABKAYSKgoFcm9vbXMYECADKAsyGy50b3VyY2FzdC52MS5DaGVja3BvaW50Um9vbRIdChVyb29tc19ldmljdGVkX3Rocm91Z2gYESABKAQiaAoOQ2hlY2twb2ludFJvb20SDAoEcm9vbRgBIAEoCRIXCg9ldmljdGVkX3Rocm91Z2gYAiABKAQSLwoHaGlzdG9yeRgDIAMoCzIeLnRvdXJjYXN0LnYxLkNoZWNrcG9pbnRNZXNzYWdlIqMBCg5DaGVja3BvaW50VG91chIlCgVzdGF0ZRgBIAEoCzIWLnRvdXJjYXN0LnYxLlRvdXJTdGF0ZRIUCgd2ZXJzaW9uGAIgASgESACIAQESFwoPZXZpY3RlZF90aHJvdWdoGAMgASgEEi8KB2hpc3RvcnkYBCADKAsyHi50b3VyY2FzdC52MS5DaGVja3BvaW50TWVzc2FnZUIKCghfdmVyc2lvbiIxChFDaGVja3BvaW50TWVzc2FnZRILCgNzZXEYASABKAQSDwoHbWVzc2FnZRgCIAEoDCJaChZDaGVja3BvaW50Tm90aWZpY2F0aW9uEg8KB3VzZXJfaWQYASABKAkSLwoHbWVzc2FnZRgCIAEoCzIeLnRvdXJjYXN0LnYxLkNoZWNrcG9pbnRNZXNzYWdlQnsKD2Rldi50b3VyY2FzdC52MUIPQ2hlY2twb2ludFByb3RvUAFaKnRvdXJjYXN0LmRldi9nZW4vZ28vdG91cmNhc3QvdjE7dG91cmNhc3R2MaoCC1RvdXJjYXN0LlYxygILVG91cmNhc3RcVjHqAgxUb3VyY2FzdDo6VjFiBnByb3RvMw", [file_tourcast_v1_tour]);
 
 /**
  * What is published on the checkpoint stream: the encoded `Checkpoint` and
@@ -175,6 +175,20 @@ export type Checkpoint = Message<"tourcast.v1.Checkpoint"> & {
    * @generated from field: fixed64 position_fingerprint = 15;
    */
   positionFingerprint: bigint;
+
+  /**
+   * Rooms' recent messages, by room.
+   *
+   * @generated from field: repeated tourcast.v1.CheckpointRoom rooms = 16;
+   */
+  rooms: CheckpointRoom[];
+
+  /**
+   * `seq` of the newest room message evicted from memory with its room (0: none).
+   *
+   * @generated from field: uint64 rooms_evicted_through = 17;
+   */
+  roomsEvictedThrough: bigint;
 };
 
 /**
@@ -183,6 +197,41 @@ export type Checkpoint = Message<"tourcast.v1.Checkpoint"> & {
  */
 export const CheckpointSchema: GenMessage<Checkpoint> = /*@__PURE__*/
   messageDesc(file_tourcast_v1_checkpoint, 1);
+
+/**
+ * One room in a checkpoint.
+ *
+ * @generated from message tourcast.v1.CheckpointRoom
+ */
+export type CheckpointRoom = Message<"tourcast.v1.CheckpointRoom"> & {
+  /**
+   * The room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * `seq` of the newest of its messages not in `history` (0: none dropped).
+   *
+   * @generated from field: uint64 evicted_through = 2;
+   */
+  evictedThrough: bigint;
+
+  /**
+   * Its last messages as members were sent them, oldest first.
+   *
+   * @generated from field: repeated tourcast.v1.CheckpointMessage history = 3;
+   */
+  history: CheckpointMessage[];
+};
+
+/**
+ * Describes the message tourcast.v1.CheckpointRoom.
+ * Use `create(CheckpointRoomSchema)` to create a new message.
+ */
+export const CheckpointRoomSchema: GenMessage<CheckpointRoom> = /*@__PURE__*/
+  messageDesc(file_tourcast_v1_checkpoint, 2);
 
 /**
  * One tour in a checkpoint.
@@ -224,7 +273,7 @@ export type CheckpointTour = Message<"tourcast.v1.CheckpointTour"> & {
  * Use `create(CheckpointTourSchema)` to create a new message.
  */
 export const CheckpointTourSchema: GenMessage<CheckpointTour> = /*@__PURE__*/
-  messageDesc(file_tourcast_v1_checkpoint, 2);
+  messageDesc(file_tourcast_v1_checkpoint, 3);
 
 /**
  * A message clients were sent, kept for recovery.
@@ -252,7 +301,7 @@ export type CheckpointMessage = Message<"tourcast.v1.CheckpointMessage"> & {
  * Use `create(CheckpointMessageSchema)` to create a new message.
  */
 export const CheckpointMessageSchema: GenMessage<CheckpointMessage> = /*@__PURE__*/
-  messageDesc(file_tourcast_v1_checkpoint, 3);
+  messageDesc(file_tourcast_v1_checkpoint, 4);
 
 /**
  * A notification kept for recovery.
@@ -280,5 +329,5 @@ export type CheckpointNotification = Message<"tourcast.v1.CheckpointNotification
  * Use `create(CheckpointNotificationSchema)` to create a new message.
  */
 export const CheckpointNotificationSchema: GenMessage<CheckpointNotification> = /*@__PURE__*/
-  messageDesc(file_tourcast_v1_checkpoint, 4);
+  messageDesc(file_tourcast_v1_checkpoint, 5);
 

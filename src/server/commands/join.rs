@@ -1,0 +1,55 @@
+//! `join` → `joined`, then the room's recent messages, or with `since`
+//! exactly the missed ones (see [`subscription`](super::subscription) for
+//! the waiting part).
+
+use super::subscription::{Recovering, Subscription};
+use super::{Context, ErrorReply};
+use crate::channel::{Membership, Request};
+use crate::engine::Acknowledging;
+use crate::protocol::v1::{self, ErrorCode, StreamPosition};
+
+/// Become a member of a room.
+pub struct Join {
+    request: Request,
+    since: Option<StreamPosition>,
+    request_id: Option<String>,
+}
+
+impl Join {
+    /// From the validated protocol message.
+    pub fn parse(message: v1::Join) -> Self {
+        Join {
+            request: Request::Room(message.room),
+            since: message.since,
+            request_id: message.request_id,
+        }
+    }
+
+    /// Checks the `rooms` claim, then joins like a subscribe.
+    pub fn apply(self, context: &mut Context<'_>) -> Option<Recovering> {
+        let target = match self.request.resolve(context.identity) {
+            Ok(target) => target,
+            Err(refused) => {
+                ErrorReply::new(ErrorCode::Forbidden, refused.to_string())
+                    .at(refused.path())
+                    .answering(self.request_id)
+                    .send(context.client);
+                return None;
+            }
+        };
+        let membership = Membership {
+            members: vec![context.room_user()],
+            member_count: 1,
+        };
+        let subscription = Subscription {
+            target,
+            since: self.since,
+            ack: Acknowledging {
+                request_id: self.request_id,
+                membership: Some(membership),
+            },
+            path: "/room",
+        };
+        subscription.start(context).0
+    }
+}
