@@ -204,7 +204,10 @@ describe("the support chat on two RabbitMQ-backed instances with --rooms-open", 
   it("chats: every message once on both pages, in the same order, with the same seq and its sender", async () => {
     await say(pageA, "Bonjour ! I booked the Paris tour.");
     await expect.poll(async () => (await shown(pageB)).length, { timeout: 5_000 }).toBe(1);
+    // Each waits for the previous one: two senders' messages race for the
+    // stream, and the test wants a known order.
     await say(pageB, "Hello! How can I help?");
+    await expect.poll(async () => (await shown(pageA)).length, { timeout: 5_000 }).toBe(2);
     await say(pageA, "Can I add one seat?");
     for (const page of [pageA, pageB]) await expect.poll(async () => (await shown(page)).length, { timeout: 5_000 }).toBe(3);
     await sleep(500); // a duplicate would show up meanwhile
