@@ -72,7 +72,9 @@ export default function Support({ room, search }: { room: string; search: string
                   data-from={m.from.userId}
                   data-message-id={m.messageId}
                 >
-                  <span className="from">{mine ? "you" : m.from.userId}</span>
+                  <span className="from" title={m.from.userId}>
+                    {mine ? "you" : short(m.from.userId)}
+                  </span>
                   <time dateTime={m.timestamp} title={Number.isNaN(at.getTime()) ? m.timestamp : at.toLocaleString()}>
                     {Number.isNaN(at.getTime()) ? "" : at.toLocaleTimeString()}
                   </time>
@@ -117,8 +119,8 @@ export default function Support({ room, search }: { room: string; search: string
             {members.map((m) => (
               <li key={m.userId} data-testid="member" data-user-id={m.userId}>
                 <span className="dot" aria-hidden="true" />
-                {m.userId}
-                {m.userId === me && <span className="dim"> (you)</span>}
+                <span title={m.userId}>{short(m.userId)}</span>
+                {m.userId === me && <span className="dim you">(you)</span>}
               </li>
             ))}
           </ul>
@@ -130,6 +132,11 @@ export default function Support({ room, search }: { room: string; search: string
       </div>
     </div>
   );
+}
+
+/** An anonymous member's id is a connection's UUID: its first block is enough to tell people apart. */
+function short(userId: string): string {
+  return /^[0-9a-f]{8}-[0-9a-f-]{27}$/i.test(userId) ? `guest ${userId.slice(0, 8)}` : userId;
 }
 
 /**
