@@ -168,7 +168,7 @@ impl Codec {
         if let Err(violation) = rules.check_json(&value) {
             return Err(DecodeError::from(Refusal::Invalid(violation)).with_request_id(request_id));
         }
-        into_typed(value).map_err(|e| {
+        let message = into_typed(value).map_err(|e| {
             // JSON Schema calls any integral number an integer (`41.0`, `1e19`,
             // `18446744073709551616`), but the typed fields are u64 and serde
             // refuses floats: point at that number. This path is rare, so it
@@ -191,8 +191,14 @@ impl Codec {
                     DecodeError::new(ErrorCode::InvalidMessage, format!("invalid message: {e}"))
                 }
             }
-            .with_request_id(request_id)
-        })
+            .with_request_id(request_id.clone())
+        })?;
+        // What the schema cannot state (a JSON object's size), on the
+        // typed message: the same check and words as the protobuf side.
+        if let Err(violation) = rules.check_typed_json(&message) {
+            return Err(DecodeError::from(Refusal::Invalid(violation)).with_request_id(request_id));
+        }
+        Ok(message)
     }
 
     /// Decodes a binary frame: protobuf, then the same rules as the schema.

@@ -16,8 +16,13 @@
 //! carry rule ids but, without reflection, not the limits the protocol's
 //! error messages quote. The generated code covers the subset of
 //! `buf.validate` the protocol uses (string lengths and patterns, integer
-//! bounds, `required`, the message-level `oneof`, defined enum values); the
-//! generator refuses any other rule rather than ignore it.
+//! bounds, `required`, the message-level `oneof`, defined enum values, the
+//! size of a `(tourcast.v1.json_object)`); the generator refuses any other
+//! rule rather than ignore it.
+//!
+//! One rule has no JSON Schema keyword: a JSON object's size in bytes. JSON
+//! frames get it from [`Validate::validate_typed_json`], after the schema
+//! and serde, on the compact text the object was typed into.
 
 use regex::Regex;
 
@@ -106,12 +111,29 @@ pub mod wording {
     pub fn required(field: &str) -> String {
         format!("{field} is required")
     }
+    /// A value that is not a JSON object (in protobuf: bytes that are not
+    /// a JSON object's UTF-8 text).
+    pub fn not_an_object(field: &str) -> String {
+        format!("{field} must be a JSON object")
+    }
+    /// A JSON object whose text is over `max` bytes.
+    pub fn too_large(field: &str, max: u64) -> String {
+        format!("{field} must be at most {max} bytes of JSON")
+    }
 }
 
 /// Checks a message against the rules declared in `proto/`.
 pub trait Validate {
     /// Returns the first broken rule, with `path` as the message's own pointer.
     fn validate(&self, path: &str) -> Result<(), Violation>;
+
+    /// The rules a JSON Schema cannot state (a JSON object's size in
+    /// bytes), on a message typed from JSON its schema accepted. Messages
+    /// without such rules have nothing to check.
+    fn validate_typed_json(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        Ok(())
+    }
 }
 
 /// Used by the generated `Validate` impls, as are the other `check_*` functions.
@@ -166,6 +188,31 @@ pub fn check_min(value: u64, min: u64, parent: &str, field: &str) -> Result<(), 
 pub fn check_max(value: u64, max: u64, parent: &str, field: &str) -> Result<(), Violation> {
     if value > max {
         return Err(Violation::new(parent, field, wording::above(field, max)));
+    }
+    Ok(())
+}
+
+/// A `(tourcast.v1.json_object)` field's bytes are a JSON object's UTF-8 text.
+pub fn check_json_object(value: &[u8], parent: &str, field: &str) -> Result<(), Violation> {
+    if super::json_object::object_text(value).is_err() {
+        return Err(Violation::new(parent, field, wording::not_an_object(field)));
+    }
+    Ok(())
+}
+
+/// At most `max` bytes (a JSON object's text: `bytes.max_len`).
+pub fn check_max_bytes(
+    value: &[u8],
+    max: usize,
+    parent: &str,
+    field: &str,
+) -> Result<(), Violation> {
+    if value.len() > max {
+        return Err(Violation::new(
+            parent,
+            field,
+            wording::too_large(field, max as u64),
+        ));
     }
     Ok(())
 }

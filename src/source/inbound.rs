@@ -263,7 +263,7 @@ fn is_notification(name: &str) -> bool {
     name.starts_with("notification.")
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(
+fn decode_json<T: serde::de::DeserializeOwned + crate::protocol::validate::Validate>(
     rules: &Rules,
     value: Value,
 ) -> Result<T, PoisonError> {
