@@ -370,8 +370,10 @@ fn json_objects_are_objects_within_their_byte_bound() {
     );
     // The JSON side measures the object written compactly: spaces and key
     // order in the frame do not count.
-    let spaced: Value =
-        serde_json::from_str(r#"{"type": "documents", "parts": [], "data": { "b" : 1 , "a" : 2 }}"#).unwrap();
+    let spaced: Value = serde_json::from_str(
+        r#"{"type": "documents", "parts": [], "data": { "b" : 1 , "a" : 2 }}"#,
+    )
+    .unwrap();
     assert_accepted(spaced.clone());
     let typed: envelope::Kind = serde_json::from_value(spaced).unwrap();
     let envelope::Kind::Documents(documents_message) = &typed else {
