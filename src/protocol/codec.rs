@@ -542,4 +542,46 @@ mod tests {
         let spaced = publish(fits).to_string().replace(':', " : ");
         assert!(codec.decode_json(&spaced).is_ok());
     }
+
+    #[test]
+    fn publish_data_nests_at_most_32_deep_in_both_encodings() {
+        let codec = Codec::new().unwrap();
+        let nested = |levels: usize| {
+            format!(
+                "{}{}",
+                "{\"a\":".repeat(levels - 1) + "{",
+                "}".repeat(levels)
+            )
+        };
+        let frame = |levels: usize| {
+            format!(
+                r#"{{"type":"publish","room":"r","text":"t","requestId":"r1","data":{}}}"#,
+                nested(levels)
+            )
+        };
+        assert!(codec.decode_json(&frame(32)).is_ok());
+        assert!(
+            codec
+                .decode_proto(&publish_proto(nested(32).as_bytes()))
+                .is_ok()
+        );
+        let too_deep = |request_id: &str| {
+            (
+                ErrorCode::InvalidMessage,
+                Some("/data".to_string()),
+                "data must nest at most 32 levels deep".to_string(),
+                Some(request_id.to_string()),
+            )
+        };
+        let error = codec.decode_json(&frame(33)).unwrap_err();
+        assert_eq!(refusal(error), too_deep("r1"));
+        // Protobuf carries any depth a sender writes: 3,000 levels fit in
+        // 8 KiB, and would break every JSON reader of the room.message.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(3000), "]".repeat(3000));
+        assert!(deep.len() <= 8192);
+        let error = codec
+            .decode_proto(&publish_proto(deep.as_bytes()))
+            .unwrap_err();
+        assert_eq!(refusal(error), too_deep("r2"));
+    }
 }

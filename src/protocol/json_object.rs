@@ -39,16 +39,72 @@ pub fn deserialize<'de, D: Deserializer<'de>>(
         .map_err(|e| D::Error::custom(e.to_string()))
 }
 
+/// How deeply a JSON object may nest, itself included (`{}` is 1,
+/// `{"a":[{}]}` is 3). serde_json (the gateway's own JSON, and many a
+/// client's) refuses a document nested beyond 128 levels; a JSON object
+/// carried in protobuf is only parsed by whoever reads it as JSON, so it is
+/// bounded well below that, in both encodings, rather than break every JSON
+/// reader of a message a protobuf sender wrote.
+pub const MAX_DEPTH: usize = 32;
+
+/// Why bytes are not a JSON object this protocol carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfit {
+    /// Not UTF-8, not JSON, or JSON but not an object.
+    NotAnObject,
+    /// An object nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+}
+
+impl std::fmt::Display for Unfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unfit::NotAnObject => "not a JSON object",
+            Unfit::TooDeep => "a JSON object nested too deep",
+        })
+    }
+}
+
 /// The bytes as a JSON object's raw text, or why they are not one.
-pub fn object_text(bytes: &[u8]) -> Result<&RawValue, &'static str> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8")?;
+pub fn object_text(bytes: &[u8]) -> Result<&RawValue, Unfit> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Unfit::NotAnObject)?;
     // Parsing into a borrowed `RawValue` checks the syntax without building
-    // the object.
-    let raw: &RawValue = serde_json::from_str(text).map_err(|_| "not JSON")?;
+    // the object (and without recursion: any depth parses).
+    let raw: &RawValue = serde_json::from_str(text).map_err(|_| Unfit::NotAnObject)?;
     if !is_object(raw) {
-        return Err("not a JSON object");
+        return Err(Unfit::NotAnObject);
+    }
+    if depth(raw.get()) > MAX_DEPTH {
+        return Err(Unfit::TooDeep);
     }
     Ok(raw)
+}
+
+/// The deepest nesting of objects and arrays in valid JSON text.
+pub fn depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn is_object(raw: &RawValue) -> bool {
@@ -110,5 +166,29 @@ mod tests {
         }
         // Whitespace around the object is not part of it.
         assert_eq!(object_text(b" {} \n").unwrap().get(), "{}");
+    }
+
+    #[test]
+    fn depth_counts_objects_and_arrays_outside_strings() {
+        assert_eq!(depth("{}"), 1);
+        assert_eq!(depth(r#"{"a":[{}],"b":{}}"#), 3);
+        assert_eq!(depth(r#"{"a":"[[{{\"]]"}"#), 1);
+        assert_eq!(depth(r#"{"a\\":["x\\\"["]}"#), 2);
+        let nested = |levels: usize| {
+            format!(
+                "{}{}",
+                "{\"a\":".repeat(levels - 1) + "{",
+                "}".repeat(levels)
+            )
+        };
+        assert_eq!(depth(&nested(MAX_DEPTH)), MAX_DEPTH);
+        assert!(object_text(nested(MAX_DEPTH).as_bytes()).is_ok());
+        assert_eq!(
+            object_text(nested(MAX_DEPTH + 1).as_bytes()).unwrap_err(),
+            Unfit::TooDeep
+        );
+        // Any depth parses (no recursion): 100,000 levels are just refused.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(object_text(deep.as_bytes()).unwrap_err(), Unfit::TooDeep);
     }
 }

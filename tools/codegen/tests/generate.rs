@@ -669,22 +669,27 @@ fn the_rust_of_a_json_object_checks_it_in_both_encodings() {
     );
     assert!(support.contains("fn validate_typed_json"));
     assert!(!support.contains(r#"check_max_bytes(value, 64usize, path, "any")"#));
+    // Its depth too, bounded or not.
+    assert!(support.contains(r#"check_json_depth(value, path, "data")"#));
+    assert!(support.contains(r#"check_json_depth(value, path, "any")"#));
     // A message holding one, at any depth, passes the JSON check down.
     let nested = protocol_with_holder();
     let support = rust::support_module(&nested, "rt").unwrap();
     assert_eq!(
         support.matches("fn validate_typed_json").count(),
-        3,
+        4,
         "{support}"
     );
     assert!(support.contains(r#"rt::validate::Validate::validate_typed_json(inner, "")"#));
 }
 
-/// Outer holds Middle holds a bounded JSON object; Other holds none.
+/// Outer holds Middle holds a bounded JSON object; Unbounded holds one
+/// (its depth is checked); Other holds none.
 fn protocol_with_holder() -> Protocol {
     protocol(
         r#"message Outer { optional Middle m = 1; repeated Other o = 2; }
         message Middle { repeated Leaf leaves = 1; }
+        message Unbounded { optional bytes d = 1 [(tourcast.v1.json_object) = true]; }
         message Leaf { optional bytes d = 1 [(tourcast.v1.json_object) = true, (buf.validate.field).bytes = {max_len: 8}]; }
         message Other { string s = 1; }"#,
     )

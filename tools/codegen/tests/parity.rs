@@ -385,6 +385,37 @@ fn json_objects_are_objects_within_their_byte_bound() {
     );
 }
 
+/// `{"a":{"a":…{}}}`: an object nested `levels` deep, itself included.
+fn nested(levels: usize) -> Value {
+    (1..levels).fold(json!({}), |inner, _| json!({ "a": inner }))
+}
+
+#[test]
+fn json_objects_nest_at_most_32_deep_in_both_encodings() {
+    let words = "any must nest at most 32 levels deep";
+    assert_accepted(documents(json!({"any": nested(32)})));
+    assert_refused(documents(json!({"any": nested(33)})), "/any", words);
+    assert_refused(
+        documents(json!({"parts": [{"data": {"a": [[[nested(30)]]]}}]})),
+        "/parts/0/data",
+        "data must nest at most 32 levels deep",
+    );
+    // Protobuf: whatever depth a sender wrote, far beyond what a JSON
+    // parser takes (serde_json's limit is 128).
+    let text = format!("{{\"a\":{}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep = v1::Documents {
+        any: Some(text.into_bytes()),
+        ..Default::default()
+    };
+    assert_eq!(
+        deep.validate(""),
+        Err(Violation {
+            path: "/any".into(),
+            message: words.into(),
+        })
+    );
+}
+
 #[test]
 fn anything_but_an_object_is_refused_in_the_same_words() {
     // JSON: the schema refuses it, worded as protobuf words bytes that are

@@ -33,6 +33,7 @@ export const json_type: GenExtension<FieldOptions, string> = /*@__PURE__*/
  * JSON text, in the JSON view the object itself. Only on an `optional
  * bytes` field; `(buf.validate.field).bytes = {max_len: N}` bounds the
  * JSON text in bytes (in the JSON view, the object written compactly).
+ * The object nests at most 32 levels deep, itself included.
  *
  * @generated from extension: optional bool json_object = 51005;
  */

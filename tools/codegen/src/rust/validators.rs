@@ -4,9 +4,9 @@
 //! functions, which word a violation as the JSON side does; pointers are
 //! only built when a check fails, so a valid message allocates nothing.
 //!
-//! A JSON Schema cannot bound a JSON object's size in bytes: messages with
-//! such a rule also get a `validate_typed_json`, which the gateway runs on
-//! JSON frames after the schema and serde.
+//! A JSON Schema cannot bound a JSON object's size in bytes, nor its depth:
+//! messages holding one also get a `validate_typed_json`, which the gateway
+//! runs on JSON frames after the schema and serde.
 
 use std::collections::BTreeSet;
 
@@ -95,17 +95,13 @@ pub fn message_impl(
     }
 }
 
-/// The messages with checks a JSON Schema cannot state (the byte size of a
-/// `(tourcast.v1.json_object)`), themselves or in a message field, at any
-/// depth.
+/// The messages with checks a JSON Schema cannot state (the depth and byte
+/// size of a `(tourcast.v1.json_object)`), themselves or in a message
+/// field, at any depth.
 pub fn beyond_schema(messages: &[Message]) -> BTreeSet<String> {
     let mut found: BTreeSet<String> = messages
         .iter()
-        .filter(|m| {
-            m.fields
-                .iter()
-                .any(|f| f.ty == FieldType::JsonObject && f.rules.max_bytes.is_some())
-        })
+        .filter(|m| m.fields.iter().any(|f| f.ty == FieldType::JsonObject))
         .map(|m| m.full_name.clone())
         .collect();
     loop {
@@ -127,9 +123,9 @@ pub fn beyond_schema(messages: &[Message]) -> BTreeSet<String> {
 }
 
 /// `validate_typed_json`: what the JSON Schema could not check, on a
-/// message typed from schema-valid JSON. A JSON object's size is that of
-/// the text serde typed it into (the object written compactly), the bytes
-/// protobuf would carry.
+/// message typed from schema-valid JSON. A JSON object's depth and size
+/// are those of the text serde typed it into (the object written
+/// compactly), the bytes protobuf would carry.
 fn typed_json_method(
     message: &Message,
     runtime: &TokenStream,
@@ -140,10 +136,14 @@ fn typed_json_method(
         let json = &field.json_name;
         match &field.ty {
             FieldType::JsonObject => {
-                let max = field.rules.max_bytes? as usize;
+                let size = field.rules.max_bytes.map(|max| {
+                    let max = max as usize;
+                    quote! { #runtime::validate::check_max_bytes(value, #max, path, #json)?; }
+                });
                 Some(quote! {
                     if let Some(value) = &self.#ident {
-                        #runtime::validate::check_max_bytes(value, #max, path, #json)?;
+                        #runtime::validate::check_json_depth(value, path, #json)?;
+                        #size
                     }
                 })
             }
