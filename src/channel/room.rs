@@ -84,6 +84,7 @@ pub fn message(post: &RoomPost, seq: u64) -> ServerMessage {
             user_id: post.from.clone(),
         }),
         text: post.text.clone(),
+        data: post.data.clone(),
         // The same on every instance: the publisher's id, or the position.
         message_id: post
             .event_id
