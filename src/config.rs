@@ -103,9 +103,10 @@ pub struct GatewayConfig {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 18_000)]
     pub max_connections: usize,
 
-    /// Largest client message answered normally; larger ones get a `too_large`
-    /// error. 32 KiB: a `publish` carries up to 4,096 characters of text (up
-    /// to 16 KiB of UTF-8) and 8 KiB of `data`.
+    /// Largest client message answered normally; larger ones get a `too_large` error.
+    /// 32 KiB: a room `publish` may hold 4,096 characters of text (up to 16 KiB
+    /// of UTF-8) and 8 KiB of `data`; every other message is far smaller, and
+    /// its fields are bounded by the schema anyway.
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 32 * 1024)]
     pub max_message_bytes: usize,
 

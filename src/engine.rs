@@ -26,7 +26,7 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::auth::Permissions;
-use crate::channel::Membership;
+use crate::channel::{self, Membership};
 use crate::event::SourceEvent;
 use crate::hub::{ClientHandle, CloseReason, Hub, Offer, Subscriptions, Target};
 use crate::protocol::ServerMessage;
@@ -34,8 +34,7 @@ use crate::protocol::codec::Encoded;
 use crate::protocol::snapshot;
 use crate::protocol::v1::Checkpoint;
 use crate::protocol::v1::{
-    Joined, Left, Published, RoomMember, Snapshot, StreamPosition, Subscribed, TourState,
-    Unsubscribed,
+    Published, Snapshot, StreamPosition, Subscribed, TourState, Unsubscribed,
 };
 use crate::state::rooms::Recent;
 use crate::state::{Applied, CheckpointLimits, Projection, Recovery, RestoreError, Scope};
@@ -737,20 +736,14 @@ impl Engine {
         let ack = match &target {
             Target::Room(room) => {
                 self.reregister(client, subs, |subs| subs.join(&target));
-                let membership = request.membership.unwrap_or_default();
-                ServerMessage::Joined(Joined {
-                    room: room.clone(),
-                    members: membership
-                        .members
-                        .into_iter()
-                        .map(|user_id| RoomMember { user_id })
-                        .collect(),
-                    member_count: membership.member_count,
+                channel::room::joined(
+                    room,
+                    request.membership.unwrap_or_default(),
                     // Where live messages start (what follows has a larger seq).
-                    seq: projection.last_seq(),
+                    projection.last_seq(),
                     recovered,
-                    request_id: request.request_id.clone(),
-                })
+                    request.request_id.clone(),
+                )
             }
             _ => {
                 self.reregister(client, subs, |subs| subs.subscribe(&target));
@@ -814,13 +807,10 @@ impl Engine {
         self.reregister(client, subs, |subs| {
             subs.leave(&room);
         });
-        let Target::Room(name) = room else {
+        let Target::Room(name) = &room else {
             return;
         };
-        let ack = ServerMessage::Left(Left {
-            room: name,
-            request_id,
-        });
+        let ack = channel::room::left(name, request_id);
         if client.send(&ack) == Offer::Slow {
             self.hub.count_slow();
         }

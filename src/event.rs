@@ -113,6 +113,11 @@ impl SourceEvent {
                 hash.text(&e.room);
                 hash.text(&e.from);
                 hash.text(&e.text);
+                hash.opt_text(
+                    e.data
+                        .as_deref()
+                        .map(|d| std::str::from_utf8(d).unwrap_or("")),
+                );
             }
         }
         hash.0
@@ -197,6 +202,9 @@ pub struct RoomPost {
     pub from: String,
     /// The text.
     pub text: String,
+    /// Structured content: a JSON object's text (at most 8 KiB), e.g. a
+    /// collaborative edit `{"field":"description","value":"…"}`.
+    pub data: Option<Vec<u8>>,
     /// When it was posted (the publisher's timestamp, or receipt time).
     pub timestamp: DateTime<Utc>,
     /// The event's position in the stream (see [`AvailabilityChange::position`]).

@@ -616,3 +616,56 @@ async fn a_room_evicted_from_memory_still_gives_its_recent_messages_from_the_str
     stop(gateway).await;
     rabbit.cleanup().await;
 }
+
+#[tokio::test]
+async fn structured_data_round_trips_in_json_and_in_protobuf_across_instances() {
+    let rabbit = Rabbit::new().await;
+    let auth = ["--jwt-secret", SECRET];
+    let first = rabbit.gateway(1, &auth).await;
+    let second = rabbit.gateway(2, &auth).await;
+    let mut editor = connect(&first, "alice", Encoding::Json).await;
+    let mut viewer = connect(&second, "bob", Encoding::Proto).await;
+    join(&mut editor, ROOM, None).await;
+    join(&mut viewer, ROOM, None).await;
+
+    // A collaborative edit from the JSON client, another from the protobuf one.
+    let edit = json!({"field": "description", "value": "Sunset cruise on the Seine", "rev": 3, "tags": ["évasion", null]});
+    editor
+        .send(json!({"type": "publish", "room": ROOM, "text": "edited", "data": edit, "requestId": "e1"}))
+        .await;
+    let reply = editor.recv_type("published").await;
+    assert_eq!(reply["requestId"], "e1", "{reply}");
+    let proto_edit = json!({"field": "title", "value": "Paris by night"});
+    viewer
+        .send(json!({"type": "publish", "room": ROOM, "text": "renamed", "data": proto_edit, "requestId": "e2"}))
+        .await;
+    let on_first = editor.messages(2).await;
+    let on_second = viewer.messages(2).await;
+    for received in [&on_first, &on_second] {
+        assert_eq!(received[0]["data"], edit, "{}", received[0]);
+        assert_eq!(received[1]["data"], proto_edit, "{}", received[1]);
+    }
+    // A message without data has none.
+    editor.publish("plain", "e3").await;
+    let plain = viewer.messages(1).await;
+    assert!(plain[0].get("data").is_none(), "{}", plain[0]);
+
+    // A backend's post carries data through the exchange too, and a late
+    // joiner's history keeps it.
+    rabbit
+        .publish_json(
+            "room.message",
+            &json!({"eventId": "desk-2", "room": ROOM, "from": {"userId": "desk"}, "text": "moved", "data": {"seat": 12}}),
+        )
+        .await;
+    assert_eq!(viewer.messages(1).await[0]["data"], json!({"seat": 12}));
+    let mut late = connect(&second, "carol", Encoding::Proto).await;
+    join(&mut late, ROOM, None).await;
+    let history = late.messages(4).await;
+    assert_eq!(history[0]["data"], edit);
+    assert_eq!(history[3]["data"], json!({"seat": 12}));
+
+    stop(first).await;
+    stop(second).await;
+    rabbit.cleanup().await;
+}

@@ -18,4 +18,10 @@ text: string,
 /**
  * Opaque client token, echoed in the reply.
  */
-requestId?: string, };
+requestId?: string, 
+/**
+ * Structured data, a JSON object of at most 8 KiB (8,192 bytes of JSON
+ * text), e.g. a collaborative edit {"field":"description","value":"…"};
+ * protobuf carries its JSON text (UTF-8).
+ */
+data?: { [key: string]: unknown }, };

@@ -35,4 +35,10 @@ text: string,
 /**
  * When it was posted (RFC 3339); the receipt time when absent.
  */
-timestamp?: string, };
+timestamp?: string, 
+/**
+ * Structured data, a JSON object of at most 8 KiB (8,192 bytes of JSON
+ * text), e.g. a collaborative edit {"field":"description","value":"…"};
+ * protobuf carries its JSON text (UTF-8).
+ */
+data?: { [key: string]: unknown }, };

@@ -31,4 +31,10 @@ seq: number,
 /**
  * When it was posted (RFC 3339).
  */
-timestamp: string, };
+timestamp: string, 
+/**
+ * The structured data it was published with, if any: a JSON object of at
+ * most 8 KiB (8,192 bytes of JSON text), e.g. a collaborative edit
+ * {"field":"description","value":"…"}; protobuf carries its JSON text.
+ */
+data?: { [key: string]: unknown }, };

@@ -178,6 +178,10 @@ pub struct PublishArgs {
     #[arg(long, requires = "room")]
     pub text: Option<String>,
 
+    /// Structured content of a `room-message`: a JSON object (at most 8 KiB).
+    #[arg(long, requires = "room")]
+    pub data: Option<String>,
+
     /// Payload encoding.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
@@ -394,6 +398,7 @@ fn room_message_from_flags(args: &PublishArgs) -> Result<Outgoing, PublishError>
             user_id: required(&args.from, "from")?,
         }),
         text: required(&args.text, "text")?,
+        data: args.data.as_ref().map(|data| data.as_bytes().to_vec()),
         timestamp: Some(args.timestamp.clone().unwrap_or_else(now_rfc3339)),
     };
     let value = serde_json::to_value(&event)

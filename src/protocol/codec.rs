@@ -168,7 +168,7 @@ impl Codec {
         if let Err(violation) = rules.check_json(&value) {
             return Err(DecodeError::from(Refusal::Invalid(violation)).with_request_id(request_id));
         }
-        into_typed(value).map_err(|e| {
+        let message = into_typed(value).map_err(|e| {
             // JSON Schema calls any integral number an integer (`41.0`, `1e19`,
             // `18446744073709551616`), but the typed fields are u64 and serde
             // refuses floats: point at that number. This path is rare, so it
@@ -191,8 +191,14 @@ impl Codec {
                     DecodeError::new(ErrorCode::InvalidMessage, format!("invalid message: {e}"))
                 }
             }
-            .with_request_id(request_id)
-        })
+            .with_request_id(request_id.clone())
+        })?;
+        // What the schema cannot state (a JSON object's size), on the
+        // typed message: the same check and words as the protobuf side.
+        if let Err(violation) = rules.check_typed_json(&message) {
+            return Err(DecodeError::from(Refusal::Invalid(violation)).with_request_id(request_id));
+        }
+        Ok(message)
     }
 
     /// Decodes a binary frame: protobuf, then the same rules as the schema.
@@ -390,4 +396,192 @@ pub fn decode_server_proto(bytes: &[u8]) -> Result<ServerMessage, DecodeError> {
         })?
         .kind
         .ok_or_else(|| DecodeError::new(ErrorCode::UnknownType, "no variant set"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn publish(data: Value) -> Value {
+        json!({
+            "type": "publish",
+            "room": "support_42",
+            "text": "edited the description",
+            "requestId": "r1",
+            "data": data
+        })
+    }
+
+    /// `{"v":"xxx…"}`: a JSON object whose compact text is `bytes` long.
+    fn object_of(bytes: usize) -> Value {
+        json!({ "v": "x".repeat(bytes - r#"{"v":""}"#.len()) })
+    }
+
+    fn publish_proto(data: &[u8]) -> Vec<u8> {
+        v1::ClientMessage {
+            kind: Some(ClientMessage::Publish(v1::Publish {
+                room: "support_42".into(),
+                text: "edited".into(),
+                request_id: Some("r2".into()),
+                data: Some(data.to_vec()),
+            })),
+        }
+        .encode_to_vec()
+    }
+
+    fn refusal(error: DecodeError) -> (ErrorCode, Option<String>, String, Option<String>) {
+        (error.code, error.path, error.message, error.request_id)
+    }
+
+    #[test]
+    fn publish_data_round_trips_json_typed_json_and_protobuf() {
+        let codec = Codec::new().unwrap();
+        let message = publish(json!({
+            "field": "description",
+            "value": "Sunset cruise ✓ \"quoted\"",
+            "nested": {"n": [1, 2.5, null, true, -7]}
+        }));
+        let typed = codec.decode_json(&message.to_string()).unwrap();
+        let ClientMessage::Publish(publish) = &typed else {
+            panic!("{typed:?}");
+        };
+        // Protobuf carries the object's JSON text.
+        let text = std::str::from_utf8(publish.data.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(text).unwrap(),
+            message["data"]
+        );
+        assert_eq!(serde_json::to_value(&typed).unwrap(), message);
+        // Through protobuf bytes, as a binary frame.
+        let bytes = v1::ClientMessage {
+            kind: Some(typed.clone()),
+        }
+        .encode_to_vec();
+        let decoded = codec.decode_proto(&bytes).unwrap();
+        assert_eq!(decoded, typed);
+        assert_eq!(serde_json::to_value(&decoded).unwrap(), message);
+        // A room.message carrying it: the object in JSON, its text in protobuf.
+        let room_message = ServerMessage::RoomMessage(v1::RoomMessage {
+            room: "support_42".into(),
+            from: Some(v1::RoomMember {
+                user_id: "agent_7".into(),
+            }),
+            text: publish.text.clone(),
+            message_id: "m1".into(),
+            seq: 9,
+            timestamp: "2026-12-05T21:40:00.000Z".into(),
+            data: publish.data.clone(),
+        });
+        let encoded = Encoded::new(&room_message);
+        let json: Value = serde_json::from_str(encoded.json.as_str()).unwrap();
+        assert_eq!(json["type"], "room.message");
+        assert_eq!(json["data"], message["data"]);
+        assert_eq!(decode_server_proto(&encoded.proto).unwrap(), room_message);
+        // Without data, there is no `data` at all.
+        let mut plain = message.clone();
+        plain.as_object_mut().unwrap().remove("data");
+        let typed = codec.decode_json(&plain.to_string()).unwrap();
+        assert_eq!(serde_json::to_value(&typed).unwrap(), plain);
+    }
+
+    #[test]
+    fn publish_data_must_be_an_object_in_both_encodings() {
+        let codec = Codec::new().unwrap();
+        let not_an_object = |request_id: &str| {
+            (
+                ErrorCode::InvalidMessage,
+                Some("/data".to_string()),
+                "data must be a JSON object".to_string(),
+                Some(request_id.to_string()),
+            )
+        };
+        for data in [json!([1]), json!("{}"), json!(1), json!(null)] {
+            let error = codec.decode_json(&publish(data).to_string()).unwrap_err();
+            assert_eq!(refusal(error), not_an_object("r1"));
+        }
+        for data in [
+            b"[1]".as_slice(),
+            b"\"{}\"",
+            b"",
+            b"{\"a\":",
+            b"{\"a\":\"\xff\"}",
+        ] {
+            let error = codec.decode_proto(&publish_proto(data)).unwrap_err();
+            assert_eq!(refusal(error), not_an_object("r2"), "{data:?}");
+        }
+    }
+
+    #[test]
+    fn publish_data_is_at_most_8_kib_in_both_encodings() {
+        let codec = Codec::new().unwrap();
+        let fits = object_of(8192);
+        let typed = codec.decode_json(&publish(fits.clone()).to_string());
+        assert!(typed.is_ok(), "{typed:?}");
+        let text = fits.to_string();
+        assert_eq!(text.len(), 8192);
+        assert!(codec.decode_proto(&publish_proto(text.as_bytes())).is_ok());
+        let too_large = |request_id: &str| {
+            (
+                ErrorCode::InvalidMessage,
+                Some("/data".to_string()),
+                "data must be at most 8192 bytes of JSON".to_string(),
+                Some(request_id.to_string()),
+            )
+        };
+        let over = object_of(8193);
+        let error = codec
+            .decode_json(&publish(over.clone()).to_string())
+            .unwrap_err();
+        assert_eq!(refusal(error), too_large("r1"));
+        let error = codec
+            .decode_proto(&publish_proto(over.to_string().as_bytes()))
+            .unwrap_err();
+        assert_eq!(refusal(error), too_large("r2"));
+        // JSON counts the object written compactly: a frame's spaces are free.
+        let spaced = publish(fits).to_string().replace(':', " : ");
+        assert!(codec.decode_json(&spaced).is_ok());
+    }
+
+    #[test]
+    fn publish_data_nests_at_most_32_deep_in_both_encodings() {
+        let codec = Codec::new().unwrap();
+        let nested = |levels: usize| {
+            format!(
+                "{}{}",
+                "{\"a\":".repeat(levels - 1) + "{",
+                "}".repeat(levels)
+            )
+        };
+        let frame = |levels: usize| {
+            format!(
+                r#"{{"type":"publish","room":"r","text":"t","requestId":"r1","data":{}}}"#,
+                nested(levels)
+            )
+        };
+        assert!(codec.decode_json(&frame(32)).is_ok());
+        assert!(
+            codec
+                .decode_proto(&publish_proto(nested(32).as_bytes()))
+                .is_ok()
+        );
+        let too_deep = |request_id: &str| {
+            (
+                ErrorCode::InvalidMessage,
+                Some("/data".to_string()),
+                "data must nest at most 32 levels deep".to_string(),
+                Some(request_id.to_string()),
+            )
+        };
+        let error = codec.decode_json(&frame(33)).unwrap_err();
+        assert_eq!(refusal(error), too_deep("r1"));
+        // Protobuf carries any depth a sender writes: 3,000 levels fit in
+        // 8 KiB, and would break every JSON reader of the room.message.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(3000), "]".repeat(3000));
+        assert!(deep.len() <= 8192);
+        let error = codec
+            .decode_proto(&publish_proto(deep.as_bytes()))
+            .unwrap_err();
+        assert_eq!(refusal(error), too_deep("r2"));
+    }
 }

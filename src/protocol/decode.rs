@@ -12,8 +12,9 @@
 //! What a caller does with a refusal (an `error` reply, a poison log line)
 //! is the caller's business.
 
+use jsonschema::JsonType;
 use jsonschema::Validator;
-use jsonschema::error::ValidationErrorKind;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use thiserror::Error;
@@ -92,6 +93,12 @@ impl Rules {
         }
     }
 
+    /// Checks a message typed from JSON that [`Rules::check_json`] accepted
+    /// against the rules its schema cannot state (a JSON object's size).
+    pub fn check_typed_json<M: Validate>(&self, message: &M) -> Result<(), Violation> {
+        message.validate_typed_json("")
+    }
+
     /// Checks a decoded protobuf message against the same rules (the
     /// generated [`Validate`] impl; the JSON Schema is not consulted).
     pub fn check_proto<M: Validate>(&self, message: &M) -> Result<(), Violation> {
@@ -119,16 +126,19 @@ fn object(parsed: Result<Value, serde_json::Error>) -> Result<Value, Refusal> {
     Ok(value)
 }
 
-/// Types a schema-valid JSON value.
-pub fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Refusal> {
-    serde_json::from_value(value).map_err(|e| {
+/// Types a schema-valid JSON value, and checks what its schema could not
+/// (see [`Rules::check_typed_json`]).
+pub fn typed<T: DeserializeOwned + Validate>(value: Value) -> Result<T, Refusal> {
+    let typed: T = serde_json::from_value(value).map_err(|e| {
         // The schema accepted what serde refused: they disagree, which is a
         // bug, but still a message that cannot be used.
         Refusal::Invalid(Violation {
             path: String::new(),
             message: truncate(&format!("invalid message: {e}"), MAX_DETAIL),
         })
-    })
+    })?;
+    typed.validate_typed_json("").map_err(Refusal::Invalid)?;
+    Ok(typed)
 }
 
 /// Decodes protobuf bytes (not yet validated: see [`Rules::check_proto`]).
@@ -161,6 +171,11 @@ fn describe(error: &jsonschema::ValidationError<'_>) -> Violation {
         ValidationErrorKind::MaxLength { limit } => wording::too_long(&field, *limit),
         ValidationErrorKind::Pattern { pattern } => wording::mismatch(&field, pattern),
         ValidationErrorKind::Minimum { limit } => wording::below(&field, limit),
+        // A nested message or a `(tourcast.v1.json_object)` that is not an
+        // object: worded as the protobuf side words bytes that are not one.
+        ValidationErrorKind::Type {
+            kind: TypeKind::Single(JsonType::Object),
+        } if !path.is_empty() => wording::not_an_object(&field),
         ValidationErrorKind::Maximum { limit } => wording::above(&field, limit),
         // A `(buf.validate.message).oneof` group, as tools/codegen renders it:
         // `anyOf` of "one is present" (none was) and `not` of "two are".

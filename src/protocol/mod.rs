@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod decode;
 pub mod json_enum;
+pub mod json_object;
 pub mod schema;
 pub mod snapshot;
 pub mod validate;

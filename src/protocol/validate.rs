@@ -16,10 +16,18 @@
 //! carry rule ids but, without reflection, not the limits the protocol's
 //! error messages quote. The generated code covers the subset of
 //! `buf.validate` the protocol uses (string lengths and patterns, integer
-//! bounds, `required`, the message-level `oneof`, defined enum values); the
-//! generator refuses any other rule rather than ignore it.
+//! bounds, `required`, the message-level `oneof`, defined enum values, the
+//! size of a `(tourcast.v1.json_object)`); the generator refuses any other
+//! rule rather than ignore it.
+//!
+//! Two rules have no JSON Schema keyword: a JSON object's size in bytes and
+//! its depth ([`json_object::MAX_DEPTH`]). JSON frames get them from
+//! [`Validate::validate_typed_json`], after the schema and serde, on the
+//! compact text the object was typed into.
 
 use regex::Regex;
+
+use super::json_object;
 
 /// A broken rule: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,12 +114,33 @@ pub mod wording {
     pub fn required(field: &str) -> String {
         format!("{field} is required")
     }
+    /// A value that is not a JSON object (in protobuf: bytes that are not
+    /// a JSON object's UTF-8 text).
+    pub fn not_an_object(field: &str) -> String {
+        format!("{field} must be a JSON object")
+    }
+    /// A JSON object nested more than `max` levels deep (itself included).
+    pub fn too_deep(field: &str, max: u64) -> String {
+        format!("{field} must nest at most {max} levels deep")
+    }
+    /// A JSON object whose text is over `max` bytes.
+    pub fn too_large(field: &str, max: u64) -> String {
+        format!("{field} must be at most {max} bytes of JSON")
+    }
 }
 
 /// Checks a message against the rules declared in `proto/`.
 pub trait Validate {
     /// Returns the first broken rule, with `path` as the message's own pointer.
     fn validate(&self, path: &str) -> Result<(), Violation>;
+
+    /// The rules a JSON Schema cannot state (a JSON object's depth and size
+    /// in bytes), on a message typed from JSON its schema accepted. Messages
+    /// without such rules have nothing to check.
+    fn validate_typed_json(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        Ok(())
+    }
 }
 
 /// Used by the generated `Validate` impls, as are the other `check_*` functions.
@@ -166,6 +195,53 @@ pub fn check_min(value: u64, min: u64, parent: &str, field: &str) -> Result<(), 
 pub fn check_max(value: u64, max: u64, parent: &str, field: &str) -> Result<(), Violation> {
     if value > max {
         return Err(Violation::new(parent, field, wording::above(field, max)));
+    }
+    Ok(())
+}
+
+/// A `(tourcast.v1.json_object)` field's bytes are a JSON object's UTF-8
+/// text, nested at most [`json_object::MAX_DEPTH`] deep.
+pub fn check_json_object(value: &[u8], parent: &str, field: &str) -> Result<(), Violation> {
+    match json_object::object_text(value) {
+        Ok(_) => Ok(()),
+        Err(json_object::Unfit::NotAnObject) => {
+            Err(Violation::new(parent, field, wording::not_an_object(field)))
+        }
+        Err(json_object::Unfit::TooDeep) => Err(too_deep(parent, field)),
+    }
+}
+
+/// The depth of a JSON object typed from JSON (the schema checked it is
+/// one; its text is the compact one serde wrote).
+pub fn check_json_depth(value: &[u8], parent: &str, field: &str) -> Result<(), Violation> {
+    let text = std::str::from_utf8(value).unwrap_or_default();
+    if json_object::depth(text) > json_object::MAX_DEPTH {
+        return Err(too_deep(parent, field));
+    }
+    Ok(())
+}
+
+fn too_deep(parent: &str, field: &str) -> Violation {
+    Violation::new(
+        parent,
+        field,
+        wording::too_deep(field, json_object::MAX_DEPTH as u64),
+    )
+}
+
+/// At most `max` bytes (a JSON object's text: `bytes.max_len`).
+pub fn check_max_bytes(
+    value: &[u8],
+    max: usize,
+    parent: &str,
+    field: &str,
+) -> Result<(), Violation> {
+    if value.len() > max {
+        return Err(Violation::new(
+            parent,
+            field,
+            wording::too_large(field, max as u64),
+        ));
     }
     Ok(())
 }

@@ -169,6 +169,7 @@ fn agent_post(text: &str) -> SourceEvent {
         room: DEMO_ROOM.to_string(),
         from: DEMO_AGENT.to_string(),
         text: text.to_string(),
+        data: None,
         timestamp: Utc::now(),
         position: None,
     })
@@ -194,6 +195,7 @@ impl StreamWriter for DemoWriter {
             room: event.room,
             from: event.from.map(|from| from.user_id).unwrap_or_default(),
             text: event.text,
+            data: event.data,
             timestamp: Utc::now(),
             position: None,
         }));

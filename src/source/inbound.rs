@@ -276,7 +276,7 @@ fn is_notification(name: &str) -> bool {
     name.starts_with("notification.")
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(
+fn decode_json<T: serde::de::DeserializeOwned + crate::protocol::validate::Validate>(
     rules: &Rules,
     value: Value,
 ) -> Result<T, PoisonError> {
@@ -438,6 +438,7 @@ fn into_room(
         from,
         text,
         timestamp,
+        data,
     } = event;
     let (_, timestamp) = kind_and_time(
         |name| (name == ROOM_MESSAGE).then_some(()),
@@ -456,6 +457,7 @@ fn into_room(
         room,
         from,
         text,
+        data,
         timestamp,
         position: None,
     }))

@@ -410,6 +410,7 @@ mod tests {
             room: room.into(),
             from: "alice".into(),
             text: format!("message {position}"),
+            data: None,
             timestamp: Utc::now(),
             position: Some(position),
         })

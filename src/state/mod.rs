@@ -29,16 +29,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::auth::Permissions;
-use crate::channel::Target;
-use crate::event::{
-    AvailabilityChange, AvailabilityKind, BookingKind, BookingNotice, RoomPost, SourceEvent,
-};
-use crate::protocol::ServerMessage;
+use crate::channel::{self, Target};
+use crate::event::{AvailabilityChange, SourceEvent};
 use crate::protocol::codec::Encoded;
-use crate::protocol::v1::{
-    AvailabilityLow, AvailabilityUpdated, LowAvailability, Notification, NotificationKind,
-    RoomMember, RoomMessage, TourAvailability, TourState,
-};
+use crate::protocol::v1::TourState;
 use crate::time::rfc3339;
 
 use inbox::Inbox;
@@ -298,7 +292,8 @@ impl Projection {
         match event {
             SourceEvent::Availability(change) => self.apply_availability(seq, change),
             SourceEvent::Booking(notice) => {
-                let message = Arc::new(Encoded::new(&notification_message(&notice, seq)));
+                let message =
+                    Arc::new(Encoded::new(&channel::notifications::message(&notice, seq)));
                 self.inbox.push(seq, &notice.user_id, Arc::clone(&message));
                 Applied::Fresh {
                     seq,
@@ -307,7 +302,7 @@ impl Projection {
                 }
             }
             SourceEvent::Room(post) => {
-                let message = Arc::new(LazyMessage::new(room_message(&post, seq)));
+                let message = Arc::new(LazyMessage::new(channel::room::message(&post, seq)));
                 self.rooms.push(seq, &post.room, Arc::clone(&message));
                 Applied::Fresh {
                     seq,
@@ -354,7 +349,7 @@ impl Projection {
 
         // Not encoded yet: during a replay nobody receives it, and most
         // history entries roll out before anyone asks for them.
-        let message = Arc::new(LazyMessage::new(event_message(&event, state)));
+        let message = Arc::new(LazyMessage::new(channel::tour::message(&event, state)));
         entry.history.push(seq, Arc::clone(&message));
         Applied::Fresh {
             seq,
@@ -401,11 +396,13 @@ impl Projection {
         let event = match event {
             SourceEvent::Availability(change) => change,
             SourceEvent::Booking(notice) => {
-                let message = notification_message(notice, position);
+                let message = channel::notifications::message(notice, position);
                 return Some(Arc::new(Encoded::new(&message)));
             }
             SourceEvent::Room(post) => {
-                return Some(Arc::new(Encoded::new(&room_message(post, position))));
+                return Some(Arc::new(Encoded::new(&channel::room::message(
+                    post, position,
+                ))));
             }
         };
         let current = self.tours.get(&event.tour_id).map(|e| &e.state);
@@ -422,7 +419,9 @@ impl Projection {
             seq: position,
             updated_at: rfc3339(event.timestamp),
         };
-        Some(Arc::new(Encoded::new(&event_message(event, &state))))
+        Some(Arc::new(Encoded::new(&channel::tour::message(
+            event, &state,
+        ))))
     }
 
     /// The state of one tour, if known.
@@ -519,85 +518,10 @@ pub const DEFAULT_MAX_ROOMS: usize = 10_000;
 /// Notifications kept for recovery when the configuration does not say.
 pub const DEFAULT_NOTIFICATION_HISTORY: usize = 10_000;
 
-/// The message a user's connections receive for a booking notice.
-fn notification_message(notice: &BookingNotice, seq: u64) -> ServerMessage {
-    let kind = match notice.kind {
-        BookingKind::Confirmed => NotificationKind::BookingConfirmed,
-        BookingKind::Cancelled => NotificationKind::BookingCancelled,
-    };
-    ServerMessage::Notification(Notification {
-        kind: kind.into(),
-        // Every instance numbers the event alike, so this id is the same
-        // on every connection of the user, wherever it landed.
-        notification_id: notice
-            .event_id
-            .clone()
-            .unwrap_or_else(|| format!("seq-{seq}")),
-        booking_id: notice.booking_id.clone(),
-        tour_id: notice.tour_id.clone(),
-        tour_name: notice.tour_name.clone(),
-        seats: notice.seats,
-        message: notice.message.clone(),
-        seq,
-        timestamp: rfc3339(notice.timestamp),
-    })
-}
-
-/// The message a room's members receive for a post.
-fn room_message(post: &RoomPost, seq: u64) -> ServerMessage {
-    ServerMessage::RoomMessage(RoomMessage {
-        room: post.room.clone(),
-        from: Some(RoomMember {
-            user_id: post.from.clone(),
-        }),
-        text: post.text.clone(),
-        // The same on every instance: the publisher's id, or the position.
-        message_id: post
-            .event_id
-            .clone()
-            .unwrap_or_else(|| format!("seq-{seq}")),
-        seq,
-        timestamp: rfc3339(post.timestamp),
-    })
-}
-
-/// The server message announcing an applied availability event.
-fn event_message(event: &AvailabilityChange, state: &TourState) -> ServerMessage {
-    let timestamp = rfc3339(event.timestamp);
-    match event.kind {
-        AvailabilityKind::Updated => ServerMessage::AvailabilityUpdated(AvailabilityUpdated {
-            data: Some(TourAvailability {
-                tour_id: state.tour_id.clone(),
-                tour_name: state.tour_name.clone(),
-                available_seats: state.available_seats,
-                max_group_size: state.max_group_size,
-            }),
-            seq: state.seq,
-            timestamp,
-            event_id: event.event_id.clone(),
-        }),
-        AvailabilityKind::Low => ServerMessage::AvailabilityLow(AvailabilityLow {
-            data: Some(LowAvailability {
-                tour_id: state.tour_id.clone(),
-                // Old clients read `tourTitle`; fall back to the id for unnamed tours.
-                tour_title: state
-                    .tour_name
-                    .clone()
-                    .unwrap_or_else(|| state.tour_id.clone()),
-                available_seats: state.available_seats,
-                max_group_size: state.max_group_size,
-                threshold: event.threshold.unwrap_or(state.available_seats),
-            }),
-            seq: state.seq,
-            timestamp,
-            event_id: event.event_id.clone(),
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{AvailabilityKind, BookingKind, BookingNotice};
     use chrono::{DateTime, Duration, Utc};
 
     fn event(tour: &str, seats: u32, at: DateTime<Utc>) -> AvailabilityChange {

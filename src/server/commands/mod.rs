@@ -54,10 +54,7 @@ impl Context<'_> {
     /// Who this connection is in rooms: its token's `sub`, else its
     /// `clientId` (never a name the client sent).
     pub fn room_user(&self) -> String {
-        self.identity
-            .subject
-            .clone()
-            .unwrap_or_else(|| self.client_id.to_string())
+        crate::channel::room::user(self.identity, self.client_id)
     }
 }
 

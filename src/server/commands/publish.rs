@@ -21,6 +21,7 @@ use crate::time::rfc3339;
 pub struct Publish {
     room: String,
     text: String,
+    data: Option<Vec<u8>>,
     request_id: Option<String>,
 }
 
@@ -30,6 +31,7 @@ impl Publish {
         Publish {
             room: message.room,
             text: message.text,
+            data: message.data,
             request_id: message.request_id,
         }
     }
@@ -88,6 +90,7 @@ impl Publish {
                 user_id: context.room_user(),
             }),
             text: self.text,
+            data: self.data,
             timestamp: Some(rfc3339(Utc::now())),
         };
         let written = writer.write(event);

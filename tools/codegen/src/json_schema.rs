@@ -329,6 +329,11 @@ fn value_schema(field: &Field) -> Map<String, Value> {
         FieldType::Message(t) | FieldType::Enum(t) => {
             schema.insert("$ref".into(), json!(format!("#/definitions/{}", t.name)));
         }
+        // Any object: its size (`bytes.max_len`) has no JSON Schema
+        // keyword; the server checks it, and the proto comment states it.
+        FieldType::JsonObject => {
+            schema.insert("type".into(), json!("object"));
+        }
     }
     schema
 }

@@ -3,8 +3,9 @@
 //! rules, read once from the descriptors.
 //!
 //! Everything the proto can say that the JSON view cannot render (maps,
-//! `bytes`, oneofs outside an envelope, nested or foreign types) is refused
-//! here, so the generators only ever see what they can render.
+//! `bytes` other than a `(tourcast.v1.json_object)`, oneofs outside an
+//! envelope, nested or foreign types) is refused here, so the generators
+//! only ever see what they can render.
 
 use prost_reflect::{
     DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, OneofDescriptor,
@@ -127,6 +128,9 @@ pub enum FieldType {
     Message(TypeName),
     /// An enum of the package.
     Enum(TypeName),
+    /// `optional bytes` with `(tourcast.v1.json_object)`: a JSON object,
+    /// carried in protobuf as its JSON text (UTF-8).
+    JsonObject,
 }
 
 /// The integer types, by their JSON bounds.
@@ -399,14 +403,21 @@ fn read_field(
         json_name: field.json_name().to_string(),
         full_name: field.full_name().to_string(),
         doc: Doc::of(&field.parent_file(), field.path()),
-        ty: field_type(field, config)?,
+        ty: field_type(pool, field, config)?,
         cardinality,
         rules,
         has_presence: field.supports_presence() && !field.is_list(),
     })
 }
 
-fn field_type(field: &FieldDescriptor, config: &Config) -> Result<FieldType, Error> {
+fn field_type(
+    pool: &DescriptorPool,
+    field: &FieldDescriptor,
+    config: &Config,
+) -> Result<FieldType, Error> {
+    if options::json_object(pool, field) {
+        return json_object_type(field);
+    }
     let local = |full_name: &str, parent: Option<MessageDescriptor>| {
         let package_prefix = format!("{}.", config.package);
         if !full_name.starts_with(&package_prefix) || parent.is_some() {
@@ -431,7 +442,8 @@ fn field_type(field: &FieldDescriptor, config: &Config) -> Result<FieldType, Err
         Kind::Bytes => {
             return Err(Error::unsupported(
                 field.full_name(),
-                "bytes have no JSON view; keep the message protobuf only",
+                "bytes have no JSON view; keep the message protobuf only, or mark a JSON \
+                 object's text with (tourcast.v1.json_object)",
             ));
         }
         Kind::Message(inner) => {
@@ -443,6 +455,28 @@ fn field_type(field: &FieldDescriptor, config: &Config) -> Result<FieldType, Err
             FieldType::Enum(type_name(inner.name(), inner.full_name()))
         }
     })
+}
+
+/// A `(tourcast.v1.json_object)` field: only an `optional bytes` (an
+/// absent object is left out; a plain field's empty zero value would be no
+/// object at all, and a list of them has no use yet).
+fn json_object_type(field: &FieldDescriptor) -> Result<FieldType, Error> {
+    if !matches!(field.kind(), Kind::Bytes) {
+        return Err(Error::unsupported(
+            field.full_name(),
+            format!(
+                "(tourcast.v1.json_object) on a {:?} field; it marks `bytes` only",
+                field.kind()
+            ),
+        ));
+    }
+    if field.is_list() || !field.supports_presence() {
+        return Err(Error::unsupported(
+            field.full_name(),
+            "(tourcast.v1.json_object) on a field that is not `optional bytes`",
+        ));
+    }
+    Ok(FieldType::JsonObject)
 }
 
 fn read_enum(pool: &DescriptorPool, enumeration: &EnumDescriptor) -> Result<Enumeration, Error> {

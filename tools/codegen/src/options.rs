@@ -38,6 +38,14 @@ pub fn json_type(pool: &DescriptorPool, field: &FieldDescriptor) -> Option<Strin
     tourcast_option(pool, &field.options(), "json_type").and_then(|v| v.as_str().map(str::to_owned))
 }
 
+/// `(tourcast.v1.json_object)`: a `bytes` field carrying a JSON object's
+/// text, which the JSON view shows as the object itself.
+pub fn json_object(pool: &DescriptorPool, field: &FieldDescriptor) -> bool {
+    tourcast_option(pool, &field.options(), "json_object")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
 /// `(tourcast.v1.json_allow_unknown_fields)`: the JSON view accepts (and
 /// ignores) properties the message does not define.
 pub fn allows_unknown_fields(pool: &DescriptorPool, message: &MessageDescriptor) -> bool {

@@ -2,7 +2,8 @@
 //! every other one.
 //!
 //! The subset: string `min_len` / `max_len` / `pattern`, `uint32` / `uint64`
-//! `gte` / `gt` / `lte` / `lt`, `required` on message fields, and the
+//! `gte` / `gt` / `lte` / `lt`, bytes `max_len` (on a
+//! `(tourcast.v1.json_object)`), `required` on message fields, and the
 //! message-level `oneof` rule. Anything else fails generation with an
 //! [`Error::UnsupportedRule`] naming it: a rule the protobuf validators
 //! skipped while JSON Schema (or a client's protovalidate) enforced it
@@ -28,6 +29,8 @@ pub struct FieldRules {
     pub min: Option<u64>,
     /// Largest allowed number (`lte`, or `lt` - 1).
     pub max: Option<u64>,
+    /// Most bytes of a `bytes` field (`bytes.max_len`).
+    pub max_bytes: Option<u64>,
 }
 
 /// A `(buf.validate.message).oneof` rule: at most one of `fields` is set;
@@ -53,7 +56,7 @@ pub fn field_rules(pool: &DescriptorPool, field: &FieldDescriptor) -> Result<Fie
     supported_only(
         field.full_name(),
         &rules,
-        &["required", "string", "uint32", "uint64"],
+        &["required", "string", "uint32", "uint64", "bytes"],
     )?;
     let mut parsed = FieldRules {
         required: get(&rules, "required").and_then(|v| v.as_bool()) == Some(true),
@@ -68,6 +71,12 @@ pub fn field_rules(pool: &DescriptorPool, field: &FieldDescriptor) -> Result<Fie
     if let Some(string) = get(&rules, "string") {
         expect_kind(field, "string", matches!(field.kind(), Kind::String))?;
         read_string_rules(field, &as_message(&string, field.full_name())?, &mut parsed)?;
+    }
+    if let Some(bytes) = get(&rules, "bytes") {
+        expect_kind(field, "bytes", matches!(field.kind(), Kind::Bytes))?;
+        let bytes = as_message(&bytes, field.full_name())?;
+        supported_only(field.full_name(), &bytes, &["max_len"])?;
+        parsed.max_bytes = get(&bytes, "max_len").and_then(|v| v.as_u64());
     }
     for (kind, matching) in [
         ("uint32", matches!(field.kind(), Kind::Uint32)),

@@ -179,5 +179,6 @@ fn value_type(field: &Field) -> String {
         FieldType::String => "string".into(),
         FieldType::Float | FieldType::Integer(_) => "number".into(),
         FieldType::Message(t) | FieldType::Enum(t) => t.name.clone(),
+        FieldType::JsonObject => "{ [key: string]: unknown }".into(),
     }
 }

@@ -591,3 +591,139 @@ fn yaml_to_json(text: &str) -> Value {
     let yaml: yaml_serde::Value = yaml_serde::from_str(text).unwrap();
     serde_json::to_value(yaml).unwrap()
 }
+
+/// A publisher event with a `(tourcast.v1.json_object)` field, bounded.
+const JSON_OBJECT_EVENT: &str = r#"// Edited.
+    message Edited {
+        option (tourcast.v1.routing_key) = "it.edited";
+        // The edit, a JSON object.
+        optional bytes data = 1 [(tourcast.v1.json_object) = true, (buf.validate.field).bytes = {max_len: 64}];
+        // Any object.
+        optional bytes any = 2 [(tourcast.v1.json_object) = true];
+    }"#;
+
+#[test]
+fn a_json_object_is_an_optional_bytes_with_a_byte_bound() {
+    let protocol = protocol(JSON_OBJECT_EVENT).unwrap();
+    let fields = &protocol.messages[0].fields;
+    assert_eq!(fields[0].ty, FieldType::JsonObject);
+    assert_eq!(fields[0].cardinality, Cardinality::Optional);
+    assert_eq!(
+        fields[0].rules,
+        FieldRules {
+            max_bytes: Some(64),
+            ..FieldRules::default()
+        }
+    );
+    assert_eq!(fields[1].ty, FieldType::JsonObject);
+    assert_eq!(fields[1].rules, FieldRules::default());
+}
+
+#[test]
+fn json_schema_and_typescript_of_a_json_object() {
+    let protocol = protocol(JSON_OBJECT_EVENT).unwrap();
+    let files = json_schema::schema_files(&protocol).unwrap();
+    let schema = &files[0].schema;
+    assert_eq!(
+        schema["properties"]["data"],
+        json!({"type": "object", "description": "The edit, a JSON object."})
+    );
+    assert_eq!(
+        schema["properties"]["any"],
+        json!({"type": "object", "description": "Any object."})
+    );
+    let validator = jsonschema::validator_for(schema).unwrap();
+    assert!(validator.is_valid(&json!({"data": {"field": "x", "value": [1]}})));
+    assert!(validator.is_valid(&json!({})));
+    for not_an_object in [json!([1]), json!("{}"), json!(null), json!(1)] {
+        assert!(!validator.is_valid(&json!({ "data": not_an_object })));
+    }
+    let files: std::collections::BTreeMap<String, String> =
+        typescript::files(&protocol).into_iter().collect();
+    assert!(
+        files["types/Edited.ts"]
+            .contains("data?: { [key: string]: unknown }, \n/**\n * Any object.\n */\nany?: { [key: string]: unknown }, };"),
+        "{}",
+        files["types/Edited.ts"]
+    );
+}
+
+#[test]
+fn the_rust_of_a_json_object_checks_it_in_both_encodings() {
+    let protocol = protocol(JSON_OBJECT_EVENT).unwrap();
+    let support = rust::support_module(&protocol, "my_crate::runtime").unwrap();
+    syn::parse_file(&support).unwrap();
+    // Protobuf: the bytes are an object's text, within the bound; JSON:
+    // the bound only (the schema checked the object).
+    assert!(
+        support.contains(r#"my_crate::runtime::validate::check_json_object(value, path, "data")"#)
+    );
+    assert!(
+        support.contains(r#"my_crate::runtime::validate::check_json_object(value, path, "any")"#)
+    );
+    assert_eq!(
+        support
+            .matches(r#"check_max_bytes(value, 64usize, path, "data")"#)
+            .count(),
+        2
+    );
+    assert!(support.contains("fn validate_typed_json"));
+    assert!(!support.contains(r#"check_max_bytes(value, 64usize, path, "any")"#));
+    // Its depth too, bounded or not.
+    assert!(support.contains(r#"check_json_depth(value, path, "data")"#));
+    assert!(support.contains(r#"check_json_depth(value, path, "any")"#));
+    // A message holding one, at any depth, passes the JSON check down.
+    let nested = protocol_with_holder();
+    let support = rust::support_module(&nested, "rt").unwrap();
+    assert_eq!(
+        support.matches("fn validate_typed_json").count(),
+        4,
+        "{support}"
+    );
+    assert!(support.contains(r#"rt::validate::Validate::validate_typed_json(inner, "")"#));
+}
+
+/// Outer holds Middle holds a bounded JSON object; Unbounded holds one
+/// (its depth is checked); Other holds none.
+fn protocol_with_holder() -> Protocol {
+    protocol(
+        r#"message Outer { optional Middle m = 1; repeated Other o = 2; }
+        message Middle { repeated Leaf leaves = 1; }
+        message Unbounded { optional bytes d = 1 [(tourcast.v1.json_object) = true]; }
+        message Leaf { optional bytes d = 1 [(tourcast.v1.json_object) = true, (buf.validate.field).bytes = {max_len: 8}]; }
+        message Other { string s = 1; }"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn json_object_only_marks_optional_bytes() {
+    for (body, words) in [
+        (
+            "message M { optional string f = 1 [(tourcast.v1.json_object) = true]; }",
+            "(tourcast.v1.json_object) on a string field",
+        ),
+        (
+            "message M { bytes f = 1 [(tourcast.v1.json_object) = true]; }",
+            "not `optional bytes`",
+        ),
+        (
+            "message M { repeated bytes f = 1 [(tourcast.v1.json_object) = true]; }",
+            "not `optional bytes`",
+        ),
+        (
+            "message M { optional bytes f = 1; }",
+            "bytes have no JSON view",
+        ),
+        (
+            "message M { optional string f = 1 [(buf.validate.field).bytes = {max_len: 3}]; }",
+            "`bytes` rules on a string field",
+        ),
+        (
+            "message M { optional bytes f = 1 [(tourcast.v1.json_object) = true, (buf.validate.field).bytes = {min_len: 3}]; }",
+            "buf.validate.BytesRules.min_len",
+        ),
+    ] {
+        assert_refused(body, "test.v1.M.f", words);
+    }
+}

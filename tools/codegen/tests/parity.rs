@@ -63,24 +63,32 @@ fn rules_with(changes: Value) -> Value {
     message
 }
 
-/// What each side says about `message`: the JSON side's verdict, and the
-/// protobuf side's when the message can be typed at all.
+/// What each side says about `message`: the JSON side's verdict (the
+/// schema, then what it cannot state, on the typed message: a JSON
+/// object's size), and the protobuf side's when the message can be typed
+/// at all.
 fn verdicts(message: &Value) -> (Result<(), Violation>, Option<Result<(), Violation>>) {
     let message_type = message["type"].as_str().unwrap();
-    let json = json_rules(message_type).check_json(message);
-    let proto = serde_json::from_value::<envelope::Kind>(message.clone())
-        .ok()
-        .map(|kind| {
-            // Through protobuf bytes, as a binary frame would arrive.
-            let bytes = v1::Envelope { kind: Some(kind) }.encode_to_vec();
-            let decoded = v1::Envelope::decode(bytes.as_slice()).unwrap();
-            json_rules(message_type).check_proto(&decoded)
-        });
+    let rules = json_rules(message_type);
+    let schema = rules.check_json(message);
+    let typed = serde_json::from_value::<envelope::Kind>(message.clone()).ok();
+    let json = schema.clone().and_then(|()| match &typed {
+        Some(kind) => rules.check_typed_json(kind),
+        None => panic!("{message}: the schema accepts what serde cannot type"),
+    });
+    let proto = typed.map(|kind| {
+        // Through protobuf bytes, as a binary frame would arrive.
+        let bytes = v1::Envelope { kind: Some(kind) }.encode_to_vec();
+        let decoded = v1::Envelope::decode(bytes.as_slice()).unwrap();
+        rules.check_proto(&decoded)
+    });
+    // A consumer's validator has the schema only (a JSON object's size has
+    // no keyword): it agrees with the gateway's schema check.
     let published = consumer(ENVELOPE_SCHEMA).is_valid(message);
     assert_eq!(
         published,
-        json.is_ok(),
-        "{message}: a consumer's validator disagrees with the gateway's ({json:?})"
+        schema.is_ok(),
+        "{message}: a consumer's validator disagrees with the gateway's ({schema:?})"
     );
     (json, proto)
 }
@@ -312,4 +320,180 @@ fn a_valid_message_passes_both_sides() {
         "extra": {"id": "e"}, "items": [{"id": "1"}, {"id": "22"}, {"id": "333"}],
         "shade": "navy", "ratio": 1e300
     })));
+}
+
+/// `{"v":"xxx…"}`: a JSON object whose compact text is `bytes` long.
+fn object_of(bytes: usize) -> Value {
+    json!({ "v": "x".repeat(bytes - r#"{"v":""}"#.len()) })
+}
+
+/// A `documents` message (a repeated field is always present in JSON).
+fn documents(fields: Value) -> Value {
+    let mut message = json!({"type": "documents", "parts": []});
+    message
+        .as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    message
+}
+
+#[test]
+fn json_objects_are_objects_within_their_byte_bound() {
+    assert_accepted(documents(json!({})));
+    assert_accepted(documents(json!({
+        "data": object_of(16),
+        "any": object_of(10_000),
+        "part": {"data": {"a": [1, null]}},
+        "parts": [{}, {"data": object_of(16)}]
+    })));
+    // Bytes, not characters: "é" is two.
+    assert_accepted(documents(json!({"data": {"v": "éééé"}})));
+    assert_refused(
+        documents(json!({"data": {"v": "ééééé"}})),
+        "/data",
+        "data must be at most 16 bytes of JSON",
+    );
+    assert_refused(
+        documents(json!({"data": object_of(17)})),
+        "/data",
+        "data must be at most 16 bytes of JSON",
+    );
+    assert_refused(
+        documents(json!({"part": {"data": object_of(17)}})),
+        "/part/data",
+        "data must be at most 16 bytes of JSON",
+    );
+    assert_refused(
+        documents(json!({"parts": [{}, {"data": object_of(17)}]})),
+        "/parts/1/data",
+        "data must be at most 16 bytes of JSON",
+    );
+    // The JSON side measures the object written compactly: spaces and key
+    // order in the frame do not count.
+    let spaced: Value = serde_json::from_str(
+        r#"{"type": "documents", "parts": [], "data": { "b" : 1 , "a" : 2 }}"#,
+    )
+    .unwrap();
+    assert_accepted(spaced.clone());
+    let typed: envelope::Kind = serde_json::from_value(spaced).unwrap();
+    let envelope::Kind::Documents(documents_message) = &typed else {
+        panic!("{typed:?}");
+    };
+    assert_eq!(
+        documents_message.data.as_deref(),
+        Some(br#"{"a":2,"b":1}"#.as_slice())
+    );
+}
+
+/// `{"a":{"a":…{}}}`: an object nested `levels` deep, itself included.
+fn nested(levels: usize) -> Value {
+    (1..levels).fold(json!({}), |inner, _| json!({ "a": inner }))
+}
+
+#[test]
+fn json_objects_nest_at_most_32_deep_in_both_encodings() {
+    let words = "any must nest at most 32 levels deep";
+    assert_accepted(documents(json!({"any": nested(32)})));
+    assert_refused(documents(json!({"any": nested(33)})), "/any", words);
+    assert_refused(
+        documents(json!({"parts": [{"data": {"a": [[[nested(30)]]]}}]})),
+        "/parts/0/data",
+        "data must nest at most 32 levels deep",
+    );
+    // Protobuf: whatever depth a sender wrote, far beyond what a JSON
+    // parser takes (serde_json's limit is 128).
+    let text = format!("{{\"a\":{}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep = v1::Documents {
+        any: Some(text.into_bytes()),
+        ..Default::default()
+    };
+    assert_eq!(
+        deep.validate(""),
+        Err(Violation {
+            path: "/any".into(),
+            message: words.into(),
+        })
+    );
+}
+
+#[test]
+fn anything_but_an_object_is_refused_in_the_same_words() {
+    // JSON: the schema refuses it, worded as protobuf words bytes that are
+    // not an object's text.
+    for not_an_object in [json!([1]), json!("{}"), json!(1), json!(true)] {
+        let message = documents(json!({ "data": not_an_object }));
+        let (json, proto) = verdicts(&message);
+        assert_eq!(
+            json,
+            Err(Violation {
+                path: "/data".into(),
+                message: "data must be a JSON object".into(),
+            }),
+            "{message}"
+        );
+        assert_eq!(proto, None, "serde types {message}");
+        let nested = documents(json!({"parts": [{"data": not_an_object}]}));
+        assert_eq!(
+            verdicts(&nested).0.unwrap_err().path,
+            "/parts/0/data",
+            "{nested}"
+        );
+    }
+    // Protobuf: bytes that are not a JSON object's UTF-8 text, whatever
+    // their size.
+    for bytes in [
+        b"[1]".as_slice(),
+        b"\"{}\"",
+        b"1",
+        b"",
+        b"{",
+        b"{} {}",
+        b"{\"a\":\"\xff\"}",
+        b"\xef\xbb\xbf{}",
+    ] {
+        for field in ["data", "any"] {
+            let mut message = v1::Documents::default();
+            let (slot, path) = match field {
+                "data" => (&mut message.data, "/data"),
+                _ => (&mut message.any, "/any"),
+            };
+            *slot = Some(bytes.to_vec());
+            let decoded = v1::Documents::decode(message.encode_to_vec().as_slice()).unwrap();
+            assert_eq!(
+                decoded.validate(""),
+                Err(Violation {
+                    path: path.into(),
+                    message: format!("{field} must be a JSON object"),
+                }),
+                "{bytes:?} in {field}"
+            );
+        }
+        let nested = v1::Documents {
+            part: Some(v1::Part {
+                data: Some(bytes.to_vec()),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(nested.validate("").unwrap_err().path, "/part/data");
+    }
+    // The text a protobuf sender wrote counts as written (whitespace too),
+    // as buf.validate's bytes.max_len counts.
+    let spaced = v1::Documents {
+        data: Some(br#"{ "a" : [ 1 , 2 ] }"#.to_vec()),
+        ..Default::default()
+    };
+    assert_eq!(
+        spaced.validate("").unwrap_err().message,
+        "data must be at most 16 bytes of JSON"
+    );
+    // And goes out in JSON as the object it holds.
+    let fitting = v1::Documents {
+        data: Some(br#"{"a": [1, 2]}"#.to_vec()),
+        ..Default::default()
+    };
+    assert_eq!(fitting.validate(""), Ok(()));
+    assert_eq!(
+        serde_json::to_value(envelope::Kind::Documents(fitting)).unwrap(),
+        json!({"type": "documents", "parts": [], "data": {"a": [1, 2]}})
+    );
 }

@@ -17,7 +17,7 @@ import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
  * Describes the file tourcast/v1/options.proto.
  */
 export const file_tourcast_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("Chl0b3VyY2FzdC92MS9vcHRpb25zLnByb3RvEgt0b3VyY2FzdC52MTo/Cglqc29uX3R5cGUSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGLmOAyABKAlSCGpzb25UeXBliAEBOl8KGWpzb25fYWxsb3dfdW5rbm93bl9maWVsZHMSHy5nb29nbGUucHJvdG9idWYuTWVzc2FnZU9wdGlvbnMYuo4DIAEoCFIWanNvbkFsbG93VW5rbm93bkZpZWxkc4gBATpCCgtyb3V0aW5nX2tleRIfLmdvb2dsZS5wcm90b2J1Zi5NZXNzYWdlT3B0aW9ucxi8jgMgAygJUgpyb3V0aW5nS2V5OkUKCmpzb25fdmFsdWUSIS5nb29nbGUucHJvdG9idWYuRW51bVZhbHVlT3B0aW9ucxi7jgMgASgJUglqc29uVmFsdWWIAQFCeAoPZGV2LnRvdXJjYXN0LnYxQgxPcHRpb25zUHJvdG9QAVoqdG91cmNhc3QuZGV2L2dlbi9nby90b3VyY2FzdC92MTt0b3VyY2FzdHYxqgILVG91cmNhc3QuVjHKAgtUb3VyY2FzdFxWMeoCDFRvdXJjYXN0OjpWMWIGcHJvdG8z", [file_google_protobuf_descriptor]);
+  fileDesc("Chl0b3VyY2FzdC92MS9vcHRpb25zLnByb3RvEgt0b3VyY2FzdC52MTo/Cglqc29uX3R5cGUSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGLmOAyABKAlSCGpzb25UeXBliAEBOkMKC2pzb25fb2JqZWN0Eh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxi9jgMgASgIUgpqc29uT2JqZWN0iAEBOl8KGWpzb25fYWxsb3dfdW5rbm93bl9maWVsZHMSHy5nb29nbGUucHJvdG9idWYuTWVzc2FnZU9wdGlvbnMYuo4DIAEoCFIWanNvbkFsbG93VW5rbm93bkZpZWxkc4gBATpCCgtyb3V0aW5nX2tleRIfLmdvb2dsZS5wcm90b2J1Zi5NZXNzYWdlT3B0aW9ucxi8jgMgAygJUgpyb3V0aW5nS2V5OkUKCmpzb25fdmFsdWUSIS5nb29nbGUucHJvdG9idWYuRW51bVZhbHVlT3B0aW9ucxi7jgMgASgJUglqc29uVmFsdWWIAQFCeAoPZGV2LnRvdXJjYXN0LnYxQgxPcHRpb25zUHJvdG9QAVoqdG91cmNhc3QuZGV2L2dlbi9nby90b3VyY2FzdC92MTt0b3VyY2FzdHYxqgILVG91cmNhc3QuVjHKAgtUb3VyY2FzdFxWMeoCDFRvdXJjYXN0OjpWMWIGcHJvdG8z", [file_google_protobuf_descriptor]);
 
 /**
  * For a oneof member: the JSON `type` discriminator of that variant, when it
@@ -29,6 +29,18 @@ export const json_type: GenExtension<FieldOptions, string> = /*@__PURE__*/
   extDesc(file_tourcast_v1_options, 0);
 
 /**
+ * A `bytes` field whose content is a JSON object (UTF-8): in protobuf the
+ * JSON text, in the JSON view the object itself. Only on an `optional
+ * bytes` field; `(buf.validate.field).bytes = {max_len: N}` bounds the
+ * JSON text in bytes (in the JSON view, the object written compactly).
+ * The object nests at most 32 levels deep, itself included.
+ *
+ * @generated from extension: optional bool json_object = 51005;
+ */
+export const json_object: GenExtension<FieldOptions, boolean> = /*@__PURE__*/
+  extDesc(file_tourcast_v1_options, 1);
+
+/**
  * Accept (and ignore) JSON properties that the message does not define.
  * Client messages are strict; publisher events are open so that a publisher
  * adding a field never turns availability updates into poison.
@@ -36,7 +48,7 @@ export const json_type: GenExtension<FieldOptions, string> = /*@__PURE__*/
  * @generated from extension: optional bool json_allow_unknown_fields = 51002;
  */
 export const json_allow_unknown_fields: GenExtension<MessageOptions, boolean> = /*@__PURE__*/
-  extDesc(file_tourcast_v1_options, 1);
+  extDesc(file_tourcast_v1_options, 2);
 
 /**
  * For an event that publishers put on the exchange: a routing key they
@@ -46,7 +58,7 @@ export const json_allow_unknown_fields: GenExtension<MessageOptions, boolean> = 
  * @generated from extension: repeated string routing_key = 51004;
  */
 export const routing_key: GenExtension<MessageOptions, string[]> = /*@__PURE__*/
-  extDesc(file_tourcast_v1_options, 2);
+  extDesc(file_tourcast_v1_options, 3);
 
 /**
  * The JSON name of an enum value, when it is not the snake_case of its
@@ -55,5 +67,5 @@ export const routing_key: GenExtension<MessageOptions, string[]> = /*@__PURE__*/
  * @generated from extension: optional string json_value = 51003;
  */
 export const json_value: GenExtension<EnumValueOptions, string> = /*@__PURE__*/
-  extDesc(file_tourcast_v1_options, 3);
+  extDesc(file_tourcast_v1_options, 4);
 

@@ -1,6 +1,7 @@
 //! The serde attributes prost-build puts on the generated types, which give
 //! them the JSON view: a `type` discriminator on envelopes, the proto JSON
-//! names, absent optionals left out, enums as their JSON names, unknown
+//! names, absent optionals left out, enums as their JSON names, a
+//! `(tourcast.v1.json_object)`'s bytes as the object itself, unknown
 //! properties refused unless the message allows them.
 //!
 //! Every name is written out (`rename`) rather than derived by serde's
@@ -14,10 +15,11 @@ use crate::names::snake;
 
 const DERIVE: &str = "#[derive(serde::Serialize, serde::Deserialize)]";
 
-/// Adds every attribute of the JSON view to `config`.
-pub fn configure(config: &mut Config, protocol: &Protocol) {
+/// Adds every attribute of the JSON view to `config`; `runtime` is the
+/// Rust path of the validation runtime (see [`super`]).
+pub fn configure(config: &mut Config, protocol: &Protocol, runtime: &str) {
     for message in &protocol.messages {
-        annotate_message(config, message);
+        annotate_message(config, message, runtime);
     }
     for envelope in &protocol.envelopes {
         annotate_envelope(config, envelope);
@@ -36,7 +38,7 @@ pub fn configure(config: &mut Config, protocol: &Protocol) {
     }
 }
 
-fn annotate_message(config: &mut Config, message: &Message) {
+fn annotate_message(config: &mut Config, message: &Message, runtime: &str) {
     let path = format!(".{}", message.full_name);
     config.message_attribute(&path, DERIVE);
     if !message.allows_unknown_fields {
@@ -45,14 +47,15 @@ fn annotate_message(config: &mut Config, message: &Message) {
     for field in &message.fields {
         config.field_attribute(
             format!("{path}.{}", field.name),
-            field_attributes(field).join("\n"),
+            field_attributes(field, runtime).join("\n"),
         );
     }
 }
 
 /// A field's attributes: its JSON name, "left out when unset", and the
-/// serde helpers of an enum field (prost stores enums as `i32`).
-fn field_attributes(field: &Field) -> Vec<String> {
+/// serde helpers of an enum field (prost stores enums as `i32`) or of a
+/// JSON object's bytes (the runtime's `json_object`).
+fn field_attributes(field: &Field, runtime: &str) -> Vec<String> {
     let mut attributes = vec![format!("#[serde(rename = \"{}\")]", field.json_name)];
     let optional = field.cardinality == Cardinality::Optional;
     if optional {
@@ -66,6 +69,10 @@ fn field_attributes(field: &Field) -> Vec<String> {
             module
         };
         attributes.push(format!("#[serde(with = \"{with}\")]"));
+    }
+    if field.ty == FieldType::JsonObject {
+        // The model only accepts `optional bytes` here: `Option<Vec<u8>>`.
+        attributes.push(format!("#[serde(with = \"{runtime}::json_object\")]"));
     }
     attributes
 }

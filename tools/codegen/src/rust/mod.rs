@@ -6,8 +6,9 @@
 //!
 //! The generated code calls a small runtime that the including crate
 //! provides at `runtime` (the gateway's is `crate::protocol`):
-//! `runtime::validate` (`Validate`, `Violation`, the `check_*` functions)
-//! and `runtime::json_enum` (the enum serde functions); it also uses the
+//! `runtime::validate` (`Validate`, `Violation`, the `check_*` functions),
+//! `runtime::json_enum` (the enum serde functions) and
+//! `runtime::json_object` (a JSON object's bytes); it also uses the
 //! `regex` and `serde` crates.
 
 pub mod attributes;
@@ -34,7 +35,7 @@ pub fn generate(
 ) -> Result<(), Error> {
     let mut config = prost_build::Config::new();
     config.out_dir(out_dir);
-    attributes::configure(&mut config, protocol);
+    attributes::configure(&mut config, protocol, runtime);
     // Other packages (buf.validate's options, tourcast's options seen from
     // another package) are options, not wire types: generate nothing for
     // them; nothing refers to this path.
@@ -62,8 +63,9 @@ pub fn support_module(protocol: &Protocol, runtime: &str) -> Result<String, Erro
     for enumeration in &protocol.enums {
         items.push(enums::json_module(enumeration, &runtime));
     }
+    let beyond_schema = validators::beyond_schema(&protocol.messages);
     for message in &protocol.messages {
-        items.push(validators::message_impl(message, &runtime));
+        items.push(validators::message_impl(message, &runtime, &beyond_schema));
     }
     for envelope in &protocol.envelopes {
         items.push(validators::envelope_impl(envelope, &runtime));

@@ -3,6 +3,12 @@
 //! obey them without reflection. The checks call the runtime's `check_*`
 //! functions, which word a violation as the JSON side does; pointers are
 //! only built when a check fails, so a valid message allocates nothing.
+//!
+//! A JSON Schema cannot bound a JSON object's size in bytes, nor its depth:
+//! messages holding one also get a `validate_typed_json`, which the gateway
+//! runs on JSON frames after the schema and serde.
+
+use std::collections::BTreeSet;
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -11,21 +17,42 @@ use crate::model::{Cardinality, Envelope, Field, FieldType, Integer, Message};
 use crate::names::snake;
 use crate::rules::OneofRule;
 
-/// An envelope's impl: the set variant's own.
+/// An envelope's impls: its oneof enum's (the JSON view's union, which
+/// the gateway decodes JSON into) checks the set variant; the envelope's
+/// checks its oneof, when set.
 pub fn envelope_impl(envelope: &Envelope, runtime: &TokenStream) -> TokenStream {
     let name = format_ident!("{}", envelope.name);
     let module = format_ident!("{}", snake(&envelope.name));
     let oneof = format_ident!("{}", crate::names::upper_camel(&envelope.oneof));
     let field = format_ident!("{}", envelope.oneof);
-    let arms = envelope.variants.iter().map(|variant| {
-        let variant = format_ident!("{}", crate::names::upper_camel(&variant.field));
-        quote! { Some(#module::#oneof::#variant(inner)) => #runtime::validate::Validate::validate(inner, path), }
-    });
+    let variants: Vec<_> = envelope
+        .variants
+        .iter()
+        .map(|variant| format_ident!("{}", crate::names::upper_camel(&variant.field)))
+        .collect();
     quote! {
+        impl #runtime::validate::Validate for #module::#oneof {
+            fn validate(&self, path: &str) -> Result<(), #runtime::validate::Violation> {
+                match self {
+                    #(Self::#variants(inner) => #runtime::validate::Validate::validate(inner, path),)*
+                }
+            }
+            fn validate_typed_json(&self, path: &str) -> Result<(), #runtime::validate::Violation> {
+                match self {
+                    #(Self::#variants(inner) => #runtime::validate::Validate::validate_typed_json(inner, path),)*
+                }
+            }
+        }
         impl #runtime::validate::Validate for #name {
             fn validate(&self, path: &str) -> Result<(), #runtime::validate::Violation> {
                 match &self.#field {
-                    #(#arms)*
+                    Some(kind) => #runtime::validate::Validate::validate(kind, path),
+                    None => Ok(()),
+                }
+            }
+            fn validate_typed_json(&self, path: &str) -> Result<(), #runtime::validate::Violation> {
+                match &self.#field {
+                    Some(kind) => #runtime::validate::Validate::validate_typed_json(kind, path),
                     None => Ok(()),
                 }
             }
@@ -34,7 +61,14 @@ pub fn envelope_impl(envelope: &Envelope, runtime: &TokenStream) -> TokenStream 
 }
 
 /// A message's impl: its oneof rules, then each field's rules in order.
-pub fn message_impl(message: &Message, runtime: &TokenStream) -> TokenStream {
+/// `beyond_schema` names the messages (fully qualified) that have checks a
+/// JSON Schema cannot state, themselves or in a message they hold (see
+/// [`beyond_schema`]): theirs get a `validate_typed_json`.
+pub fn message_impl(
+    message: &Message,
+    runtime: &TokenStream,
+    beyond_schema: &BTreeSet<String>,
+) -> TokenStream {
     let name = format_ident!("{}", message.name);
     let mut statics = Vec::new();
     let mut checks: Vec<TokenStream> = message
@@ -45,6 +79,9 @@ pub fn message_impl(message: &Message, runtime: &TokenStream) -> TokenStream {
     for field in &message.fields {
         checks.extend(field_check(message, field, runtime, &mut statics));
     }
+    let typed_json = beyond_schema
+        .contains(&message.full_name)
+        .then(|| typed_json_method(message, runtime, beyond_schema));
     quote! {
         #(#statics)*
         impl #runtime::validate::Validate for #name {
@@ -53,6 +90,87 @@ pub fn message_impl(message: &Message, runtime: &TokenStream) -> TokenStream {
                 #(#checks)*
                 Ok(())
             }
+            #typed_json
+        }
+    }
+}
+
+/// The messages with checks a JSON Schema cannot state (the depth and byte
+/// size of a `(tourcast.v1.json_object)`), themselves or in a message
+/// field, at any depth.
+pub fn beyond_schema(messages: &[Message]) -> BTreeSet<String> {
+    let mut found: BTreeSet<String> = messages
+        .iter()
+        .filter(|m| m.fields.iter().any(|f| f.ty == FieldType::JsonObject))
+        .map(|m| m.full_name.clone())
+        .collect();
+    loop {
+        let holders: Vec<String> = messages
+            .iter()
+            .filter(|m| !found.contains(&m.full_name))
+            .filter(|m| {
+                m.fields
+                    .iter()
+                    .any(|f| matches!(&f.ty, FieldType::Message(t) if found.contains(&t.full_name)))
+            })
+            .map(|m| m.full_name.clone())
+            .collect();
+        if holders.is_empty() {
+            return found;
+        }
+        found.extend(holders);
+    }
+}
+
+/// `validate_typed_json`: what the JSON Schema could not check, on a
+/// message typed from schema-valid JSON. A JSON object's depth and size
+/// are those of the text serde typed it into (the object written
+/// compactly), the bytes protobuf would carry.
+fn typed_json_method(
+    message: &Message,
+    runtime: &TokenStream,
+    beyond_schema: &BTreeSet<String>,
+) -> TokenStream {
+    let checks = message.fields.iter().filter_map(|field| {
+        let ident = format_ident!("{}", field.name);
+        let json = &field.json_name;
+        match &field.ty {
+            FieldType::JsonObject => {
+                let size = field.rules.max_bytes.map(|max| {
+                    let max = max as usize;
+                    quote! { #runtime::validate::check_max_bytes(value, #max, path, #json)?; }
+                });
+                Some(quote! {
+                    if let Some(value) = &self.#ident {
+                        #runtime::validate::check_json_depth(value, path, #json)?;
+                        #size
+                    }
+                })
+            }
+            FieldType::Message(t) if beyond_schema.contains(&t.full_name) => {
+                Some(if field.cardinality == Cardinality::Repeated {
+                    quote! {
+                        for (i, item) in self.#ident.iter().enumerate() {
+                            #runtime::validate::Validate::validate_typed_json(item, "")
+                                .map_err(|v| v.under(path, &format!("{}/{i}", #json)))?;
+                        }
+                    }
+                } else {
+                    quote! {
+                        if let Some(inner) = &self.#ident {
+                            #runtime::validate::Validate::validate_typed_json(inner, "")
+                                .map_err(|v| v.under(path, #json))?;
+                        }
+                    }
+                })
+            }
+            _ => None,
+        }
+    });
+    quote! {
+        fn validate_typed_json(&self, path: &str) -> Result<(), #runtime::validate::Violation> {
+            #(#checks)*
+            Ok(())
         }
     }
 }
@@ -132,6 +250,19 @@ fn field_check(
         FieldType::Integer(Integer::Uint32 | Integer::Uint64) => {
             let checks = number_checks(field, runtime);
             guarded(field, &checks, false)
+        }
+        FieldType::JsonObject => {
+            // Protobuf carries any bytes: they must be a JSON object's
+            // text, as the JSON view's schema requires an object.
+            let mut checks =
+                vec![quote! { #runtime::validate::check_json_object(value, path, #json)?; }];
+            if let Some(max) = field.rules.max_bytes {
+                let max = max as usize;
+                checks.push(
+                    quote! { #runtime::validate::check_max_bytes(value, #max, path, #json)?; },
+                );
+            }
+            guarded(field, &checks, true)
         }
         FieldType::Enum(enumeration) => {
             // The zero value means "unset", and proto3 keeps unknown

@@ -9,13 +9,24 @@
 //! notification channel is always the token's `sub`, never a name the
 //! client sent, and the stats channel needs the admin claim.
 //!
-//! Adding a kind of channel means a variant here, its rule in
-//! [`Request::resolve`], and the module that feeds it (the state for
-//! channels numbered by the stream, like notifications; its own task for
-//! live figures, like `stats`).
+//! Each kind is a module here that owns what is particular to it: who may
+//! have it (its `resolve`), and the messages it sends ([`tour`],
+//! [`notifications`], [`stats`], [`room`]). The hub, the connection loop
+//! and the commands that subscribe know channels only as [`Target`]s.
+//! Adding a kind means its module, a variant of [`Target`] and
+//! [`Request`], and what feeds it: the state, for kinds numbered by the
+//! stream (its history is a [`Ring`](crate::state::Ring)); its own task for
+//! live figures, like `stats`.
+
+pub mod notifications;
+pub mod room;
+pub mod stats;
+pub mod tour;
 
 use crate::auth::Identity;
 use crate::protocol::v1::Channel;
+
+pub use room::Membership;
 
 /// What a registration in the hub covers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,21 +89,6 @@ impl Target {
             self.channel().map(i32::from),
         )
     }
-}
-
-/// Who is in a room, as `joined` tells a joining connection: at most
-/// [`Membership::LISTED`] users by name, and the exact count.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Membership {
-    /// Users in the room (at most [`Membership::LISTED`]), sorted.
-    pub members: Vec<String>,
-    /// How many users are in the room.
-    pub member_count: u32,
-}
-
-impl Membership {
-    /// Most members `joined` lists by name.
-    pub const LISTED: usize = 100;
 }
 
 /// What a `subscribe` or `unsubscribe` names, as validated from the wire
@@ -158,25 +154,11 @@ impl Request {
     /// "every tour I may see".
     pub fn resolve(&self, identity: &Identity) -> Result<Target, Refused> {
         match self {
-            Request::Tour(tour_id) => {
-                let target = Target::tour(tour_id);
-                match &target {
-                    Target::Tour(id) if !identity.permissions.allows(id) => {
-                        Err(Refused::Tour(id.clone()))
-                    }
-                    _ => Ok(target),
-                }
-            }
-            Request::Channel(Channel::Notifications) => identity
-                .subject
-                .clone()
-                .map(Target::User)
-                .ok_or(Refused::Anonymous),
-            Request::Channel(Channel::Stats) if identity.admin => Ok(Target::Stats),
-            Request::Channel(Channel::Stats) => Err(Refused::NotAdmin),
+            Request::Tour(tour_id) => tour::resolve(tour_id, identity),
+            Request::Channel(Channel::Notifications) => notifications::resolve(identity),
+            Request::Channel(Channel::Stats) => stats::resolve(identity),
             Request::Channel(Channel::Unspecified) => Err(Refused::Unknown),
-            Request::Room(room) if identity.rooms.allows(room) => Ok(Target::Room(room.clone())),
-            Request::Room(room) => Err(Refused::Room(room.clone())),
+            Request::Room(room) => room::resolve(room, identity),
         }
     }
 
