@@ -84,6 +84,24 @@ const sourceStateOf = reverse(SOURCE_STATES);
 const presenceActionOf = reverse(PRESENCE_ACTIONS);
 const member = (m: pbRoom.RoomMember): RoomMember => ({ userId: m.userId });
 
+// A `(json_object)` field (a room message's `data`) is the object in the
+// JSON view and its JSON text (UTF-8) in protobuf.
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
+const jsonObjectBytes = (object: { [key: string]: unknown } | undefined): Uint8Array | undefined =>
+  object === undefined ? undefined : utf8Encoder.encode(JSON.stringify(object));
+function jsonObject(bytes: Uint8Array | undefined, what: string): { [key: string]: unknown } | undefined {
+  if (bytes === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8Decoder.decode(bytes));
+  } catch (e) {
+    throw new DecodeError(`${what}: not JSON text (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new DecodeError(`${what}: not a JSON object`);
+  return value as { [key: string]: unknown };
+}
+
 /** The channel a reply names, if it names a known one. */
 const channel = (c: pbClient.Channel | undefined): Channel | undefined => (c === undefined ? undefined : channelOf.get(c));
 
@@ -259,15 +277,18 @@ export function fromProto(message: pb.ServerMessage): ServerMessage {
       return withOptional({ type: "left", room: kind.value.room }, { requestId: kind.value.requestId });
     case "roomMessage": {
       const m = kind.value;
-      return {
-        type: "room.message",
-        room: m.room,
-        from: member(required(m.from, "/from")),
-        text: m.text,
-        messageId: m.messageId,
-        seq: u64(m.seq),
-        timestamp: m.timestamp,
-      };
+      return withOptional(
+        {
+          type: "room.message",
+          room: m.room,
+          from: member(required(m.from, "/from")),
+          text: m.text,
+          messageId: m.messageId,
+          seq: u64(m.seq),
+          timestamp: m.timestamp,
+        },
+        { data: jsonObject(m.data, "/data") },
+      );
     }
     case "presence": {
       const m = kind.value;
@@ -357,10 +378,11 @@ export function toProto(message: ClientMessage): pbClient.ClientMessage {
         kind: { case: "leave", value: { room: message.room, requestId: message.requestId } },
       });
     case "publish":
-      // A `data` payload has no protobuf field yet (added with the server
-      // side of `data`): over protobuf only the text goes.
       return create(pbClient.ClientMessageSchema, {
-        kind: { case: "publish", value: { room: message.room, text: message.text, requestId: message.requestId } },
+        kind: {
+          case: "publish",
+          value: { room: message.room, text: message.text, requestId: message.requestId, data: jsonObjectBytes(message.data) },
+        },
       });
   }
 }

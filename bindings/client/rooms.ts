@@ -19,7 +19,7 @@ import { TourcastError, type MessageOf } from "./api.js";
 export type RoomData = Record<string, unknown>;
 
 /** A `room.message` as handlers receive it (`data` when the publisher set one). */
-export type RoomMessageOf = RoomMessage & { readonly data?: RoomData };
+export type RoomMessageOf = RoomMessage;
 
 /** What `publish` resolves with: the message's position in the stream and its id. */
 export interface PublishResult {
@@ -501,9 +501,11 @@ export class Room {
     while (this.#queue.length > 0 && this.#joinedHere && this.#host.isOpen()) {
       const pending = this.#queue[0]!;
       const requestId = this.#host.requestId();
-      const message = { type: "publish" as const, room: this.name, text: pending.text, requestId };
-      // `data` only when given: a server without it need not know the field.
-      const sent = this.#host.send(pending.data === undefined ? message : ({ ...message, data: pending.data } as ClientMessage));
+      const message: ClientMessage =
+        pending.data === undefined
+          ? { type: "publish", room: this.name, text: pending.text, requestId }
+          : { type: "publish", room: this.name, text: pending.text, requestId, data: pending.data };
+      const sent = this.#host.send(message);
       if (!sent) break;
       this.#queue.shift();
       pending.requestId = requestId;

@@ -110,17 +110,19 @@ describe("rooms on two gateways sharing RabbitMQ, with JWT on", () => {
     expect(bob.room.state).toMatchObject({ status: "idle", joined: false });
   });
 
-  it("a protobuf client gets the same objects as a JSON client", async () => {
+  it("a protobuf client gets the same objects as a JSON client, structured data included", async () => {
     const room = roomName();
     const json = record(client({ url: a.url, token: token("dan", [room]) }), room);
     const proto = record(client({ url: b.url, token: token("eve", [room]), codec: protoCodec }), room);
     await json.room.join();
     await proto.room.join();
-    const result = await proto.room.publish("sent over protobuf");
-    await json.room.publish("sent over JSON");
+    const edit = { field: "description", value: "Visite guidée du Louvre ✓", at: [3, 14] };
+    const result = await proto.room.publish("sent over protobuf", edit);
+    await json.room.publish("sent over JSON", { field: "title", value: "Paris" });
     await waitFor("both on both", () => json.messages.length === 2 && proto.messages.length === 2);
     expect(proto.messages).toEqual(json.messages);
-    expect(json.messages[0]).toMatchObject({ seq: result.seq, messageId: result.messageId, from: { userId: "eve" } });
+    expect(json.messages[0]).toMatchObject({ seq: result.seq, messageId: result.messageId, from: { userId: "eve" }, data: edit });
+    expect(proto.messages[1]!.data).toEqual({ field: "title", value: "Paris" });
   });
 
   it("rejoins with since after a cut link and gets exactly the messages missed, once", async () => {

@@ -81,6 +81,30 @@ describe("codecs of the room and viewers messages", () => {
     }
   });
 
+  it("carries data as the object in JSON and as its JSON text in protobuf, both ways", () => {
+    const data = { field: "description", value: "Visite guidée ✓", nested: { n: [1, 2] } };
+    const bytes = new TextEncoder().encode(JSON.stringify(data));
+    const binary = create(pb.ServerMessageSchema, {
+      kind: { case: "roomMessage", value: { room: "r", from: { userId: "u" }, text: "edit", messageId: "m", seq: 1n, timestamp: "t", data: bytes } },
+    });
+    const view = { type: "room.message", room: "r", from: { userId: "u" }, text: "edit", messageId: "m", seq: 1, timestamp: "t", data };
+    expect(protoCodec.decode(toBinary(pb.ServerMessageSchema, binary))).toEqual(view);
+    expect(jsonCodec.decode(JSON.stringify(view))).toEqual(view);
+    for (const bad of ["[1,2]", "not json", "null"]) {
+      const m = create(pb.ServerMessageSchema, {
+        kind: { case: "roomMessage", value: { room: "r", from: { userId: "u" }, text: "x", messageId: "m", seq: 1n, timestamp: "t", data: new TextEncoder().encode(bad) } },
+      });
+      expect(() => protoCodec.decode(toBinary(pb.ServerMessageSchema, m)), bad).toThrow(/\/data/);
+    }
+    const publish = fromBinary(
+      pbClient.ClientMessageSchema,
+      protoCodec.encode({ type: "publish", room: "r", text: "edit", data }) as Uint8Array,
+    );
+    expect(publish.kind.case === "publish" && JSON.parse(new TextDecoder().decode(publish.kind.value.data))).toEqual(data);
+    const plain = fromBinary(pbClient.ClientMessageSchema, protoCodec.encode({ type: "publish", room: "r", text: "t" }) as Uint8Array);
+    expect(plain.kind.case === "publish" && plain.kind.value.data).toBe(undefined);
+  });
+
   it("keeps a room message's data object, and refuses malformed room messages", () => {
     const withData = { type: "room.message", room: "r", from: { userId: "u" }, text: "edit", messageId: "m", seq: 1, timestamp: "t", data: { field: "description", value: "…" } };
     expect(jsonCodec.decode(JSON.stringify(withData))).toEqual(withData);
