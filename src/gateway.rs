@@ -307,9 +307,10 @@ impl GatewayBuilder {
                 // The parser validated the URL; a hand-built bad one leaves
                 // rooms without a stream to write to (and the source says why).
                 if let Ok(connector) = Connector::for_gateway(&args) {
-                    writer = Some(Arc::new(RoomWriter::new(
+                    writer = Some(Arc::new(RoomWriter::start(
                         connector.for_job("room-writer"),
                         args.broker.exchange.clone(),
+                        shutdown.clone(),
                     )));
                 }
                 // Instances share their figures over the broker.

@@ -669,3 +669,39 @@ async fn structured_data_round_trips_in_json_and_in_protobuf_across_instances() 
     stop(second).await;
     rabbit.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_connections_publishes_reach_the_stream_in_the_order_it_sent_them() {
+    let rabbit = Rabbit::new().await;
+    let gateway = rabbit
+        .gateway(
+            1,
+            &[
+                "--rooms-open",
+                "--publish-rate",
+                "1000",
+                "--publish-burst",
+                "1000",
+                "--rate-limit",
+                "1000",
+                "--rate-burst",
+                "1000",
+            ],
+        )
+        .await;
+    let mut client = Member::new(Client::connect(&gateway.ws_url(), Encoding::Json).await);
+    join(&mut client, ROOM, None).await;
+    // Sent back to back, without waiting for any `published`: each write
+    // is confirmed on its own, but they are published in this order.
+    for i in 0..40 {
+        client
+            .send(json!({"type": "publish", "room": ROOM, "text": format!("m{i}"), "requestId": format!("r{i}")}))
+            .await;
+    }
+    let received = client.messages(40).await;
+    let expected: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts(&received), expected);
+
+    stop(gateway).await;
+    rabbit.cleanup().await;
+}
