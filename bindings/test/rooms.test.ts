@@ -227,3 +227,43 @@ describe("rooms on two gateways sharing RabbitMQ, with JWT on", () => {
     stopOne();
   });
 });
+
+describe("a publish the broker cannot take", () => {
+  const rabbit = new RabbitFixture();
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    gateway = await startRabbitGateway([...rabbit.args, "--rooms-open"]);
+  }, 60_000);
+  afterAll(async () => {
+    await gateway?.stop();
+    await rabbit.dispose().catch(() => undefined);
+  });
+
+  it("rejects with unavailable, delivers it to nobody, and the room goes on", async () => {
+    const room = `support_${rabbit.run}_broker`;
+    const sender = record(client({ url: gateway.url }), room);
+    const reader = record(client({ url: gateway.url }), room);
+    await sender.room.join();
+    await reader.room.join();
+    await sender.room.publish("before");
+    await waitFor("reader has it", () => reader.messages.length === 1);
+
+    // The exchange goes away under the gateway: its writes cannot be routed.
+    const amqp = (await import("amqplib")).default;
+    const connection = await amqp.connect(process.env.RABBITMQ_URL ?? "amqp://guest:guest@127.0.0.1:5672");
+    try {
+      const channel = await connection.createChannel();
+      await channel.deleteExchange(rabbit.exchange);
+    } finally {
+      await connection.close();
+    }
+    const refused = sender.room.publish("lost in the void");
+    await expect(refused).rejects.toBeInstanceOf(TourcastError);
+    await expect(refused).rejects.toMatchObject({ code: "unavailable" });
+    await sleep(500);
+    expect(reader.texts()).toEqual(["before"]);
+    expect(sender.texts()).toEqual(["before"]);
+    expect(sender.room.state).toMatchObject({ joined: true, queued: 0 });
+  });
+});
