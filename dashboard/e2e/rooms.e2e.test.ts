@@ -286,6 +286,10 @@ describe("`--demo`: viewers on the tour cards and the demo's support room", () =
     await page.click('[data-testid="support-link"]');
     await page.waitForSelector('[data-testid="room-status"][data-joined="true"]', { timeout: 10_000 });
     expect(new URL(page.url()).hash).toBe("#/support/support_demo");
+    // The demo's agent posts every 10 ticks (5 s here): in the history or live.
+    await expect
+      .poll(async () => (await shown(page)).some(([, from]) => from === "support_agent_1"), { timeout: 12_000 })
+      .toBe(true);
     await say(page, "Hello from the e2e test");
     await expect
       .poll(async () => (await shown(page)).some(([, , text]) => text === "Hello from the e2e test"), { timeout: 5_000 })
