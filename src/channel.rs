@@ -27,6 +27,13 @@ pub enum Target {
     User(String),
     /// The admin statistics.
     Stats,
+    /// One room's members (presence and room messages).
+    Room(String),
+    /// The connections that asked for a tour's `viewers` count.
+    Viewers(String),
+    /// A connection subscribed to a tour by name: one of the tour's
+    /// viewers. Nothing is delivered under it; it is counted.
+    Viewing(String),
 }
 
 impl Target {
@@ -44,7 +51,11 @@ impl Target {
         match self {
             Target::AllTours => Some("*"),
             Target::Tour(id) => Some(id),
-            Target::User(_) | Target::Stats => None,
+            Target::User(_)
+            | Target::Stats
+            | Target::Room(_)
+            | Target::Viewers(_)
+            | Target::Viewing(_) => None,
         }
     }
 
@@ -59,7 +70,11 @@ impl Target {
         match self {
             Target::User(_) => Some(Channel::Notifications),
             Target::Stats => Some(Channel::Stats),
-            Target::AllTours | Target::Tour(_) => None,
+            Target::AllTours
+            | Target::Tour(_)
+            | Target::Room(_)
+            | Target::Viewers(_)
+            | Target::Viewing(_) => None,
         }
     }
 

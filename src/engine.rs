@@ -609,6 +609,18 @@ impl Engine {
         }
     }
 
+    /// Whether `client`, subscribed to `tour_id` by name, also receives the
+    /// tour's `viewers` count (see [`Subscriptions::set_viewers`]).
+    pub fn set_viewers(
+        &self,
+        client: &ClientHandle,
+        subs: &mut Subscriptions,
+        tour_id: &str,
+        on: bool,
+    ) {
+        self.reregister(client, subs, |subs| subs.set_viewers(tour_id, on));
+    }
+
     /// Applies new permissions (a refreshed token): drops subscriptions they
     /// no longer allow, with an `unsubscribed` for each, and re-registers.
     pub fn set_permissions(
@@ -659,6 +671,6 @@ fn scope_of<'a>(target: &'a Target, subs: &'a Subscriptions) -> Option<Scope<'a>
         Target::Tour(id) => Some(Scope::Tour(id)),
         Target::AllTours => Some(Scope::Permitted(subs.permissions())),
         Target::User(user) => Some(Scope::User(user)),
-        Target::Stats => None,
+        Target::Stats | Target::Room(_) | Target::Viewers(_) | Target::Viewing(_) => None,
     }
 }

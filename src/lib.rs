@@ -38,6 +38,8 @@ pub mod engine;
 pub mod event;
 pub mod gateway;
 pub mod hub;
+pub mod peer_table;
+pub mod presence;
 pub mod protocol;
 pub mod server;
 pub mod source;

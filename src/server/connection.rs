@@ -411,6 +411,7 @@ impl Handler {
             engine: &self.state.engine,
             auth: &self.state.auth,
             stats: &self.state.stats,
+            presence: &self.state.presence,
             client: &self.client,
             subs: &mut self.subs,
             identity: &mut self.identity,

@@ -31,6 +31,7 @@ use crate::auth::Authenticator;
 use crate::config::GatewayConfig;
 use crate::engine::Engine;
 use crate::hub::CloseReason;
+use crate::presence::Presence;
 use crate::protocol::codec::{Codec, SchemaError};
 use crate::source::SourceStatus;
 use crate::stats::StatsBoard;
@@ -108,6 +109,8 @@ pub struct AppState {
     pub next_id: Arc<AtomicU64>,
     /// The `stats` channel's figures.
     pub stats: Arc<StatsBoard>,
+    /// Who is in which room on every instance; tours' viewer counts.
+    pub presence: Arc<Presence>,
 }
 
 impl AppState {
@@ -116,6 +119,7 @@ impl AppState {
     pub fn new(
         engine: Arc<Engine>,
         stats: Arc<StatsBoard>,
+        presence: Arc<Presence>,
         settings: ServerSettings,
         source: SourceStatus,
         connections: ConnectionLimit,
@@ -124,6 +128,7 @@ impl AppState {
     ) -> Result<Self, SchemaError> {
         Ok(AppState {
             stats,
+            presence,
             engine,
             codec: Arc::new(Codec::new()?),
             settings: Arc::new(settings),

@@ -1,4 +1,5 @@
-//! `subscribe` → `subscribed`, then a `snapshot` or the missed events.
+//! `subscribe` → `subscribed`, then a `snapshot` or the missed events;
+//! with `viewers` (a tour by name), then the tour's `viewers` count.
 //!
 //! A recovery older than memory reads the stream back first: `apply`
 //! then returns a [`Recovering`], which the connection awaits (holding its
@@ -11,6 +12,7 @@ use crate::channel::Request;
 use crate::engine::{ReadBackError, ReadBackRange, Subscribing};
 use crate::event::SourceEvent;
 use crate::hub::Target;
+use crate::protocol::ServerMessage;
 use crate::protocol::v1::{self, ErrorCode, StreamPosition};
 
 /// A subscribe waiting for its read-back of the stream.
@@ -57,6 +59,8 @@ pub struct Subscribe {
     target: Target,
     since: Option<StreamPosition>,
     request_id: Option<String>,
+    /// Also deliver the tour's viewer count.
+    viewers: bool,
 }
 
 impl Subscribe {
@@ -67,12 +71,26 @@ impl Subscribe {
             target: Target::AllTours,
             since: message.since,
             request_id: message.request_id,
+            viewers: message.viewers.unwrap_or(false),
         }
     }
 
     /// Registers the subscription and queues the acknowledgement and state,
     /// unless the stream must be read back first.
     pub fn apply(mut self, context: &mut Context<'_>) -> Option<Recovering> {
+        let named_tour = matches!(&self.request, Request::Tour(id) if id != "*");
+        if self.viewers && !named_tour {
+            // A count of "every tour" means nothing; refused before anything
+            // is subscribed, as the schema would refuse a bad field.
+            ErrorReply::new(
+                ErrorCode::InvalidMessage,
+                "`viewers` needs a tour id (not \"*\")",
+            )
+            .at("/viewers")
+            .answering(self.request_id.clone())
+            .send(context.client);
+            return None;
+        }
         self.target = match self.request.resolve(context.identity) {
             Ok(target) => target,
             Err(refused) => {
@@ -103,7 +121,21 @@ impl Subscribe {
         context: &mut Context<'_>,
     ) -> Option<Recovering> {
         match result {
-            Ok(Subscribing::Answered) => None,
+            Ok(Subscribing::Answered) => {
+                if let Target::Tour(tour_id) = &self.target {
+                    // Each subscribe says afresh whether the count is wanted.
+                    context
+                        .engine
+                        .set_viewers(context.client, context.subs, tour_id, self.viewers);
+                    if self.viewers {
+                        let viewers = context
+                            .presence
+                            .viewers_for_new_watcher(context.engine.hub(), tour_id);
+                        context.client.send(&ServerMessage::Viewers(viewers));
+                    }
+                }
+                None
+            }
             Ok(Subscribing::ReadBack(range)) => Some(Recovering {
                 read: context.engine.read_back(&range),
                 range,
