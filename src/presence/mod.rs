@@ -660,3 +660,225 @@ async fn recv(incoming: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>>
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::extract::ws::Message;
+
+    use super::*;
+    use crate::hub::{ClientHandle, outbox};
+    use crate::protocol::codec::Encoding;
+
+    /// A member of `room` as the hub sees it, with its queue.
+    fn member(hub: &Hub, room: &str, id: ConnId) -> outbox::Receiver {
+        let (tx, rx) = outbox::channel(64);
+        hub.add(
+            &Target::Room(room.into()),
+            &ClientHandle::new(id, Encoding::Json, tx),
+        );
+        rx
+    }
+
+    /// Every `presence` queued, as (action, userId, memberCount).
+    fn heard(rx: &outbox::Receiver) -> Vec<(String, Option<String>, u64)> {
+        let mut heard = Vec::new();
+        while let Ok(frame) = rx.try_recv() {
+            let Message::Text(text) = frame else {
+                panic!("a text frame")
+            };
+            let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(json["type"], "presence");
+            heard.push((
+                json["action"].as_str().expect("action").to_string(),
+                json["userId"].as_str().map(str::to_string),
+                json["memberCount"].as_u64().expect("memberCount"),
+            ));
+        }
+        heard
+    }
+
+    fn joined(user: &str, count: u64) -> (String, Option<String>, u64) {
+        ("joined".into(), Some(user.into()), count)
+    }
+
+    fn left(user: &str, count: u64) -> (String, Option<String>, u64) {
+        ("left".into(), Some(user.into()), count)
+    }
+
+    fn presence(limit: usize) -> Presence {
+        Presence::new("a".into(), Duration::from_millis(100), limit)
+    }
+
+    fn change(from: &str, room: &str, user: &str, present: bool) -> PeerPresence {
+        PeerPresence {
+            instance_id: from.into(),
+            changes: vec![PeerPresenceChange {
+                room: room.into(),
+                user_id: user.into(),
+                present,
+            }],
+            ..PeerPresence::default()
+        }
+    }
+
+    fn full(from: &str, room: &str, users: &[&str]) -> PeerPresence {
+        PeerPresence {
+            instance_id: from.into(),
+            full: true,
+            rooms: vec![PeerRoom {
+                room: room.into(),
+                users: users.iter().map(|user| user.to_string()).collect(),
+            }],
+            ..PeerPresence::default()
+        }
+    }
+
+    #[test]
+    fn only_a_users_first_connection_joins_and_its_last_leaves() {
+        let (hub, presence) = (Hub::new(), presence(100));
+        let bob = member(&hub, "r", 1);
+        presence.enter(&hub, "r", "bob", 1);
+        let alice = member(&hub, "r", 2);
+        let membership = presence.enter(&hub, "r", "alice", 2);
+        assert_eq!(membership.members, vec!["alice", "bob"]);
+        assert_eq!(membership.member_count, 2);
+        assert_eq!(heard(&bob), vec![joined("alice", 2)]);
+        assert!(heard(&alice).is_empty(), "not told of itself");
+        presence.enter(&hub, "r", "alice", 3);
+        assert!(heard(&bob).is_empty(), "a second connection is no news");
+        presence.leave(&hub, "r", "alice", 2);
+        assert!(heard(&bob).is_empty(), "alice is still there on 3");
+        presence.forget_connection(&hub, 3);
+        assert_eq!(heard(&bob), vec![left("alice", 1)]);
+        presence.leave(&hub, "r", "alice", 3);
+        assert!(heard(&bob).is_empty(), "leaving twice is nothing");
+        // Every change went to the peers, in order, once per first/last.
+        let sent = presence.take_changes().expect("changes");
+        let sent: Vec<_> = sent
+            .changes
+            .iter()
+            .map(|c| (c.user_id.as_str(), c.present))
+            .collect();
+        assert_eq!(sent, vec![("bob", true), ("alice", true), ("alice", false)]);
+    }
+
+    #[test]
+    fn members_are_the_union_of_local_and_remote_users() {
+        let (hub, presence) = (Hub::new(), presence(100));
+        let bob = member(&hub, "r", 1);
+        presence.enter(&hub, "r", "bob", 1);
+        presence.receive(&hub, change("b", "r", "alice", true));
+        assert_eq!(heard(&bob), vec![joined("alice", 2)]);
+        // Alice also here: already in the room, no news.
+        let membership = presence.enter(&hub, "r", "alice", 2);
+        assert_eq!(membership.member_count, 2);
+        assert!(heard(&bob).is_empty());
+        // Her instance b stops: she stays, through this instance.
+        presence.receive(
+            &hub,
+            PeerPresence {
+                instance_id: "b".into(),
+                leaving: true,
+                ..PeerPresence::default()
+            },
+        );
+        assert!(heard(&bob).is_empty());
+        presence.leave(&hub, "r", "alice", 2);
+        assert_eq!(heard(&bob), vec![left("alice", 1)]);
+        // Own reports come back on the link: ignored.
+        presence.receive(&hub, change("a", "r", "zed", true));
+        assert!(heard(&bob).is_empty());
+    }
+
+    #[test]
+    fn a_full_report_replaces_the_peers_users_and_a_silent_peer_expires() {
+        let (hub, presence) = (Hub::new(), presence(100));
+        let bob = member(&hub, "r", 1);
+        presence.enter(&hub, "r", "bob", 1);
+        presence.receive(&hub, full("b", "r", &["dave", "erin"]));
+        let mut news = heard(&bob);
+        news.sort();
+        assert_eq!(news, vec![joined("dave", 3), joined("erin", 3)]);
+        presence.receive(&hub, full("b", "r", &["erin"]));
+        assert_eq!(heard(&bob), vec![left("dave", 2)]);
+        presence.expire(&hub);
+        assert!(heard(&bob).is_empty(), "b reported just now");
+        std::thread::sleep(Duration::from_millis(200));
+        presence.expire(&hub);
+        assert_eq!(heard(&bob), vec![left("erin", 1)]);
+    }
+
+    #[test]
+    fn large_rooms_get_a_throttled_count_instead_of_each_join() {
+        let (hub, presence) = (Hub::new(), presence(2));
+        let watcher = member(&hub, "r", 1);
+        presence.enter(&hub, "r", "u1", 1);
+        presence.enter(&hub, "r", "u2", 2);
+        assert_eq!(heard(&watcher), vec![joined("u2", 2)]);
+        presence.enter(&hub, "r", "u3", 3);
+        presence.receive(&hub, change("b", "r", "u4", true));
+        assert!(heard(&watcher).is_empty(), "above the limit: no joins");
+        assert_eq!(presence.send_counts(&hub), 1);
+        assert_eq!(heard(&watcher), vec![("count".into(), None, 4)]);
+        assert_eq!(presence.send_counts(&hub), 0, "nothing changed");
+        // A join and a leave in the same second: the count is as it was.
+        presence.enter(&hub, "r", "u5", 5);
+        presence.leave(&hub, "r", "u5", 5);
+        assert_eq!(presence.send_counts(&hub), 0);
+        presence.leave(&hub, "r", "u3", 3);
+        assert_eq!(presence.send_counts(&hub), 1);
+        assert_eq!(heard(&watcher), vec![("count".into(), None, 3)]);
+        // Back at the limit: individual events again.
+        presence.receive(&hub, change("b", "r", "u4", false));
+        assert_eq!(heard(&watcher), vec![left("u4", 2)]);
+    }
+
+    #[test]
+    fn joined_lists_at_most_a_hundred_members_and_counts_them_all() {
+        let (hub, presence) = (Hub::new(), presence(1000));
+        let users: Vec<String> = (0..150).map(|i| format!("user{i:03}")).collect();
+        presence.receive(
+            &hub,
+            full(
+                "b",
+                "r",
+                &users.iter().map(String::as_str).collect::<Vec<_>>(),
+            ),
+        );
+        let membership = presence.enter(&hub, "r", "zz", 1);
+        assert_eq!(membership.member_count, 151);
+        assert_eq!(membership.members.len(), MAX_LISTED_MEMBERS);
+        assert_eq!(membership.members[0], "user000");
+        assert!(membership.members.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn a_peer_message_beyond_the_limits_is_ignored() {
+        let (hub, presence) = (Hub::new(), presence(100));
+        let bob = member(&hub, "r", 1);
+        presence.enter(&hub, "r", "bob", 1);
+        presence.receive(&hub, change("b", "r", &"x".repeat(MAX_NAME + 1), true));
+        presence.receive(&hub, change("", "r", "alice", true));
+        assert!(heard(&bob).is_empty());
+    }
+
+    #[test]
+    fn a_full_report_carries_the_rooms_and_viewers_and_supersedes_changes() {
+        let (hub, presence) = (Hub::new(), presence(100));
+        presence.enter(&hub, "r", "bob", 1);
+        let report = presence.full_report(vec![("paris".into(), 3)]);
+        assert!(report.full);
+        assert_eq!(
+            report.rooms,
+            vec![PeerRoom {
+                room: "r".into(),
+                users: vec!["bob".into()]
+            }]
+        );
+        assert!(presence.take_changes().is_none());
+        let other = Presence::new("c".into(), Duration::from_secs(1), 100);
+        other.receive(&hub, report);
+        assert_eq!(other.remote_viewers("paris"), 3);
+        assert_eq!(other.remote_viewers("rome"), 0);
+    }
+}

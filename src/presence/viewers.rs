@@ -86,3 +86,65 @@ impl ViewerCounts {
         tours
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hub::{ClientHandle, ConnId, outbox};
+    use crate::protocol::codec::Encoding;
+    use crate::protocol::v1::{PeerPresence, PeerTourViewers};
+
+    fn register(hub: &Hub, target: Target, id: ConnId) -> outbox::Receiver {
+        let (tx, rx) = outbox::channel(16);
+        hub.add(&target, &ClientHandle::new(id, Encoding::Json, tx));
+        rx
+    }
+
+    fn counts(rx: &outbox::Receiver) -> Vec<u64> {
+        let mut counts = Vec::new();
+        while let Ok(axum::extract::ws::Message::Text(text)) = rx.try_recv() {
+            let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(json["type"], "viewers");
+            counts.push(json["count"].as_u64().expect("count"));
+        }
+        counts
+    }
+
+    #[test]
+    fn counts_named_viewers_here_and_on_peers_and_sends_only_changes() {
+        let hub = Hub::new();
+        let presence = Presence::new("a".into(), Duration::from_secs(1), 100);
+        let paris = || "paris".to_string();
+        let watcher = register(&hub, Target::Viewers(paris()), 1);
+        let _viewing = register(&hub, Target::Viewing(paris()), 1);
+        assert_eq!(presence.viewers_for_new_watcher(&hub, "paris").count, 1);
+        assert_eq!(presence.send_viewers(&hub), 0, "the watcher has 1 already");
+        let _other = register(&hub, Target::Viewing(paris()), 2);
+        // A "*" subscriber or another tour's is not a viewer of paris.
+        let _star = register(&hub, Target::AllTours, 3);
+        let _rome = register(&hub, Target::Viewing("rome".into()), 4);
+        presence.receive(
+            &hub,
+            PeerPresence {
+                instance_id: "b".into(),
+                full: true,
+                viewers: vec![PeerTourViewers {
+                    tour_id: paris(),
+                    count: 5,
+                }],
+                ..PeerPresence::default()
+            },
+        );
+        assert_eq!(presence.send_viewers(&hub), 1);
+        assert_eq!(counts(&watcher), vec![7]);
+        assert_eq!(presence.send_viewers(&hub), 0);
+        hub.remove(&Target::Viewing(paris()), 2);
+        assert_eq!(presence.send_viewers(&hub), 1);
+        assert_eq!(counts(&watcher), vec![6]);
+        let mut local = local_counts(&hub);
+        local.sort();
+        assert_eq!(local, vec![(paris(), 1), ("rome".to_string(), 1)]);
+    }
+}
