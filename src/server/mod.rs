@@ -116,6 +116,7 @@ pub struct AppState {
 impl AppState {
     /// Shared state for a server in front of `engine` (see
     /// [`crate::gateway`], which builds it).
+    #[allow(clippy::too_many_arguments)] // one per part, each named at the one call site
     pub fn new(
         engine: Arc<Engine>,
         stats: Arc<StatsBoard>,
