@@ -49,6 +49,7 @@ use crate::protocol::v1::{
     PeerPresence, PeerPresenceChange, PeerRoom, PeerTourViewers, Presence as PresenceMessage,
     PresenceAction,
 };
+use crate::telemetry::{PRESENCE_FRAMES, PRESENCE_MEMBERS, PRESENCE_ROOMS};
 use crate::time::rfc3339;
 
 /// The routing key instances share presence under (the stream binds no
@@ -63,13 +64,6 @@ pub const COUNT_EVERY: Duration = Duration::from_secs(1);
 /// Longest instance id, room or user a peer may send (as the protocol's
 /// own limits): a peer is another process, not to be trusted with memory.
 const MAX_NAME: usize = 256;
-
-/// Metric names (gauges and a counter), rendered on `/metrics`.
-pub const ROOMS_GAUGE: &str = "tourcast_presence_rooms";
-/// Users in rooms, over every instance, summed per room.
-pub const MEMBERS_GAUGE: &str = "tourcast_presence_members";
-/// `presence` frames queued to clients.
-pub const FRAMES_COUNTER: &str = "tourcast_presence_frames_total";
 
 /// Who is in a room, as `joined` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -463,7 +457,7 @@ impl Presence {
         self.counters
             .frames
             .fetch_add(sent as u64, Ordering::Relaxed);
-        metrics::counter!(FRAMES_COUNTER).increment(sent as u64);
+        metrics::counter!(PRESENCE_FRAMES).increment(sent as u64);
     }
 
     /// Sends `presence count` to each large room whose count changed since
@@ -570,8 +564,8 @@ impl Presence {
             rooms.extend(peer.rooms.keys().map(String::as_str));
         }
         let members: usize = rooms.iter().map(|room| state.members(room).len()).sum();
-        metrics::gauge!(ROOMS_GAUGE).set(rooms.len() as f64);
-        metrics::gauge!(MEMBERS_GAUGE).set(members as f64);
+        metrics::gauge!(PRESENCE_ROOMS).set(rooms.len() as f64);
+        metrics::gauge!(PRESENCE_MEMBERS).set(members as f64);
     }
 }
 
