@@ -197,6 +197,18 @@ impl State {
         members
     }
 
+    fn membership(&self, room: &str) -> Membership {
+        let members = self.members(room);
+        let member_count = u32::try_from(members.len()).unwrap_or(u32::MAX);
+        let mut members: Vec<String> = members.into_iter().map(str::to_string).collect();
+        members.sort_unstable();
+        members.truncate(MAX_LISTED_MEMBERS);
+        Membership {
+            members,
+            member_count,
+        }
+    }
+
     fn member_count(&self, room: &str) -> u32 {
         u32::try_from(self.members(room).len()).unwrap_or(u32::MAX)
     }
@@ -350,15 +362,12 @@ impl Presence {
             self.tell_peers(&mut state, room, user, true);
         }
         self.announce(&mut state, hub, changes, Some(conn));
-        let members = state.members(room);
-        let member_count = u32::try_from(members.len()).unwrap_or(u32::MAX);
-        let mut members: Vec<String> = members.into_iter().map(str::to_string).collect();
-        members.sort();
-        members.truncate(MAX_LISTED_MEMBERS);
-        Membership {
-            members,
-            member_count,
-        }
+        state.membership(room)
+    }
+
+    /// Who is in `room` now, on every instance.
+    pub fn membership(&self, room: &str) -> Membership {
+        self.state.lock().membership(room)
     }
 
     /// Connection `conn` of `user` leaves `room`. When it was the user's
