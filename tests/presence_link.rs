@@ -31,7 +31,7 @@ use tourcast::channel::Target;
 use tourcast::config::Cli;
 use tourcast::gateway::Gateway;
 use tourcast::hub::{ClientHandle, ConnId, Hub, outbox};
-use tourcast::presence::{PRESENCE_ROUTING_KEY, Presence};
+use tourcast::presence::{MAX_LISTED_MEMBERS, PRESENCE_ROUTING_KEY, Presence};
 use tourcast::protocol::codec::Encoding;
 use tourcast::protocol::v1::{PeerPresence, PeerRoom};
 
@@ -252,5 +252,162 @@ async fn a_silent_instances_users_leave_within_two_intervals() {
     let membership = presence(&a).membership("support_7");
     assert_eq!(membership.members, ["bob"]);
     let _ = a.stop().await;
+    rabbit.cleanup().await;
+}
+
+/// This process's CPU time (user + system), both gateways and the driver.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// The benchmark of presence churn (BENCHMARKS.md, "Presence churn"): two
+/// gateways, `ROOMS` rooms with a watcher on each instance, users entering
+/// and leaving at `PRESENCE_BENCH_RATE` operations per second (default
+/// 1,000), alternating instances, for `PRESENCE_BENCH_SECONDS` (default 5).
+/// Then: how long until both instances agree with the truth on every room
+/// (convergence), and the process's CPU per second of churn.
+///
+/// `cargo test --test presence_link -- --ignored --nocapture bench_presence_churn`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly (see BENCHMARKS.md)"]
+async fn bench_presence_churn() {
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rate = setting("PRESENCE_BENCH_RATE", 1000);
+    let seconds = setting("PRESENCE_BENCH_SECONDS", 5);
+    let rooms = setting("PRESENCE_BENCH_ROOMS", 50) as usize;
+    let users_per_room = setting("PRESENCE_BENCH_USERS", 40) as usize;
+    let rabbit = Rabbit::new().await;
+    let a = gateway(&rabbit, 1, "gw-a").await;
+    let b = gateway(&rabbit, 2, "gw-b").await;
+    until_peers(&a, 2).await;
+    until_peers(&b, 2).await;
+    let gateways = [&a, &b];
+    let room = |r: usize| format!("bench_{r}");
+    let mut watchers = Vec::new();
+    for (i, gateway) in gateways.iter().enumerate() {
+        for r in 0..rooms {
+            let id = 9_000_000 + (i * rooms + r) as ConnId;
+            watchers.push(member(gateway.engine().hub(), &room(r), id));
+        }
+    }
+    // Drain the watchers' queues as clients would, counting frames.
+    let frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let drain = {
+        let frames = std::sync::Arc::clone(&frames);
+        tokio::spawn(async move {
+            loop {
+                for watcher in &watchers {
+                    while watcher.try_recv().is_ok() {
+                        frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    // The truth: which (instance, room, user) connections are in.
+    let mut inside = std::collections::HashSet::<(usize, usize, usize)>::new();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut random = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    // What the two idle gateways and the driver's draining cost alone.
+    let idle_from = (process_cpu(), Instant::now());
+    tokio::time::sleep(INTERVAL * 2).await;
+    let idle = (process_cpu() - idle_from.0).as_secs_f64() / idle_from.1.elapsed().as_secs_f64();
+    let total = rate * seconds;
+    let cpu_before = process_cpu();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let per_tick = (rate / 100).max(1);
+    let mut done = 0u64;
+    while done < total {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            let instance = (done % 2) as usize;
+            let (r, u) = (random(rooms), random(users_per_room));
+            let conn = 1 + (instance * rooms * users_per_room + r * users_per_room + u) as ConnId;
+            let (gateway, user) = (gateways[instance], format!("user_{u}"));
+            let hub = gateway.engine().hub();
+            if inside.remove(&(instance, r, u)) {
+                presence(gateway).leave(hub, &room(r), &user, conn);
+            } else {
+                inside.insert((instance, r, u));
+                presence(gateway).enter(hub, &room(r), &user, conn);
+            }
+            done += 1;
+        }
+    }
+    let churned = started.elapsed();
+    let cpu_churn = process_cpu() - cpu_before;
+
+    // Convergence: both instances agree with the truth on every room.
+    let stopped = Instant::now();
+    let truth: Vec<Vec<String>> = (0..rooms)
+        .map(|r| {
+            let mut users: Vec<String> = (0..users_per_room)
+                .filter(|u| inside.contains(&(0, r, *u)) || inside.contains(&(1, r, *u)))
+                .map(|u| format!("user_{u}"))
+                .collect();
+            users.sort();
+            users
+        })
+        .collect();
+    // `membership` lists the first hundred members and counts them all.
+    let agreed = |gateway: &Gateway| {
+        (0..rooms).all(|r| {
+            let membership = presence(gateway).membership(&room(r));
+            membership.member_count as usize == truth[r].len()
+                && membership.members[..] == truth[r][..truth[r].len().min(MAX_LISTED_MEMBERS)]
+        })
+    };
+    let mut converged = None;
+    while stopped.elapsed() < INTERVAL * 5 {
+        if agreed(&a) && agreed(&b) {
+            converged = Some(stopped.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let members: usize = truth.iter().map(Vec::len).sum();
+    drain.abort();
+    let sent = presence(&a)
+        .counters()
+        .frames
+        .load(std::sync::atomic::Ordering::Relaxed)
+        + presence(&b)
+            .counters()
+            .frames
+            .load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "presence churn: {total} joins/leaves over {churned:.2?} ({:.0}/s) on 2 instances, {rooms} rooms x {users_per_room} users, {members} members at the end",
+        total as f64 / churned.as_secs_f64()
+    );
+    println!(
+        "converged {:?} after the last change; process CPU during churn {:.2?} ({:.1}% of one core, {:.1}% when idle; both gateways and the driver, not the broker); presence frames queued {sent}, drained {}",
+        converged,
+        cpu_churn,
+        100.0 * cpu_churn.as_secs_f64() / churned.as_secs_f64(),
+        100.0 * idle,
+        frames.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert!(converged.is_some(), "the instances never agreed");
+    let _ = a.stop().await;
+    let _ = b.stop().await;
     rabbit.cleanup().await;
 }

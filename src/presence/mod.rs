@@ -28,7 +28,7 @@
 
 pub mod viewers;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -157,6 +157,11 @@ struct State {
     dirty: HashSet<String>,
     /// The count each large room's members were last told.
     told: HashMap<String, u32>,
+    /// Each room's members on every instance, sorted: kept up to date by
+    /// [`State::diff`], through which every change of the union goes, so a
+    /// count or the first hundred members are a lookup, not a union of
+    /// every instance's users.
+    union: HashMap<String, BTreeSet<String>>,
 }
 
 impl State {
@@ -168,6 +173,7 @@ impl State {
             pending: Vec::new(),
             dirty: HashSet::new(),
             told: HashMap::new(),
+            union: HashMap::new(),
         }
     }
 
@@ -182,35 +188,20 @@ impl State {
         self.local_has(room, user) || self.peers.values().any(|peer| peer.has(room, user))
     }
 
-    /// The room's users on every instance.
-    fn members(&self, room: &str) -> HashSet<&str> {
-        let mut members: HashSet<&str> = self
-            .local
-            .get(room)
-            .map(|users| users.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        for peer in self.peers.values() {
-            if let Some(users) = peer.rooms.get(room) {
-                members.extend(users.iter().map(String::as_str));
-            }
-        }
-        members
-    }
-
     fn membership(&self, room: &str) -> Membership {
-        let members = self.members(room);
-        let member_count = u32::try_from(members.len()).unwrap_or(u32::MAX);
-        let mut members: Vec<String> = members.into_iter().map(str::to_string).collect();
-        members.sort_unstable();
-        members.truncate(MAX_LISTED_MEMBERS);
+        let members = self.union.get(room);
         Membership {
-            members,
-            member_count,
+            members: members
+                .map(|users| users.iter().take(MAX_LISTED_MEMBERS).cloned().collect())
+                .unwrap_or_default(),
+            member_count: self.member_count(room),
         }
     }
 
     fn member_count(&self, room: &str) -> u32 {
-        u32::try_from(self.members(room).len()).unwrap_or(u32::MAX)
+        self.union
+            .get(room)
+            .map_or(0, |users| u32::try_from(users.len()).unwrap_or(u32::MAX))
     }
 
     /// Applies `apply` to the peer table (or to one peer) and returns the
@@ -225,7 +216,7 @@ impl State {
             .map(|(room, user)| self.in_union(room, user))
             .collect();
         apply(self);
-        pairs
+        let changes: Vec<Change> = pairs
             .into_iter()
             .zip(before)
             .filter_map(|((room, user), was)| {
@@ -236,7 +227,21 @@ impl State {
                     joined: is,
                 })
             })
-            .collect()
+            .collect();
+        for change in &changes {
+            if change.joined {
+                self.union
+                    .entry(change.room.clone())
+                    .or_default()
+                    .insert(change.user.clone());
+            } else if let Some(users) = self.union.get_mut(&change.room) {
+                users.remove(&change.user);
+                if users.is_empty() {
+                    self.union.remove(&change.room);
+                }
+            }
+        }
+        changes
     }
 
     /// Folds in a peer's message; returns the union changes.
@@ -568,12 +573,8 @@ impl Presence {
     /// Renders the gauges: rooms with members, and members summed per room.
     fn record_gauges(&self) {
         let state = self.state.lock();
-        let mut rooms: HashSet<&str> = state.local.keys().map(String::as_str).collect();
-        for peer in state.peers.values() {
-            rooms.extend(peer.rooms.keys().map(String::as_str));
-        }
-        let members: usize = rooms.iter().map(|room| state.members(room).len()).sum();
-        metrics::gauge!(PRESENCE_ROOMS).set(rooms.len() as f64);
+        let members: usize = state.union.values().map(BTreeSet::len).sum();
+        metrics::gauge!(PRESENCE_ROOMS).set(state.union.len() as f64);
         metrics::gauge!(PRESENCE_MEMBERS).set(members as f64);
     }
 }
