@@ -2,7 +2,7 @@
 //! exactly the missed ones (see [`subscription`](super::subscription) for
 //! the waiting part).
 
-use super::subscription::{Recovering, Subscription, Then};
+use super::subscription::{Recovering, Subscription, Then, resolve};
 use super::{Context, ErrorReply};
 use crate::channel::Request;
 use crate::engine::Acknowledging;
@@ -28,16 +28,7 @@ impl Join {
 
     /// Checks the `rooms` claim, then joins like a subscribe.
     pub fn apply(self, context: &mut Context<'_>) -> Option<Recovering> {
-        let target = match self.request.resolve(context.identity) {
-            Ok(target) => target,
-            Err(refused) => {
-                ErrorReply::new(ErrorCode::Forbidden, refused.to_string())
-                    .at(refused.path())
-                    .answering(self.request_id)
-                    .send(context.client);
-                return None;
-            }
-        };
+        let target = resolve(&self.request, &self.request_id, context)?;
         if let Err(error) = context.engine.check_limit(context.subs, &target) {
             ErrorReply::new(ErrorCode::Forbidden, error.to_string())
                 .at("/room")

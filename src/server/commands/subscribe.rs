@@ -2,7 +2,7 @@
 //! with `viewers` (a tour by name), then the tour's `viewers` count (see
 //! [`subscription`](super::subscription) for the waiting part).
 
-use super::subscription::{Recovering, Subscription, Then};
+use super::subscription::{Recovering, Subscription, Then, resolve};
 use super::{Context, ErrorReply};
 use crate::channel::Request;
 use crate::engine::Acknowledging;
@@ -45,16 +45,7 @@ impl Subscribe {
             .send(context.client);
             return None;
         }
-        let target = match self.request.resolve(context.identity) {
-            Ok(target) => target,
-            Err(refused) => {
-                ErrorReply::new(ErrorCode::Forbidden, refused.to_string())
-                    .at(refused.path())
-                    .answering(self.request_id)
-                    .send(context.client);
-                return None;
-            }
-        };
+        let target = resolve(&self.request, &self.request_id, context)?;
         let then = match &target {
             Target::Stats => Then::FirstStats,
             // Each subscribe to a tour says afresh whether the count is wanted.

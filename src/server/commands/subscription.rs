@@ -7,6 +7,7 @@
 use futures_util::future::BoxFuture;
 
 use super::{Context, ErrorReply};
+use crate::channel::Request;
 use crate::engine::{Acknowledging, ReadBackError, ReadBackRange, SubscribeError, Subscribing};
 use crate::event::SourceEvent;
 use crate::hub::Target;
@@ -78,6 +79,23 @@ impl Recovering {
             read,
         );
         subscription.after(result, context)
+    }
+}
+
+/// The target `request` names for this connection; when it may not have
+/// it, the `forbidden` reply is queued and `None` returned.
+pub fn resolve(
+    request: &Request,
+    request_id: &Option<String>,
+    context: &Context<'_>,
+) -> Option<Target> {
+    match request.resolve(context.identity) {
+        Ok(target) => Some(target),
+        Err(refused) => {
+            let reply = ErrorReply::refused(&refused).answering(request_id.clone());
+            reply.send(context.client);
+            None
+        }
     }
 }
 
