@@ -276,45 +276,18 @@ impl Authenticator {
             .timestamp_opt(claims.exp, 0)
             .single()
             .ok_or_else(|| AuthError::Claims("exp out of range".into()))?;
-        let permissions = match claims.rest.get(&self.tours_claim) {
-            // No claim: the token grants no tour (deny by default).
-            None => Permissions::Tours(BTreeSet::new()),
-            Some(Value::String(star)) if star == "*" => Permissions::All,
-            Some(Value::Array(items)) if items.iter().any(|i| i == "*") => Permissions::All,
-            Some(Value::Array(items)) => Permissions::Tours(
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
-            ),
-            Some(_) => {
-                return Err(AuthError::Claims(format!(
-                    "`{}` must be \"*\" or a list of tour ids",
-                    self.tours_claim
-                )));
-            }
+        // No claim grants nothing (deny by default).
+        let permissions = match named(&claims, &self.tours_claim, "tour ids")? {
+            Named::All => Permissions::All,
+            Named::Only(tours) => Permissions::Tours(tours),
+            Named::Absent => Permissions::Tours(BTreeSet::new()),
         };
         // Only a literal `true` makes an admin: "true", 1 or "yes" do not.
         let admin = claims.rest.get(&self.admin_claim) == Some(&Value::Bool(true));
-        let rooms = match claims.rest.get(&self.rooms_claim) {
-            // No claim: the token joins no room (deny by default).
-            None => RoomGrant::None,
-            Some(Value::String(star)) if star == "*" => RoomGrant::All,
-            Some(Value::Array(items)) if items.iter().any(|i| i == "*") => RoomGrant::All,
-            Some(Value::Array(items)) => RoomGrant::Only(
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
-            ),
-            Some(_) => {
-                return Err(AuthError::Claims(format!(
-                    "`{}` must be \"*\" or a list of room names",
-                    self.rooms_claim
-                )));
-            }
+        let rooms = match named(&claims, &self.rooms_claim, "room names")? {
+            Named::All => RoomGrant::All,
+            Named::Only(rooms) => RoomGrant::Only(rooms),
+            Named::Absent => RoomGrant::None,
         };
         Ok(Identity {
             rooms,
@@ -324,6 +297,35 @@ impl Authenticator {
             expires_at: Some(expires_at),
             admin,
         })
+    }
+}
+
+/// What a claim that names things (tours, rooms) grants.
+enum Named {
+    /// `"*"`, or a list holding `"*"`.
+    All,
+    /// A list of names.
+    Only(BTreeSet<String>),
+    /// No such claim.
+    Absent,
+}
+
+/// Reads `claim` as `"*"` or a list of names; anything else is refused.
+fn named(claims: &Claims, claim: &str, what: &str) -> Result<Named, AuthError> {
+    match claims.rest.get(claim) {
+        None => Ok(Named::Absent),
+        Some(Value::String(star)) if star == "*" => Ok(Named::All),
+        Some(Value::Array(items)) if items.iter().any(|i| i == "*") => Ok(Named::All),
+        Some(Value::Array(items)) => Ok(Named::Only(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+        )),
+        Some(_) => Err(AuthError::Claims(format!(
+            "`{claim}` must be \"*\" or a list of {what}"
+        ))),
     }
 }
 

@@ -246,6 +246,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "STATS_INTERVAL", default_value = "5s", value_parser = parse_stats_interval)]
     pub stats_interval: Duration,
 
+    /// Rooms with more members than this get a throttled `presence`
+    /// count (at most once per second) instead of each join and leave.
+    #[arg(long, env = "ROOM_PRESENCE_LIMIT", default_value_t = crate::presence::DEFAULT_ROOM_PRESENCE_LIMIT)]
+    pub room_presence_limit: usize,
+
     /// This instance's name in `stats` (default: host name and process id).
     #[arg(long, env = "INSTANCE_ID")]
     pub instance_id: Option<String>,

@@ -696,8 +696,10 @@ impl Engine {
         Ok(Subscribing::Answered)
     }
 
-    /// Refuses a new subscription beyond the per-connection limits.
-    fn check_limit(&self, subs: &Subscriptions, target: &Target) -> Result<(), SubscribeError> {
+    /// Refuses a new subscription (or room) beyond the per-connection
+    /// limits. [`Engine::subscribe`] checks it too; a `join` asks first,
+    /// before it tells the room's members that someone came.
+    pub fn check_limit(&self, subs: &Subscriptions, target: &Target) -> Result<(), SubscribeError> {
         if subs.contains(target) {
             return Ok(());
         }
@@ -841,6 +843,18 @@ impl Engine {
         }
     }
 
+    /// Whether `client`, subscribed to `tour_id` by name, also receives the
+    /// tour's `viewers` count (see [`Subscriptions::set_viewers`]).
+    pub fn set_viewers(
+        &self,
+        client: &ClientHandle,
+        subs: &mut Subscriptions,
+        tour_id: &str,
+        on: bool,
+    ) {
+        self.reregister(client, subs, |subs| subs.set_viewers(tour_id, on));
+    }
+
     /// Applies new permissions (a refreshed token): drops subscriptions they
     /// no longer allow, with an `unsubscribed` for each, and re-registers.
     pub fn set_permissions(
@@ -892,6 +906,6 @@ fn scope_of<'a>(target: &'a Target, subs: &'a Subscriptions) -> Option<Scope<'a>
         Target::AllTours => Some(Scope::Permitted(subs.permissions())),
         Target::User(user) => Some(Scope::User(user)),
         Target::Room(room) => Some(Scope::Room(room)),
-        Target::Stats => None,
+        Target::Stats | Target::Viewers(_) | Target::Viewing(_) => None,
     }
 }

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{AuthConfig, Authenticator, KeyError};
 use crate::config::GatewayConfig;
 use crate::engine::{Engine, EngineConfig};
+use crate::presence::{self, Presence};
 use crate::protocol::codec::SchemaError;
 use crate::server::limits::ConnectionLimit;
 use crate::server::{self, AppState, ServerSettings, listener};
@@ -85,6 +86,7 @@ pub struct GatewayBuilder {
     source: Source,
     instance_id: String,
     stats_interval: Duration,
+    room_presence_limit: usize,
     metrics: Option<PrometheusHandle>,
     admin: Option<TcpListener>,
     shutdown_grace: Duration,
@@ -114,6 +116,7 @@ impl Gateway {
             source: Source::External("external"),
             instance_id: stats::default_instance_id(),
             stats_interval: Duration::from_secs(5),
+            room_presence_limit: presence::DEFAULT_ROOM_PRESENCE_LIMIT,
             metrics: None,
             admin: None,
             shutdown_grace: Duration::from_secs(5),
@@ -168,6 +171,7 @@ impl Gateway {
             .auth(config.auth())
             .source(source)
             .stats_interval(config.stats_interval)
+            .room_presence_limit(config.room_presence_limit)
             .shutdown_grace(config.shutdown_grace);
         if let Some(id) = &config.instance_id {
             builder = builder.instance_id(id.clone());
@@ -258,6 +262,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Rooms above this many members get a throttled count instead of
+    /// each `presence` join and leave (`ROOM_PRESENCE_LIMIT`).
+    pub fn room_presence_limit(mut self, limit: usize) -> Self {
+        self.room_presence_limit = limit;
+        self
+    }
+
     /// Renders `/metrics` from `handle` (the installed recorder): on
     /// `admin` alone when given, else on the main port.
     pub fn metrics(mut self, handle: PrometheusHandle, admin: Option<TcpListener>) -> Self {
@@ -290,7 +301,7 @@ impl GatewayBuilder {
         let status = SourceStatus::new(self.source.kind());
         let mut tasks = Vec::new();
         let mut writer: Option<Arc<dyn StreamWriter>> = None;
-        let peers = match self.source {
+        let (peers, presence_peers) = match self.source {
             Source::Demo(config) => {
                 demo::seed(&engine, &status);
                 writer = Some(Arc::new(demo::DemoWriter::new(Arc::clone(&engine))));
@@ -301,7 +312,7 @@ impl GatewayBuilder {
                     shutdown.clone(),
                 );
                 tasks.push(tokio::spawn(feed));
-                None
+                (None, None)
             }
             Source::RabbitMq(args) => {
                 // The parser validated the URL; a hand-built bad one leaves
@@ -313,23 +324,41 @@ impl GatewayBuilder {
                         shutdown.clone(),
                     )));
                 }
-                // Instances share their figures over the broker.
-                let link =
-                    rabbitmq::peers::spawn(&args, stats::STATS_ROUTING_KEY, shutdown.clone());
+                // Instances share their figures and presence over the broker,
+                // on one link.
+                let keys = [stats::STATS_ROUTING_KEY, presence::PRESENCE_ROUTING_KEY];
+                let link = rabbitmq::peers::spawn(&args, &keys, shutdown.clone());
+                let (mut channels, link_task) = link.split(&keys);
+                let for_presence = channels.pop().map(|channel| presence::PresencePeers {
+                    outgoing: channel.outgoing,
+                    incoming: channel.incoming,
+                });
+                let for_stats = channels.pop().map(|channel| stats::Peers {
+                    outgoing: channel.outgoing,
+                    incoming: channel.incoming,
+                    task: link_task,
+                });
                 let consumer =
                     rabbitmq::run(*args, Arc::clone(&engine), status.clone(), shutdown.clone());
                 tasks.push(tokio::spawn(consumer));
-                Some(stats::Peers {
-                    outgoing: link.outgoing,
-                    incoming: link.incoming,
-                    task: link.task,
-                })
+                (for_stats, for_presence)
             }
             Source::External(_) => {
                 status.set(SourceState::Connected);
-                None
+                (None, None)
             }
         };
+        let presence = Arc::new(Presence::new(
+            self.instance_id.clone(),
+            self.stats_interval,
+            self.room_presence_limit,
+        ));
+        tasks.push(tokio::spawn(presence::run(
+            Arc::clone(&presence),
+            Arc::clone(&engine),
+            presence_peers,
+            shutdown.clone(),
+        )));
         let board = Arc::new(StatsBoard::new(
             self.instance_id,
             self.stats_interval,
@@ -344,6 +373,7 @@ impl GatewayBuilder {
         let mut state = AppState::new(
             engine,
             board,
+            presence,
             self.settings,
             status,
             ConnectionLimit::new(self.max_connections, self.max_connections_per_ip),

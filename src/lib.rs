@@ -11,6 +11,10 @@
 //!   when memory is short;
 //! - [`stats`]: the admin `stats` channel, its figures shared between
 //!   instances over the broker;
+//! - [`presence`]: who is in which room on every instance, and tours'
+//!   viewer counts, shared over the same link;
+//! - [`peer_table`]: what each other instance last reported, expiring the
+//!   silent ones (for `stats` and `presence`);
 //! - [`server`]: HTTP and WebSocket: handshake, connections, health;
 //! - [`protocol`]: the wire contract generated from `proto/` and the codec
 //!   that validates every client frame before it is routed;
@@ -38,6 +42,8 @@ pub mod engine;
 pub mod event;
 pub mod gateway;
 pub mod hub;
+pub mod peer_table;
+pub mod presence;
 pub mod protocol;
 pub mod server;
 pub mod source;

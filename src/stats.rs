@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::Target;
 use crate::engine::Engine;
 use crate::hub::ClientHandle;
+use crate::peer_table::PeerTable;
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
 use crate::protocol::v1::{ClientsByEncoding, InstanceStats, SourceState, Stats, TourSubscribers};
@@ -66,8 +67,8 @@ struct BoardState {
     delivered: u64,
     /// Rates over the last interval: events/s, deliveries/s.
     rates: (f64, f64),
-    /// Other instances' latest reports, with when they arrived.
-    peers: HashMap<String, (InstanceStats, Instant)>,
+    /// Other instances' latest reports.
+    peers: PeerTable<InstanceStats>,
 }
 
 impl StatsBoard {
@@ -88,7 +89,7 @@ impl StatsBoard {
                 applied: engine.counters().applied.load(Ordering::Relaxed),
                 delivered: engine.hub().counters().delivered.load(Ordering::Relaxed),
                 rates: (0.0, 0.0),
-                peers: HashMap::new(),
+                peers: PeerTable::new(interval),
             }),
             engine,
             source,
@@ -174,29 +175,19 @@ impl StatsBoard {
             return state.peers.remove(&report.instance_id).is_some();
         }
         let id = report.instance_id.clone();
-        state.peers.insert(id, (report, Instant::now())).is_none()
+        state.peers.insert(&id, report).is_none()
     }
 
     /// Forgets peers silent for longer than one and a half intervals (a
     /// live one reports every interval). Returns whether any was dropped.
     pub fn expire(&self) -> bool {
-        let limit = self.interval + self.interval / 2;
-        let mut state = self.state.lock();
-        let before = state.peers.len();
-        state.peers.retain(|_, (_, at)| at.elapsed() <= limit);
-        state.peers.len() != before
+        !self.state.lock().peers.expire().is_empty()
     }
 
     /// The `stats` message: this instance and every live peer, totalled.
     pub fn current(&self, request_id: Option<String>) -> Stats {
         let mut instances = vec![self.local()];
-        instances.extend(
-            self.state
-                .lock()
-                .peers
-                .values()
-                .map(|(report, _)| report.clone()),
-        );
+        instances.extend(self.state.lock().peers.values().cloned());
         instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
         let mut by_encoding = ClientsByEncoding::default();
         let mut tours: HashMap<&str, u32> = HashMap::new();

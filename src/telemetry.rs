@@ -53,6 +53,12 @@ pub const CATALOG_FAILURES: &str = "tourcast_catalog_failures_total";
 /// Clients' room `publish`es, by outcome (`written` to the stream,
 /// `unavailable`: the broker did not confirm, `refused` before writing).
 pub const ROOM_PUBLISHES: &str = "tourcast_room_publishes_total";
+/// Rooms with members, on any instance.
+pub const PRESENCE_ROOMS: &str = "tourcast_presence_rooms";
+/// Users in rooms, on any instance, summed over the rooms.
+pub const PRESENCE_MEMBERS: &str = "tourcast_presence_members";
+/// `presence` frames queued to clients.
+pub const PRESENCE_FRAMES: &str = "tourcast_presence_frames_total";
 
 /// Installs the global Prometheus recorder; keep the handle to render.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
@@ -128,6 +134,12 @@ fn describe() {
     );
     describe_gauge!(CATALOG_TOURS, "Tours seeded from the catalog service.");
     describe_counter!(CATALOG_FAILURES, "Failed catalog bootstrap attempts.");
+    describe_gauge!(PRESENCE_ROOMS, "Rooms with members, on any instance.");
+    describe_gauge!(
+        PRESENCE_MEMBERS,
+        "Users in rooms, on any instance, summed over the rooms."
+    );
+    describe_counter!(PRESENCE_FRAMES, "presence frames queued to clients.");
 }
 
 /// Rate-limits one kind of log line, so that an attack (thousands of

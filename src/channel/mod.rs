@@ -39,8 +39,13 @@ pub enum Target {
     User(String),
     /// The admin statistics.
     Stats,
-    /// A room's messages and presence.
+    /// One room's members (presence and room messages).
     Room(String),
+    /// The connections that asked for a tour's `viewers` count.
+    Viewers(String),
+    /// A connection subscribed to a tour by name: one of the tour's
+    /// viewers. Nothing is delivered under it; it is counted.
+    Viewing(String),
 }
 
 impl Target {
@@ -58,7 +63,11 @@ impl Target {
         match self {
             Target::AllTours => Some("*"),
             Target::Tour(id) => Some(id),
-            Target::User(_) | Target::Stats | Target::Room(_) => None,
+            Target::User(_)
+            | Target::Stats
+            | Target::Room(_)
+            | Target::Viewers(_)
+            | Target::Viewing(_) => None,
         }
     }
 
@@ -78,7 +87,11 @@ impl Target {
         match self {
             Target::User(_) => Some(Channel::Notifications),
             Target::Stats => Some(Channel::Stats),
-            Target::AllTours | Target::Tour(_) | Target::Room(_) => None,
+            Target::AllTours
+            | Target::Tour(_)
+            | Target::Room(_)
+            | Target::Viewers(_)
+            | Target::Viewing(_) => None,
         }
     }
 

@@ -272,6 +272,17 @@ impl Hub {
     /// and for a tour also every `"*"` subscriber. Returns how many clients
     /// it was delivered to (queued for).
     pub fn fan_out(&self, channel: &Target, encoded: &Encoded) -> usize {
+        self.fan_out_except(channel, encoded, None)
+    }
+
+    /// [`Hub::fan_out`] to every recipient but connection `except` (the
+    /// one whose own action the message reports).
+    pub fn fan_out_except(
+        &self,
+        channel: &Target,
+        encoded: &Encoded,
+        except: Option<ConnId>,
+    ) -> usize {
         // Encoded once per encoding upstream; here each recipient costs a
         // reference-count bump and a `try_send`.
         let json = frame(encoded, Encoding::Json);
@@ -279,6 +290,9 @@ impl Hub {
         let mut queued = 0usize;
         let mut slow = 0u64;
         let mut deliver = |client: &ClientHandle| {
+            if Some(client.id) == except {
+                return;
+            }
             let frame = match client.encoding {
                 Encoding::Proto => proto.clone(),
                 _ => json.clone(),
@@ -330,6 +344,28 @@ impl Hub {
         tours.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         tours.truncate(limit);
         tours
+    }
+
+    /// Members of `target` (for a tour, not counting `"*"` subscribers).
+    pub fn member_count(&self, target: &Target) -> usize {
+        self.shard(target)
+            .read()
+            .get(target)
+            .map_or(0, HashMap::len)
+    }
+
+    /// The member count of every target `select` picks, under the key it
+    /// gives (e.g. each tour's viewers by tour id).
+    pub fn member_counts<K>(&self, select: impl Fn(&Target) -> Option<K>) -> Vec<(K, usize)> {
+        let mut counts = Vec::new();
+        for shard in self.shards.iter() {
+            for (target, members) in shard.read().iter() {
+                if let Some(key) = select(target) {
+                    counts.push((key, members.len()));
+                }
+            }
+        }
+        counts
     }
 
     /// Counts a slow client found outside a fan-out (e.g. while replaying).

@@ -16,6 +16,10 @@ use crate::channel::Target;
 /// connection whose token grants only some tours never covers more than
 /// those: for it, "every tour" means every tour it may see.
 ///
+/// Each tour subscribed by name also registers [`Target::Viewing`] (the
+/// connection is one of the tour's viewers, counted whatever else covers
+/// the tour), and [`Target::Viewers`] when it asked for the count.
+///
 /// Tours are the one kind with rules here ("every tour", and per-tour
 /// permissions); every other channel (notifications, stats, and any kind
 /// added later) is registered as it was subscribed, so a new kind of
@@ -25,6 +29,8 @@ pub struct Subscriptions {
     explicit: bool,
     /// Every channel subscribed explicitly, `AllTours` (`"*"`) included.
     channels: BTreeSet<Target>,
+    /// Tours subscribed by name with `viewers`.
+    viewers: BTreeSet<String>,
     permissions: Permissions,
 }
 
@@ -40,6 +46,7 @@ impl Subscriptions {
         Subscriptions {
             explicit: false,
             channels: BTreeSet::new(),
+            viewers: BTreeSet::new(),
             permissions,
         }
     }
@@ -62,6 +69,7 @@ impl Subscriptions {
             .collect();
         for tour in &revoked {
             self.channels.remove(&Target::Tour(tour.clone()));
+            self.viewers.remove(tour);
         }
         self.permissions = permissions;
         revoked
@@ -76,6 +84,14 @@ impl Subscriptions {
                 .filter(|target| !target.is_tour())
                 .cloned(),
         );
+        for target in &self.channels {
+            if let Target::Tour(id) = target {
+                targets.push(Target::Viewing(id.clone()));
+                if self.viewers.contains(id) {
+                    targets.push(Target::Viewers(id.clone()));
+                }
+            }
+        }
         targets
     }
 
@@ -117,8 +133,12 @@ impl Subscriptions {
     }
 
     /// Records an unsubscription; returns whether it was subscribed.
+    /// Dropping a tour drops its `viewers` too.
     pub fn unsubscribe(&mut self, target: &Target) -> bool {
         self.explicit = true;
+        if let Target::Tour(id) = target {
+            self.viewers.remove(id);
+        }
         self.channels.remove(target)
     }
 
@@ -143,6 +163,16 @@ impl Subscriptions {
     pub fn channel_count(&self) -> usize {
         self.channels.len() - self.rooms().count()
     }
+
+    /// Whether a tour subscribed by name also gets its `viewers` count (a
+    /// tour not subscribed by name never does).
+    pub fn set_viewers(&mut self, tour_id: &str, on: bool) {
+        if on && self.channels.contains(&Target::Tour(tour_id.to_string())) {
+            self.viewers.insert(tour_id.to_string());
+        } else {
+            self.viewers.remove(tour_id);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -154,7 +184,39 @@ mod tests {
         let mut subs = Subscriptions::default();
         assert_eq!(subs.effective(), vec![Target::AllTours]);
         subs.subscribe(&Target::tour("paris"));
-        assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
+        assert_eq!(
+            subs.effective(),
+            vec![
+                Target::Tour("paris".into()),
+                Target::Viewing("paris".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn named_tours_are_viewed_and_viewers_follow_the_tour() {
+        let mut subs = Subscriptions::default();
+        subs.set_viewers("paris", true);
+        assert_eq!(subs.effective(), vec![Target::AllTours]);
+        subs.subscribe(&Target::tour("paris"));
+        subs.subscribe(&Target::AllTours);
+        subs.set_viewers("paris", true);
+        // Covered by "*" for delivery, still a viewer by name.
+        assert_eq!(
+            subs.effective(),
+            vec![
+                Target::AllTours,
+                Target::Viewing("paris".into()),
+                Target::Viewers("paris".into())
+            ]
+        );
+        assert!(subs.unsubscribe(&Target::tour("paris")));
+        assert_eq!(subs.effective(), vec![Target::AllTours]);
+        subs.subscribe(&Target::tour("paris"));
+        assert!(
+            !subs.effective().contains(&Target::Viewers("paris".into())),
+            "a new subscription asks for viewers afresh"
+        );
     }
 
     #[test]
@@ -200,8 +262,12 @@ mod tests {
         let mut subs = Subscriptions::default();
         subs.subscribe(&Target::tour("paris"));
         subs.subscribe(&Target::AllTours);
-        assert_eq!(subs.effective(), vec![Target::AllTours]);
+        let viewing = Target::Viewing("paris".into());
+        assert_eq!(subs.effective(), vec![Target::AllTours, viewing.clone()]);
         subs.unsubscribe(&Target::AllTours);
-        assert_eq!(subs.effective(), vec![Target::Tour("paris".into())]);
+        assert_eq!(
+            subs.effective(),
+            vec![Target::Tour("paris".into()), viewing]
+        );
     }
 }

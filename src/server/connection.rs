@@ -181,6 +181,10 @@ impl Handler {
         self.state
             .engine
             .remove_connection(&self.client, &self.subs);
+        // Its rooms lose it; a user's last connection there is news.
+        self.state
+            .presence
+            .forget_connection(self.state.engine.hub(), self.client.id());
         if let Ending::Close(reason) = ending {
             self.send_close(reason).await;
         }
@@ -418,6 +422,7 @@ impl Handler {
             engine: &self.state.engine,
             auth: &self.state.auth,
             stats: &self.state.stats,
+            presence: &self.state.presence,
             client: &self.client,
             subs: &mut self.subs,
             identity: &mut self.identity,

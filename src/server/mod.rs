@@ -31,6 +31,7 @@ use crate::auth::Authenticator;
 use crate::config::GatewayConfig;
 use crate::engine::Engine;
 use crate::hub::CloseReason;
+use crate::presence::Presence;
 use crate::protocol::codec::{Codec, SchemaError};
 use crate::source::{SourceStatus, StreamWriter};
 use crate::stats::StatsBoard;
@@ -117,14 +118,18 @@ pub struct AppState {
     /// Where clients' room messages are written (none: `publish` is
     /// answered `unavailable`).
     pub writer: Option<Arc<dyn StreamWriter>>,
+    /// Who is in which room on every instance; tours' viewer counts.
+    pub presence: Arc<Presence>,
 }
 
 impl AppState {
     /// Shared state for a server in front of `engine` (see
     /// [`crate::gateway`], which builds it).
+    #[allow(clippy::too_many_arguments)] // one per part, each named at the one call site
     pub fn new(
         engine: Arc<Engine>,
         stats: Arc<StatsBoard>,
+        presence: Arc<Presence>,
         settings: ServerSettings,
         source: SourceStatus,
         connections: ConnectionLimit,
@@ -133,6 +138,7 @@ impl AppState {
     ) -> Result<Self, SchemaError> {
         Ok(AppState {
             stats,
+            presence,
             engine,
             codec: Arc::new(Codec::new()?),
             settings: Arc::new(settings),

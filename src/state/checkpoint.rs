@@ -273,14 +273,7 @@ impl CheckpointDraft {
                 state: Some(tour.state),
                 version: tour.version,
                 evicted_through: tour.evicted_through,
-                history: tour
-                    .history
-                    .iter()
-                    .map(|(seq, message)| CheckpointMessage {
-                        seq: *seq,
-                        message: message.proto(),
-                    })
-                    .collect(),
+                history: kept_messages(&tour.history),
             })
             .collect();
         tours.sort_by(|a, b| tour_id(a).cmp(tour_id(b)));
@@ -290,14 +283,7 @@ impl CheckpointDraft {
             .map(|kept| CheckpointRoom {
                 room: kept.room,
                 evicted_through: kept.dropped_through,
-                history: kept
-                    .messages
-                    .iter()
-                    .map(|(seq, message)| CheckpointMessage {
-                        seq: *seq,
-                        message: message.proto(),
-                    })
-                    .collect(),
+                history: kept_messages(&kept.messages),
             })
             .collect();
         rooms.sort_by(|a, b| a.room.cmp(&b.room));
@@ -328,6 +314,17 @@ impl CheckpointDraft {
             written_at: String::new(),
         }
     }
+}
+
+/// A history as a checkpoint keeps it: each message's protobuf.
+fn kept_messages(history: &[(u64, Arc<LazyMessage>)]) -> Vec<CheckpointMessage> {
+    history
+        .iter()
+        .map(|(seq, message)| CheckpointMessage {
+            seq: *seq,
+            message: message.proto(),
+        })
+        .collect()
 }
 
 fn tour_id(tour: &CheckpointTour) -> &str {

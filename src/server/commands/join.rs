@@ -2,10 +2,11 @@
 //! exactly the missed ones (see [`subscription`](super::subscription) for
 //! the waiting part).
 
-use super::subscription::{Recovering, Subscription};
+use super::subscription::{Recovering, Subscription, Then, resolve};
 use super::{Context, ErrorReply};
-use crate::channel::{Membership, Request};
+use crate::channel::Request;
 use crate::engine::Acknowledging;
+use crate::hub::Target;
 use crate::protocol::v1::{self, ErrorCode, StreamPosition};
 
 /// Become a member of a room.
@@ -27,20 +28,25 @@ impl Join {
 
     /// Checks the `rooms` claim, then joins like a subscribe.
     pub fn apply(self, context: &mut Context<'_>) -> Option<Recovering> {
-        let target = match self.request.resolve(context.identity) {
-            Ok(target) => target,
-            Err(refused) => {
-                ErrorReply::new(ErrorCode::Forbidden, refused.to_string())
-                    .at(refused.path())
-                    .answering(self.request_id)
-                    .send(context.client);
-                return None;
-            }
+        let target = resolve(&self.request, &self.request_id, context)?;
+        if let Err(error) = context.engine.check_limit(context.subs, &target) {
+            ErrorReply::new(ErrorCode::Forbidden, error.to_string())
+                .at("/room")
+                .answering(self.request_id)
+                .send(context.client);
+            return None;
+        }
+        let Target::Room(room) = &target else {
+            return None;
         };
-        let membership = Membership {
-            members: vec![context.room_user()],
-            member_count: 1,
-        };
+        // Entered before `joined` is queued: its members include this
+        // user, and the others hear of a first connection at once.
+        let membership = context.presence.enter(
+            context.engine.hub(),
+            room,
+            &context.room_user(),
+            context.client.id(),
+        );
         let subscription = Subscription {
             target,
             since: self.since,
@@ -49,7 +55,8 @@ impl Join {
                 membership: Some(membership),
             },
             path: "/room",
+            then: Then::Nothing,
         };
-        subscription.start(context).0
+        subscription.start(context)
     }
 }

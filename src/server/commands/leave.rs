@@ -29,7 +29,16 @@ impl Leave {
 /// Takes the connection out of `room` (a `leave`, or a refreshed token
 /// that no longer names it), answering `left`.
 pub fn leave(context: &mut Context<'_>, room: Target, request_id: Option<String>) {
+    let was_member = context.subs.contains(&room);
     context
         .engine
-        .leave(context.client, context.subs, room, request_id);
+        .leave(context.client, context.subs, room.clone(), request_id);
+    if let (true, Target::Room(name)) = (was_member, &room) {
+        context.presence.leave(
+            context.engine.hub(),
+            name,
+            &context.room_user(),
+            context.client.id(),
+        );
+    }
 }

@@ -23,6 +23,7 @@ use governor::DefaultDirectRateLimiter;
 use crate::auth::{Authenticator, Identity};
 use crate::engine::Engine;
 use crate::hub::{ClientHandle, Subscriptions};
+use crate::presence::Presence;
 use crate::protocol::ClientMessage;
 use crate::source::StreamWriter;
 use crate::stats::StatsBoard;
@@ -36,6 +37,8 @@ pub struct Context<'a> {
     pub auth: &'a Authenticator,
     /// The stats channel's figures, for its first message and `refreshStats`.
     pub stats: &'a StatsBoard,
+    /// Presence and viewer counts.
+    pub presence: &'a Presence,
     /// The connection's sending side.
     pub client: &'a ClientHandle,
     /// The connection's subscriptions.

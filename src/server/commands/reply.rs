@@ -31,6 +31,11 @@ impl ErrorReply {
         }
     }
 
+    /// `forbidden`: the connection may not have the channel it named.
+    pub fn refused(refused: &crate::channel::Refused) -> Self {
+        ErrorReply::new(ErrorCode::Forbidden, refused.to_string()).at(refused.path())
+    }
+
     /// Points the reply at a field.
     pub fn at(mut self, path: &str) -> Self {
         self.path = Some(path.to_string());

@@ -28,11 +28,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// tourcast's protocol: `tourcast.v1`; the checkpoints are protobuf only.
+    /// tourcast's protocol: `tourcast.v1`; checkpoints and what instances
+    /// tell each other (`peer.proto`) are protobuf only.
     pub fn tourcast() -> Self {
         Config {
             package: "tourcast.v1".into(),
-            protobuf_only_files: vec!["tourcast/v1/checkpoint.proto".into()],
+            protobuf_only_files: vec![
+                "tourcast/v1/checkpoint.proto".into(),
+                "tourcast/v1/peer.proto".into(),
+            ],
         }
     }
 
