@@ -76,7 +76,9 @@ describe("rooms on two gateways sharing RabbitMQ, with JWT on", () => {
     // Bob's arrival reaches alice on the other instance, and both lists agree.
     await waitFor("alice sees bob", () => alice.room.members.some((m) => m.userId === "bob"), 5_000);
     expect(alice.presence.at(-1)).toMatchObject({ room, userId: "bob", action: "joined", memberCount: 2 });
-    expect(bob.room.memberCount).toBe(2);
+    // Bob's `joined` lists alice once B has heard from A over the peer link
+    // (right after both started, that may be a moment later, then by presence).
+    await waitFor("bob sees alice", () => bob.room.memberCount === 2, 5_000);
     expect(bob.room.members.map((m) => m.userId).sort()).toEqual(["alice", "bob"]);
 
     const sent: PublishResult[] = [];
