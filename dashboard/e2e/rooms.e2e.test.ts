@@ -53,10 +53,10 @@ interface Gateway {
   stop: () => Promise<void>;
 }
 
-/** Starts the gateway with `args` on a free port and waits until `/ready`. */
-async function startGateway(args: string[]): Promise<Gateway> {
+/** Starts the gateway with `args` on `port` (a free one by default) and waits until `/ready`. */
+async function startGateway(args: string[], port?: number): Promise<Gateway> {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`cargo build --bin tourcast\` first`);
-  const port = await freePort();
+  port ??= await freePort();
   const child = spawn(BIN, ["--bind", "127.0.0.1", "--port", String(port), "--shutdown-grace", "1s", ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
@@ -156,9 +156,10 @@ describe("the support chat on two RabbitMQ-backed instances with --rooms-open", 
   let pageB: Page;
   let idA: string;
   let idB: string;
+  let args: string[];
 
   beforeAll(async () => {
-    const args = [
+    args = [
       "--rabbitmq-url", AMQP_URL,
       "--rabbitmq-exchange", EXCHANGE,
       "--rabbitmq-stream", STREAM,
@@ -225,6 +226,29 @@ describe("the support chat on two RabbitMQ-backed instances with --rooms-open", 
     expect(await pageA.locator('[data-testid="message"].mine').count()).toBe(2);
     await pageA.screenshot({ path: path.join(OUTPUT, "support-chat-a.png"), fullPage: true });
     await pageB.screenshot({ path: path.join(OUTPUT, "support-chat-b.png"), fullPage: true });
+  });
+
+  it("keeps a message written while the page's gateway is down, and sends it once after the reconnect", async () => {
+    const before = (await shown(pageA)).length;
+    await b.stop();
+    await pageB.waitForSelector('[data-testid="room-status"][data-status="rejoining"]', { timeout: 5_000 });
+    await say(pageB, "Written while offline");
+    await expect.poll(() => pageB.textContent('[data-testid="room-status"]'), { timeout: 2_000 }).toContain("1 waiting to be sent");
+    await pageB.screenshot({ path: path.join(OUTPUT, "support-chat-offline.png"), fullPage: true });
+    b = await startGateway(args, b.port);
+    await pageB.waitForSelector('[data-testid="room-status"][data-joined="true"]', { timeout: 15_000 });
+    for (const page of [pageA, pageB]) {
+      await expect
+        .poll(async () => (await shown(page)).filter(([, , text]) => text === "Written while offline").length, { timeout: 5_000 })
+        .toBe(1);
+    }
+    await sleep(500);
+    expect(await shown(pageB)).toEqual(await shown(pageA));
+    expect((await shown(pageA)).length).toBe(before + 1);
+    expect(await pageB.textContent('[data-testid="room-status"]')).not.toContain("waiting");
+    // A new connection on the restarted instance: a new anonymous member.
+    idB = await clientId(pageB);
+    await expect.poll(() => members(pageA), { timeout: 5_000 }).toEqual([idA, idB].sort());
   });
 
   it("updates the member list when one page leaves", async () => {
