@@ -127,6 +127,33 @@ describe("rooms on two gateways sharing RabbitMQ, with JWT on", () => {
     expect(proto.messages[1]!.data).toEqual({ field: "title", value: "Paris" });
   });
 
+  it("measures publish → delivery on the other instance, and publish → published", async () => {
+    const room = roomName();
+    const sender = record(client({ url: a.url, token: token("sender", [room]) }), room);
+    const reader = client({ url: b.url, token: token("reader", [room]) });
+    const arrived = new Map<string, number>();
+    reader.room(room).on("message", (m) => arrived.set(m.text, performance.now()));
+    await sender.room.join();
+    await reader.room(room).join();
+    const delivery: number[] = [];
+    const acked: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      // Under the publish bucket (PUBLISH_RATE 5/s): one every 210 ms.
+      if (i > 0) await sleep(210);
+      const text = `ping ${i}`;
+      const start = performance.now();
+      await sender.room.publish(text);
+      acked.push(performance.now() - start);
+      await waitFor(text, () => arrived.has(text), 5_000, 1);
+      delivery.push(arrived.get(text)! - start);
+    }
+    const pct = (xs: number[], p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!.toFixed(1);
+    console.log(
+      `room publish (instance A) → room.message (instance B), 30 sequential, debug build: p50 ${pct(delivery, 50)} ms, p90 ${pct(delivery, 90)} ms, max ${pct(delivery, 100)} ms; publish → published p50 ${pct(acked, 50)} ms`,
+    );
+    expect(arrived.size).toBe(30);
+  });
+
   it("rejoins with since after a cut link and gets exactly the messages missed, once", async () => {
     const room = roomName();
     const alice = record(client({ url: proxyA.url, token: token("alice", [room]) }), room);
@@ -210,6 +237,12 @@ describe("rooms on two gateways sharing RabbitMQ, with JWT on", () => {
     await expect(alice.room(room).publish("")).rejects.toMatchObject({ code: "invalid_message", path: "/text" });
     // The room still works after a refused publish.
     await expect(alice.room(room).publish("fine")).resolves.toMatchObject({ seq: expect.any(Number) });
+    // Beyond the publish bucket (burst 10, 5/s): rate_limited, the others go through.
+    const burst = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => alice.room(room).publish(`burst ${i}`)));
+    const refusedCodes = burst.flatMap((r) => (r.status === "rejected" ? [(r.reason as TourcastError).code] : []));
+    expect(refusedCodes.length).toBeGreaterThan(0);
+    expect(new Set(refusedCodes)).toEqual(new Set(["rate_limited"]));
+    expect(burst.filter((r) => r.status === "fulfilled").length).toBeGreaterThanOrEqual(9);
   });
 
   it("counts viewers of a tour across instances", async () => {
