@@ -113,8 +113,16 @@ export interface TourcastClientOptions {
   connectTimeoutMs?: number;
   /** Requests that may wait for a connection (default 1 000); more are refused. */
   maxQueuedRequests?: number;
-  /** Publishes per room that may wait for the room to be (re)joined (default 100); more are refused (`queue_full`). */
+  /** Publishes per room that may wait to be sent (offline, or paced) (default 100); more are refused (`queue_full`). */
   maxQueuedPublishes?: number;
+  /**
+   * Paces room publishes to the gateway's publish bucket (per connection;
+   * default `{ perSecond: 5, burst: 10 }`, the gateway's `PUBLISH_RATE` and
+   * `PUBLISH_BURST` defaults): publishes beyond it wait in the room's queue,
+   * in order, instead of being refused `rate_limited`, which matters most
+   * when a queue filled offline is flushed. `false` sends at once.
+   */
+  publishRate?: { perSecond: number; burst: number } | false;
   /** Low-availability alerts kept in the state (default 20). */
   maxAlerts?: number;
   /** Random source for the jitter (tests). */

@@ -35,7 +35,7 @@ import {
 import { Channels, type NotificationOf, type StatsMessage } from "./channels.js";
 import { Connection } from "./connection.js";
 import { channelKey, Requests, type TargetKey } from "./requests.js";
-import { Room, Rooms, type RoomOptions } from "./rooms.js";
+import { PublishPacer, Room, Rooms, type RoomOptions } from "./rooms.js";
 import { Subscriptions } from "./subscriptions.js";
 
 export {
@@ -176,12 +176,14 @@ export class TourcastClient {
       options,
     );
     const roomIdPrefix = `r${Math.floor(Math.random() * 36 ** 4).toString(36)}-`;
+    const pacer = options.publishRate === false ? undefined : new PublishPacer(options.publishRate ?? { perSecond: 5, burst: 10 });
     this.#rooms = new Rooms({
       isOpen: () => this.#connection.isOpen,
       send: (message) => this.#connection.send(message),
       epoch: () => this.#subscriptions.epoch,
       isClosed: () => this.#connection.status === "closed",
       requestId: () => `${roomIdPrefix}${++this.#roomRequests}`,
+      pace: () => pacer?.take() ?? 0,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       maxQueuedPublishes: options.maxQueuedPublishes ?? 100,
     });

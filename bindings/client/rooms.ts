@@ -85,6 +85,8 @@ export interface RoomHost {
   isClosed(): boolean;
   /** A fresh `requestId`. */
   requestId(): string;
+  /** Takes a publish token: 0 when one was taken, else how many ms until the next one. */
+  pace(): number;
   readonly requestTimeoutMs: number;
   readonly maxQueuedPublishes: number;
 }
@@ -154,6 +156,8 @@ export class Room {
   readonly #inFlight = new Map<string, PendingPublish>();
   #error: TourcastError | undefined;
   #gap = false;
+  /** A flush waiting for the next publish token. */
+  #paceTimer: ReturnType<typeof setTimeout> | undefined;
   #state: RoomState;
 
   constructor(name: string, host: RoomHost, options: RoomOptions = {}) {
@@ -288,14 +292,15 @@ export class Room {
     if (!this.#wanted) return Promise.reject(new TourcastError("not_joined", `join room ${this.name} before publishing`));
     return new Promise<PublishResult>((resolve, reject) => {
       const ready = this.#joinedHere && this.#host.isOpen();
-      if (!ready && this.#queue.length >= this.#host.maxQueuedPublishes) {
+      if (this.#queue.length >= this.#host.maxQueuedPublishes) {
         reject(new TourcastError("queue_full", `${this.#queue.length} publishes already wait for room ${this.name}`));
         return;
       }
       const pending: PendingPublish = { text, data, resolve, reject, requestId: undefined, timer: undefined };
       this.#queue.push(pending);
       if (ready) this.#flush();
-      else this.#changed();
+      // Still waiting (offline, or paced): `queued` changed.
+      if (this.#queue.includes(pending)) this.#changed();
     });
   }
 
@@ -498,7 +503,16 @@ export class Room {
   /** Sends the queued publishes, in order, while the room is joined on an open connection. */
   #flush(): void {
     let changed = false;
-    while (this.#queue.length > 0 && this.#joinedHere && this.#host.isOpen()) {
+    while (this.#queue.length > 0 && this.#joinedHere && this.#host.isOpen() && this.#paceTimer === undefined) {
+      const wait = this.#host.pace();
+      if (wait > 0) {
+        // Over the gateway's publish bucket: the rest goes when it refills.
+        this.#paceTimer = setTimeout(() => {
+          this.#paceTimer = undefined;
+          this.#flush();
+        }, wait);
+        break;
+      }
       const pending = this.#queue[0]!;
       const requestId = this.#host.requestId();
       const message: ClientMessage =
@@ -528,6 +542,8 @@ export class Room {
 
   /** Rejects every publish (queued or sent) and every `join()` waiting; forgets the membership. */
   #forget(error: TourcastError): void {
+    clearTimeout(this.#paceTimer);
+    this.#paceTimer = undefined;
     this.#joinedHere = false;
     this.#joinInFlight = undefined;
     clearTimeout(this.#joinTimer);
@@ -570,6 +586,38 @@ export class Room {
   #changed(): void {
     this.#state = this.#buildState();
     for (const listener of [...this.#stateListeners]) safely(() => listener(this.#state));
+  }
+}
+
+/**
+ * The gateway's publish bucket as the client keeps to it: `burst` tokens,
+ * refilled at `perSecond`. One per connection, shared by its rooms, as on
+ * the server.
+ */
+export class PublishPacer {
+  readonly #perMs: number;
+  readonly #burst: number;
+  #tokens: number;
+  #at = Date.now();
+
+  constructor(options: { perSecond: number; burst: number }) {
+    // 10 % under the gateway's rate: the network's jitter must not bring two
+    // sends closer together than its bucket allows.
+    this.#perMs = (Math.max(1e-6, options.perSecond) * 0.9) / 1000;
+    this.#burst = Math.max(1, options.burst);
+    this.#tokens = this.#burst;
+  }
+
+  /** 0 when a token was taken, else the ms until the next one. */
+  take(): number {
+    const now = Date.now();
+    this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#at) * this.#perMs);
+    this.#at = now;
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil((1 - this.#tokens) / this.#perMs));
   }
 }
 

@@ -194,7 +194,9 @@ class FakeSocket implements WebSocketLike {
 }
 
 const clients: TourcastClient[] = [];
-function fakeClient(options: { maxQueuedPublishes?: number; requestTimeoutMs?: number } = {}): TourcastClient {
+function fakeClient(
+  options: { maxQueuedPublishes?: number; requestTimeoutMs?: number; publishRate?: { perSecond: number; burst: number } | false } = {},
+): TourcastClient {
   const c = new TourcastClient({
     url: "ws://fake/ws",
     WebSocket: FakeSocket,
@@ -360,6 +362,32 @@ describe("a room, through a scripted gateway", () => {
     await waitFor("closed", () => pending[0]);
     expect(pending[0]).toMatchObject({ err: { code: "closed" } });
     await expect(joinedOther.room.join()).rejects.toMatchObject({ code: "closed" });
+  });
+
+  it("paces publishes to the gateway's bucket: beyond the burst they wait, in order, instead of being refused", async () => {
+    const client = fakeClient({ publishRate: { perSecond: 20, burst: 2 } });
+    const { room, socket } = await joined(client);
+    const start = Date.now();
+    const sentAt: number[] = [];
+    const publishes = ["a", "b", "c", "d"].map((text) => room.publish(text));
+    expect(socket.of("publish").map((p) => p.text)).toEqual(["a", "b"]);
+    expect(room.state.queued).toBe(2);
+    await waitFor("c", () => socket.of("publish").length === 3, 1_000, 2);
+    sentAt.push(Date.now() - start);
+    await waitFor("d", () => socket.of("publish").length === 4, 1_000, 2);
+    sentAt.push(Date.now() - start);
+    expect(socket.of("publish").map((p) => p.text)).toEqual(["a", "b", "c", "d"]);
+    // One token every 50 ms (55.6 with the client's 10 % margin) after the burst of two.
+    expect(sentAt[0]).toBeGreaterThanOrEqual(40);
+    expect(sentAt[1]).toBeGreaterThanOrEqual(90);
+    socket.of("publish").forEach((p, i) => socket.push({ type: "published", room: "support_1", seq: 100 + i, messageId: p.text, requestId: p.requestId! }));
+    expect((await Promise.all(publishes)).map((r) => r.seq)).toEqual([100, 101, 102, 103]);
+
+    // `publishRate: false` sends at once.
+    const eager = fakeClient({ publishRate: false });
+    const other = await joined(eager);
+    for (let i = 0; i < 15; i++) void other.room.publish(`x${i}`).catch(() => undefined);
+    expect(other.socket.of("publish")).toHaveLength(15);
   });
 
   it("reports a refused join as a typed error and rejects what waited for it", async () => {
