@@ -705,3 +705,28 @@ async fn a_connections_publishes_reach_the_stream_in_the_order_it_sent_them() {
     stop(gateway).await;
     rabbit.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_refreshed_token_that_no_longer_names_a_room_leaves_it() {
+    let rabbit = Rabbit::new().await;
+    let gateway = rabbit.gateway(1, &["--jwt-secret", SECRET]).await;
+    let mut alice = connect(&gateway, "alice", Encoding::Json).await;
+    join(&mut alice, ROOM, None).await;
+    alice
+        .send(json!({"type": "refresh", "token": token("alice", json!(["other_room"])), "requestId": "rf"}))
+        .await;
+    let left = alice.recv_type("left").await;
+    assert_eq!(left["room"], ROOM, "{left}");
+    assert!(left.get("requestId").is_none(), "{left}");
+    assert_eq!(alice.recv_type("refreshed").await["requestId"], "rf");
+    // No longer a member: publishing is refused, and joining again too.
+    alice
+        .send(json!({"type": "publish", "room": ROOM, "text": "still here?"}))
+        .await;
+    assert_eq!(alice.recv().await["code"], "forbidden");
+    alice.send(json!({"type": "join", "room": ROOM})).await;
+    assert_eq!(alice.recv().await["code"], "forbidden");
+
+    stop(gateway).await;
+    rabbit.cleanup().await;
+}
