@@ -16,6 +16,8 @@
 #   tours+chat   the same burst while the chat of `rooms` runs beside it
 #                (started first; the burst is published once the chat is
 #                publishing).
+#   <set>@base   any of them with the gateway binary BASE_GATEWAY instead
+#                (a build to compare with, in the same interleaved rounds).
 # The gateways get the same flags in every set. The per-connection limits
 # are raised so that a publisher may send RATE/PUBLISHERS messages a
 # second (the defaults, PUBLISH_RATE 5 and RATE_LIMIT 10, are for people).
@@ -27,7 +29,7 @@
 # PUBLISHERS (10), RATE (100), CHAT_DURATION (20s), CHURN_RATE (1000),
 # CHURN_DURATION (10s), CHURN_ROOMS (200), TOUR_CLIENTS (1000), BURST (1000),
 # BESIDE_DURATION (40s: the chat beside the burst, to cover its ramp),
-# STATS_INTERVAL (1s), PORT (19300; b is PORT+1), OUT
+# STATS_INTERVAL (1s), GATEWAY (./target/release/tourcast), BASE_GATEWAY, PORT (19300; b is PORT+1), OUT
 # (target/rooms-bench/runs.jsonl), RABBITMQ_URL.
 # Loopback only; a run takes 35-60 s. It deletes each run's stream when
 # done (rabbitmqctl delete_queue, when rabbitmqctl is on PATH).
@@ -49,7 +51,7 @@ STATS_INTERVAL=${STATS_INTERVAL:-1s}
 PORT=${PORT:-19300}
 DIR=target/rooms-bench
 OUT=${OUT:-$DIR/runs.jsonl}
-GATEWAY=./target/release/tourcast
+GATEWAY=${GATEWAY:-./target/release/tourcast}
 LOADGEN=./target/release/loadgen
 
 mkdir -p "$DIR"
@@ -80,10 +82,10 @@ stop_all() {
 trap stop_all EXIT
 
 start_gateways() {
-    local name=$1 i port
+    local name=$1 binary=$2 i port
     for i in 0 1; do
         port=$((PORT + i))
-        RUST_LOG=warn "$GATEWAY" --port "$port" --bind 127.0.0.1 \
+        RUST_LOG=warn "$binary" --port "$port" --bind 127.0.0.1 \
             --rabbitmq-exchange "$name" --rabbitmq-stream "$name.s" \
             --rabbitmq-replay-from next --max-connections-per-ip 20000 \
             --rooms-open --instance-id "$name-$i" --stats-interval "$STATS_INTERVAL" \
@@ -130,10 +132,15 @@ run() {
     local round=$1 set=$2
     local name load
     name="bench20_$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    start_gateways "$name"
+    # `<set>@base`: the same set with BASE_GATEWAY (a build to compare with).
+    local binary=$GATEWAY
+    if [[ "$set" == *@base ]]; then
+        binary=${BASE_GATEWAY:?BASE_GATEWAY is needed for $set}
+    fi
+    start_gateways "$name" "$binary"
     load=$(cut -d' ' -f1 /proc/loadavg)
-    echo "== round $round, set $set ($name), load $load" >&2
-    case "$set" in
+    echo "== round $round, set $set ($name, $binary), load $load" >&2
+    case "${set%@base}" in
     rooms)
         rooms_cmd --duration "$CHAT_DURATION" --churn-rate "$CHURN_RATE" \
             --churn-duration "$CHURN_DURATION" |
@@ -192,11 +199,11 @@ jq -rs '
   (map(select(.kind == "rooms" or .kind == "chat-beside")) ) as $rooms
   | (map(select(.kind == "tours"))) as $tours
   | "chat (rooms: alone; chat-beside: with the tour burst on instance a)",
-    (["round", "kind", "delivered", "missing", "dup", "p50 ms", "p99 ms", "same/other p99",
+    (["round", "set", "kind", "delivered", "missing", "dup", "p50 ms", "p99 ms", "p99 at a/b",
       "gateways µs/delivery", "churn ops/s", "convergence ms", "churn CPU % core", "µs/op", "load"] | @tsv),
-    ($rooms[] | [.round, .kind, "\(.chat.delivered)/\(.chat.expected)", .chat.missing, .chat.duplicates,
+    ($rooms[] | [.round, .set, .kind, "\(.chat.delivered)/\(.chat.expected)", .chat.missing, .chat.duplicates,
         (.chat.p50ms | r2), (.chat.p99ms | r2),
-        "\(.chat.sameInstanceP99ms | r2)/\(.chat.otherInstanceP99ms | r2)",
+        "\(.chat.byMemberInstance[0].p99ms | r2)/\(.chat.byMemberInstance[1].p99ms | r2)",
         (.chat.gatewayCpuUsPerDelivery | r2),
         (if .churn then (.churn.operations / .churn.seconds | round) else "-" end),
         (.churn.convergenceMs | r1), (.churn.gatewayCpuCorePercent | r1),
@@ -208,8 +215,8 @@ jq -rs '
         (.p99ms | r1), (.gatewayCpuUsPerDelivery | r2), .loadAverage] | @tsv),
     "",
     "medians",
-    ($rooms | group_by(.kind)[] | .[0].kind as $k
-     | "\($k): chat p50 \(map(.chat.p50ms) | median | r2) ms, p99 \(map(.chat.p99ms) | median | r2) ms, \(map(.chat.gatewayCpuUsPerDelivery) | median | r2) µs/delivery"
+    ($rooms | group_by("\(.set) \(.kind)")[] | .[0].kind as $k | "\(.[0].set) \($k)" as $name
+     | "\($name) (\(length) runs): chat p50 \(map(.chat.p50ms) | median | r2) ms, p99 \(map(.chat.p99ms) | median | r2) ms, \(map(.chat.gatewayCpuUsPerDelivery) | median | r2) µs/delivery"
        + (if $k == "rooms" then ", convergence \(map(.churn.convergenceMs) | median | r1) ms, churn CPU \(map(.churn.gatewayCpuCorePercent) | median | r1)% of a core" else "" end)),
     ($tours | map(select(.delivered == .expected)) as $ok
      | ($ok | map(select(.set == "tours") | .deliveriesPerSecond) | median) as $alone

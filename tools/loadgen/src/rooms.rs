@@ -565,6 +565,18 @@ pub(crate) async fn rooms(args: RoomsArgs) -> Result<()> {
     let mut every: Vec<u64> = all.iter().chain(&cross).copied().collect();
     every.sort_unstable();
     let delivered = every.len() as u64;
+    // By the member's instance: whether a delay is one instance's or both.
+    let by_member: Vec<Vec<u64>> = (0..instances)
+        .map(|i| {
+            let mut values: Vec<u64> = reports
+                .iter()
+                .filter(|r| r.instance == i)
+                .flat_map(|r| r.same.iter().chain(&r.cross).copied())
+                .collect();
+            values.sort_unstable();
+            values
+        })
+        .collect();
     let pct = |values: &[u64], p: f64| percentile_ms(values, p);
     let per_instance: Vec<usize> = (0..instances)
         .map(|i| reports.iter().filter(|r| r.instance == i).count())
@@ -608,6 +620,14 @@ pub(crate) async fn rooms(args: RoomsArgs) -> Result<()> {
             pct(&all, 99.0),
             pct(&cross, 99.0)
         );
+        for (instance, values) in by_member.iter().enumerate() {
+            println!(
+                "  at instance {instance}  p50 {:.3}  p99 {:.3}  max {:.3} ms (members connected there)",
+                pct(values, 50.0),
+                pct(values, 99.0),
+                pct(values, 100.0)
+            );
+        }
         println!(
             "  CPU            gateways {} over {span_s:.2} s",
             cpu_used.map_or("n/a (no --pid)".into(), |c| format!(
@@ -638,6 +658,11 @@ pub(crate) async fn rooms(args: RoomsArgs) -> Result<()> {
             "sameInstanceP99ms": pct(&all, 99.0),
             "otherInstanceP50ms": pct(&cross, 50.0),
             "otherInstanceP99ms": pct(&cross, 99.0),
+            "byMemberInstance": by_member.iter().map(|values| json!({
+                "p50ms": pct(values, 50.0),
+                "p99ms": pct(values, 99.0),
+                "maxms": pct(values, 100.0),
+            })).collect::<Vec<_>>(),
             "publishSeconds": publish_s,
             "spanSeconds": span_s,
             "gatewayCpuSeconds": cpu_used.map(|c| c.as_secs_f64()),
