@@ -301,12 +301,12 @@ pub(crate) async fn rooms(args: RoomsArgs) -> Result<()> {
     let mut watchers = JoinSet::new();
     if !args.churn_duration.is_zero() {
         let watching = Arc::new(AtomicUsize::new(0));
-        for instance in 0..instances {
+        for (instance, target) in targets.iter().enumerate() {
             for first in (0..args.churn_rooms).step_by(ROOMS_PER_WATCHER) {
                 let rooms: Vec<usize> =
                     (first..(first + ROOMS_PER_WATCHER).min(args.churn_rooms)).collect();
                 let (target, shared, stop, watching) = (
-                    Arc::clone(&targets[instance]),
+                    Arc::clone(target),
                     Arc::clone(&shared),
                     stop.clone(),
                     Arc::clone(&watching),
@@ -853,10 +853,8 @@ async fn answer(text: &str, shared: &Shared, now: u64) {
             shared.presence_frames.fetch_add(1, Ordering::Relaxed);
         }
         "published" => {
-            if let Some(index) = publish_index(request) {
-                if let Some(slot) = shared.answered.get(index) {
-                    slot.store(1, Ordering::Relaxed);
-                }
+            if let Some(slot) = publish_index(request).and_then(|i| shared.answered.get(i)) {
+                slot.store(1, Ordering::Relaxed);
             }
         }
         "joined" | "left" if request == "c" => {
