@@ -795,7 +795,7 @@ impl Probe {
 }
 
 /// Nearest-rank percentile of sorted ns values, in ms.
-fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -804,7 +804,7 @@ fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
 }
 
 /// User + system CPU time of process `pid` (from `/proc/<pid>/stat`).
-fn process_cpu(pid: u32) -> Option<Duration> {
+pub(crate) fn process_cpu(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -21,6 +21,10 @@
 //! - `loadgen replay` (in `loadgen/replay.rs`): fills a stream with N events
 //!   over T tours, then times each gateway binary's full replay and its
 //!   start from a checkpoint: ready, events/s, RSS, the `*` snapshot.
+//! - `loadgen rooms` (in `loadgen/rooms.rs`): a room of many members over
+//!   two instances (publish → delivery latency at every member, each
+//!   message once, gateway CPU per delivery), then presence churn over
+//!   many small rooms (convergence of both instances, CPU).
 //!
 //! Every target must be a loopback address, and every run is bounded in time.
 
@@ -32,6 +36,7 @@ mod channels;
 mod idle;
 mod latency;
 mod replay;
+mod rooms;
 mod shared;
 mod soak;
 mod tokens;
@@ -65,6 +70,10 @@ enum Command {
     /// Fill a stream, then time full replays and checkpoint starts of
     /// gateway binaries (ready, events/s, RSS, `*` snapshot).
     Replay(replay::ReplayArgs),
+    /// A 1,000-member room over two instances (publish → delivery latency,
+    /// exactly-once counts, CPU per delivery), then presence churn
+    /// (convergence time, CPU).
+    Rooms(rooms::RoomsArgs),
 }
 
 fn main() -> Result<()> {
@@ -84,6 +93,7 @@ fn main() -> Result<()> {
             Command::Bare(args) => bare::bare(args).await,
             Command::Soak(args) => soak::soak(args).await,
             Command::Replay(args) => replay::replay(args).await,
+            Command::Rooms(args) => rooms::rooms(args).await,
         }
     })
 }
