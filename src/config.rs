@@ -28,7 +28,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (the default).
     Serve,
-    /// Publish an availability event to RabbitMQ (flags, or JSON lines on stdin).
+    /// Publish an event to RabbitMQ: an availability change, a booking notification or a room message (flags, or JSON lines on stdin).
     Publish(crate::cli::publish::PublishArgs),
     /// Issue an access token for trying authentication (prints a JWT).
     Token(crate::cli::token::TokenArgs),

@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use tourcast::protocol::v1::{AvailabilityEvent, BookingEvent};
+use tourcast::protocol::v1::{AvailabilityEvent, BookingEvent, RoomEvent};
 
 fn help() -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_tourcast"))
@@ -22,8 +22,13 @@ fn help() -> String {
 
 #[test]
 fn the_default_binding_keys_are_the_proto_routing_keys() {
-    let keys = [AvailabilityEvent::ROUTING_KEYS, BookingEvent::ROUTING_KEYS].concat();
-    assert_eq!(keys.len(), 4);
+    let keys = [
+        AvailabilityEvent::ROUTING_KEYS,
+        BookingEvent::ROUTING_KEYS,
+        RoomEvent::ROUTING_KEYS,
+    ]
+    .concat();
+    assert_eq!(keys.len(), 5);
     let expected = format!(
         "[env: RABBITMQ_BINDING_KEYS=] [default: {}]",
         keys.join(",")
