@@ -9,23 +9,15 @@
 // Needs RabbitMQ on 127.0.0.1:5672 and `cargo build --bin tourcast`. The
 // RabbitMQ gateway reads an exchange and stream of this run's own, deleted at the end.
 
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdirSync } from "node:fs";
-import net from "node:net";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import amqp from "amqplib";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, "..", "..");
-const BIN = process.env.TOURCAST_BIN ?? path.join(repo, "target", "debug", "tourcast");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const AMQP_URL = process.env.RABBITMQ_URL ?? "amqp://guest:guest@127.0.0.1:5672";
-const OUTPUT = path.join(repo, "test-output");
+import { AMQP_URL, BIN, type Gateway, OUTPUT, launchBrowser, sleep, startGateway } from "./harness";
 
 const run = randomUUID().slice(0, 8);
 const EXCHANGE = `tourcast_e2e_ch_${run}`;
@@ -33,63 +25,7 @@ const STREAM = `tourcast_e2e_ch_${run}`;
 const SECRET = `e2e-secret-${run}`;
 const USER = `e2e-user-${run}`;
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const exec = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
-    });
-  });
-}
-
-interface Gateway {
-  port: number;
-  process: ChildProcess;
-  stop: () => Promise<void>;
-}
-
-/** Starts the gateway with `args` on a free port and waits until `/ready`. */
-async function startGateway(args: string[]): Promise<Gateway> {
-  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`cargo build --bin tourcast\` first`);
-  const port = await freePort();
-  const child = spawn(BIN, ["--bind", "127.0.0.1", "--port", String(port), "--shutdown-grace", "1s", ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
-  });
-  let output = "";
-  child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`gateway exited (${child.exitCode}):\n${output}`);
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/ready`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`gateway not ready within 30 s:\n${output}`);
-    }
-    await sleep(100);
-  }
-  return {
-    port,
-    process: child,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
 
 /** `tourcast <args>` (token, publish), its stdout. */
 async function tourcast(args: string[]): Promise<string> {
@@ -106,20 +42,7 @@ const pageErrors: Error[] = [];
 
 beforeAll(async () => {
   mkdirSync(OUTPUT, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchBrowser();
 }, 60_000);
 
 afterAll(async () => {

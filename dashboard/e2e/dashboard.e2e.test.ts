@@ -4,91 +4,29 @@
 // Needs RabbitMQ on 127.0.0.1:5672 (guest/guest) and `cargo build --bin tourcast`.
 // Each run uses its own exchange and stream, deleted at the end.
 
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import net from "node:net";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import amqp from "amqplib";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, "..", "..");
-const BIN = process.env.TOURCAST_BIN ?? path.join(repo, "target", "debug", "tourcast");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const AMQP_URL = process.env.RABBITMQ_URL ?? "amqp://guest:guest@127.0.0.1:5672";
-const OUTPUT = path.join(repo, "test-output");
+import { AMQP_URL, type Gateway, OUTPUT, freePort, launchBrowser, sleep, startGateway } from "./harness";
 
 const run = randomUUID().slice(0, 8);
 const EXCHANGE = `tourcast_e2e_${run}`;
 const STREAM = `tourcast_e2e_${run}`;
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
-    });
-  });
-}
-
-interface Gateway {
-  process: ChildProcess;
-  log: () => string;
-  stop: () => Promise<void>;
-}
-
 /** Starts the gateway on `port`, reading this run's exchange, and waits until it is ready. */
-async function startGateway(port: number): Promise<Gateway> {
-  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`cargo build --bin tourcast\` first`);
-  const child = spawn(
-    BIN,
+function startRunGateway(port: number): Promise<Gateway> {
+  return startGateway(
     [
-      "--bind", "127.0.0.1",
-      "--port", String(port),
-      "--shutdown-grace", "1s",
       "--rabbitmq-url", AMQP_URL,
       "--rabbitmq-exchange", EXCHANGE,
       "--rabbitmq-stream", STREAM,
       "--rabbitmq-connection-name", `tourcast-e2e-${run}`,
     ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
+    port,
   );
-  let output = "";
-  child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`gateway exited (${child.exitCode}):\n${output}`);
-    try {
-      const ready = await fetch(`http://127.0.0.1:${port}/ready`);
-      if (ready.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`gateway not ready within 30 s:\n${output}`);
-    }
-    await sleep(100);
-  }
-  return {
-    process: child,
-    log: () => output,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
 }
 
 describe("the live dashboard", () => {
@@ -136,7 +74,7 @@ describe("the live dashboard", () => {
     await channel.assertExchange(EXCHANGE, "topic", { durable: true });
 
     port = await freePort();
-    gateway = await startGateway(port);
+    gateway = await startRunGateway(port);
 
     // The catalog as the platform's services announce it.
     publish("tour.availability.updated", { tourId: "tour_paris", tourName: "Paris City Tour", availableSeats: 20, maxGroupSize: 20 });
@@ -144,20 +82,7 @@ describe("the live dashboard", () => {
     publish("tour.availability.updated", { tourId: "tour_rome", tourName: "Rome Colosseum Tour", availableSeats: 18, maxGroupSize: 18 });
     await channel.waitForConfirms();
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchBrowser();
     page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
     page.on("pageerror", (error) => pageErrors.push(error));
   }, 90_000);
@@ -278,7 +203,7 @@ describe("the live dashboard", () => {
     await sleep(1_500);
     expect(await card("tour_paris").getAttribute("data-seats")).toBe("20");
 
-    gateway = await startGateway(port);
+    gateway = await startRunGateway(port);
     await page.waitForSelector('[data-testid="connection"][data-status="open"]', { timeout: 35_000 });
     await seatsShown("tour_paris", 7, 5_000);
     await seatsShown("tour_rome", 16, 5_000);
