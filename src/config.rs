@@ -111,8 +111,20 @@ pub struct GatewayConfig {
     pub max_message_bytes: usize,
 
     /// Largest WebSocket frame accepted at all; larger ones close the connection with 1009.
+    /// A compressed client message may inflate to this much and no more.
     #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub max_frame_bytes: usize,
+
+    /// permessage-deflate: messages shorter than this go uncompressed
+    /// (compressing a small event costs more than it saves).
+    #[arg(long, env = "COMPRESSION_MIN_BYTES", default_value_t = 256)]
+    pub compression_min_bytes: usize,
+
+    /// permessage-deflate's level, 1 (fast) to 9 (small); 0 turns the
+    /// extension off (clients that offer it are served uncompressed).
+    /// Each message is compressed once for every compressing client.
+    #[arg(long, env = "COMPRESSION_LEVEL", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub compression_level: u32,
 
     /// Time a new connection has to send its complete request head (the
     /// WebSocket handshake); idle keep-alive HTTP connections get the same.

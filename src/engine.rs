@@ -312,6 +312,11 @@ impl Engine {
         }
     }
 
+    /// The most tours and channels one connection may follow.
+    pub fn max_channels_per_connection(&self) -> usize {
+        self.max_channels_per_connection
+    }
+
     /// The epoch `seq` numbers count in.
     pub fn epoch(&self) -> &str {
         &self.epoch

@@ -15,7 +15,10 @@
 //!   viewer counts, shared over the same link;
 //! - [`peer_table`]: what each other instance last reported, expiring the
 //!   silent ones (for `stats` and `presence`);
-//! - [`server`]: HTTP and WebSocket: handshake, connections, health;
+//! - [`server`]: HTTP: admission, the WebSocket and SSE endpoints, the
+//!   session loop every connection runs, health;
+//! - [`transport`]: the wires a session speaks over (WebSocket, Server-Sent
+//!   Events), below which nothing knows one;
 //! - [`protocol`]: the wire contract generated from `proto/` and the codec
 //!   that validates every client frame before it is routed;
 //! - [`gateway`]: all of the above wired together, for the binary and the
@@ -51,3 +54,4 @@ pub mod state;
 pub mod stats;
 pub mod telemetry;
 pub mod time;
+pub mod transport;

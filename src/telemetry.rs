@@ -80,20 +80,23 @@ pub fn event_outcome(outcome: &'static str) {
 }
 
 fn describe() {
-    describe_gauge!(CONNECTIONS_OPEN, "Open WebSocket connections, by encoding.");
+    describe_gauge!(
+        CONNECTIONS_OPEN,
+        "Open connections, by encoding and transport (websocket, sse)."
+    );
     describe_counter!(
         CONNECTIONS_TOTAL,
-        "Accepted WebSocket connections, by encoding."
+        "Accepted connections, by encoding and transport (websocket, sse)."
     );
     describe_counter!(
         HANDSHAKE_REFUSALS,
-        "Handshakes refused before the upgrade, by reason."
+        "Connections refused at admission (before an upgrade or an event stream), by reason."
     );
     describe_gauge!(
         PENDING_CONNECTIONS,
         "TCP connections accepted that have not upgraded yet."
     );
-    describe_counter!(DISCONNECTS, "Connections closed, by reason.");
+    describe_counter!(DISCONNECTS, "Connections closed, by reason and transport.");
     describe_counter!(CLIENT_MESSAGES, "Valid client messages, by type.");
     describe_counter!(CLIENT_ERRORS, "Error replies sent to clients, by code.");
     describe_counter!(

@@ -183,12 +183,13 @@ async fn connected(gateway: &GatewayProcess) -> u64 {
         .expect("connectedClients")
 }
 
-/// The `peer` of every "connection opened" line a gateway logged.
+/// The `peer` of every WebSocket "connection opened" line a gateway logged.
 fn opened_peers(gateway: &GatewayProcess) -> Vec<String> {
     gateway
         .log_lines("connection opened")
         .iter()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["transport"] == "websocket")
         .filter_map(|line| line["fields"]["peer"].as_str().map(str::to_string))
         .collect()
 }
@@ -213,14 +214,36 @@ async fn nginx_fronts_two_gateways_and_forwards_client_addresses() {
         .await
         .expect("GET /metrics");
     assert_eq!(metrics.status().as_u16(), 404);
-    // The SSE location exists and tells nginxes further out not to buffer.
-    let sse = reqwest::get(nginx.url("/sse")).await.expect("GET /sse");
+    // The SSE location streams, unbuffered: the greeting arrives while the
+    // response is still open, and nginxes further out are told not to buffer.
+    let mut sse = reqwest::get(nginx.url("/sse?tours=tour_paris"))
+        .await
+        .expect("GET /sse");
     assert_eq!(
         sse.headers()
             .get("x-accel-buffering")
             .and_then(|v| v.to_str().ok()),
         Some("no")
     );
+    let mut streamed = String::new();
+    while !streamed.contains("event: connection") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), sse.chunk())
+            .await
+            .expect("the greeting streams through nginx")
+            .expect("a chunk")
+            .expect("the stream is open");
+        streamed.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(sse);
+    // Gone from both instances before the per-address count below.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while connected(&gateways[0]).await + connected(&gateways[1]).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the event stream lingers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Four clients from four addresses, one per-IP slot each: all admitted.
     // At least two of them share an instance, whose cap of one connection

@@ -700,7 +700,9 @@ async fn invalid_utf8_in_a_text_frame_closes_with_1007_and_is_counted_apart() {
         .await
         .expect("metrics text");
     assert!(
-        metrics.contains("tourcast_disconnects_total{reason=\"invalid_payload\"} 1"),
+        metrics.contains(
+            "tourcast_disconnects_total{reason=\"invalid_payload\",transport=\"websocket\"} 1"
+        ),
         "{metrics}"
     );
     assert!(!metrics.contains("reason=\"connection_lost\""), "{metrics}");

@@ -20,7 +20,6 @@ mod rabbit;
 
 use std::time::Duration;
 
-use axum::extract::ws::Message;
 use clap::Parser as _;
 use prost::Message as _;
 use serde_json::Value;
@@ -86,10 +85,8 @@ async fn next_presence(rx: &outbox::Receiver, limit: Duration) -> Option<Value> 
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(frame) = rx.try_recv() {
-            let Message::Text(text) = frame else {
-                panic!("a JSON frame")
-            };
-            let message: Value = serde_json::from_str(&text).expect("JSON");
+            assert!(frame.is_text(), "a JSON frame");
+            let message: Value = serde_json::from_slice(&frame).expect("JSON");
             if message["type"] == "presence" {
                 return Some(message);
             }

@@ -620,8 +620,9 @@ fn check(
     if error.message.is_empty() || error.message.chars().count() > 300 {
         problems.push(format!("message {:?}", error.message));
     }
-    let reply: Value = serde_json::from_str(encode_json(&error.to_reply()).as_str())
-        .map_err(|e| format!("{label}: reply is not JSON: {e}"))?;
+    let reply: Value =
+        serde_json::from_str(std::str::from_utf8(&encode_json(&error.to_reply())).unwrap())
+            .map_err(|e| format!("{label}: reply is not JSON: {e}"))?;
     if reply["type"] != "error" {
         problems.push(format!("reply {reply}"));
     }
@@ -782,7 +783,9 @@ fn request_id_is_echoed_when_readable() {
     ] {
         let error = codec.decode_json(text).unwrap_err();
         assert_eq!(error.request_id.as_deref(), Some("r1"), "{text}");
-        let reply: Value = serde_json::from_str(encode_json(&error.to_reply()).as_str()).unwrap();
+        let reply: Value =
+            serde_json::from_str(std::str::from_utf8(&encode_json(&error.to_reply())).unwrap())
+                .unwrap();
         assert_eq!(reply["requestId"], "r1", "{text}");
     }
 }
@@ -943,7 +946,7 @@ fn decode_never_panics(codec: &Codec, encoding: Encoding, frame: &[u8]) {
             if let Some(id) = &error.request_id {
                 assert!(id.len() <= 64);
             }
-            let _ = encode_json(&error.to_reply());
+            let _ = String::from_utf8(encode_json(&error.to_reply()).to_vec()).unwrap();
         }
     }
 }

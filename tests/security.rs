@@ -452,8 +452,14 @@ async fn metrics_move_as_clients_act_and_secrets_stay_out_of_logs() {
 
     let text = metrics().await;
     let value = |series: &str| series_value(&text, series);
-    assert_eq!(value(r#"tourcast_connections_total{encoding="json"}"#), 1.0);
-    assert_eq!(value(r#"tourcast_connections_open{encoding="json"}"#), 1.0);
+    assert_eq!(
+        value(r#"tourcast_connections_total{encoding="json",transport="websocket"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"tourcast_connections_open{encoding="json",transport="websocket"}"#),
+        1.0
+    );
     assert_eq!(value(r#"tourcast_client_messages_total{type="ping"}"#), 1.0);
     assert_eq!(
         value(r#"tourcast_client_errors_total{code="invalid_message"}"#),
@@ -473,14 +479,17 @@ async fn metrics_move_as_clients_act_and_secrets_stay_out_of_logs() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let later = metrics().await;
     assert_eq!(
-        series_value(&later, r#"tourcast_connections_open{encoding="json"}"#),
+        series_value(
+            &later,
+            r#"tourcast_connections_open{encoding="json",transport="websocket"}"#
+        ),
         0.0
     );
     assert!(series_value(&later, r#"tourcast_events_total{outcome="applied"}"#) > applied);
     assert_eq!(
         series_value(
             &later,
-            r#"tourcast_disconnects_total{reason="client_closed"}"#
+            r#"tourcast_disconnects_total{reason="client_closed",transport="websocket"}"#
         ),
         1.0
     );

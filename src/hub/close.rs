@@ -1,13 +1,13 @@
 //! Why the server closes a connection: the domain's reasons, each with a
-//! label for logs and metrics, and (for now) the WebSocket close code and
-//! text it is sent as. Another transport would map the same reasons to its
-//! own way of ending a connection.
+//! label for logs and metrics. Each transport maps them to its own way of
+//! ending a connection ([`transport`](crate::transport): WebSocket close
+//! codes, or the end of an event stream).
 //!
 //! The hub cannot close a socket (it never awaits), so it asks: the reason
 //! is recorded in the connection's [`outbox`](super::outbox), which wakes the
-//! connection's task to send the close frame. The first reason wins.
+//! connection's task to send the connection's end. The first reason wins.
 
-/// Why the server closes a connection. Each maps to a documented close code.
+/// Why the server closes a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// The outbound queue filled up: the client does not read fast enough.
@@ -29,38 +29,6 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// The WebSocket close code sent for this reason.
-    pub fn close_code(self) -> u16 {
-        match self {
-            // 1008 is "policy violation"; a too-slow reader breaks the
-            // delivery policy, and clients should back off before retrying.
-            CloseReason::SlowConsumer => 1008,
-            // Private-use code: the peer stopped answering pings.
-            CloseReason::KeepaliveTimeout => 4000,
-            CloseReason::ServerShutdown => 1001,
-            CloseReason::FrameTooLarge => 1009,
-            CloseReason::PolicyViolation => 1008,
-            // Private-use code: reconnect with a fresh token.
-            CloseReason::TokenExpired => 4001,
-            CloseReason::InvalidPayload => 1007,
-            CloseReason::ProtocolError => 1002,
-        }
-    }
-
-    /// The close reason text (at most 123 bytes by the WebSocket RFC).
-    pub fn reason(self) -> &'static str {
-        match self {
-            CloseReason::SlowConsumer => "slow consumer: outbound queue full",
-            CloseReason::KeepaliveTimeout => "keep-alive timeout: no pong",
-            CloseReason::ServerShutdown => "server shutting down",
-            CloseReason::FrameTooLarge => "frame too large",
-            CloseReason::PolicyViolation => "policy violation: rate limit exceeded repeatedly",
-            CloseReason::TokenExpired => "token expired",
-            CloseReason::InvalidPayload => "invalid UTF-8 in a text frame",
-            CloseReason::ProtocolError => "WebSocket protocol error",
-        }
-    }
-
     /// A short label for logs and metrics.
     pub fn label(self) -> &'static str {
         match self {

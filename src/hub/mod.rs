@@ -23,12 +23,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::ws::Message;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
 use crate::protocol::ServerMessage;
-use crate::protocol::codec::{Encoded, Encoding, encode_frame, frame};
+use crate::protocol::codec::Encoding;
+use crate::protocol::frame::{Encoded, Frame};
 
 pub use crate::channel::Target;
 pub use close::CloseReason;
@@ -39,11 +39,33 @@ pub type ConnId = u64;
 
 const SHARDS: usize = 16;
 
+/// Which transport a connection uses: a label the hub keeps for counts
+/// (metrics, the stats channel); what each one is lives in
+/// [`transport`](crate::transport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// WebSocket.
+    WebSocket,
+    /// Server-Sent Events.
+    Sse,
+}
+
+impl TransportKind {
+    /// The label of metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            TransportKind::WebSocket => "websocket",
+            TransportKind::Sse => "sse",
+        }
+    }
+}
+
 /// The sending side of one connection.
 #[derive(Clone, Debug)]
 pub struct ClientHandle {
     id: ConnId,
     encoding: Encoding,
+    transport: TransportKind,
     tx: outbox::Sender,
 }
 
@@ -63,7 +85,24 @@ pub enum Offer {
 impl ClientHandle {
     /// A handle sending (and closing) through `tx`.
     pub fn new(id: ConnId, encoding: Encoding, tx: outbox::Sender) -> Self {
-        ClientHandle { id, encoding, tx }
+        ClientHandle {
+            id,
+            encoding,
+            transport: TransportKind::WebSocket,
+            tx,
+        }
+    }
+
+    /// The same handle, for a connection over `transport` (WebSocket unless
+    /// said).
+    pub fn over(mut self, transport: TransportKind) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// The connection's transport.
+    pub fn transport(&self) -> TransportKind {
+        self.transport
     }
 
     /// The connection's id.
@@ -77,7 +116,7 @@ impl ClientHandle {
     }
 
     /// Queues a frame without waiting; a full queue closes the client.
-    pub fn offer(&self, frame: Message) -> Offer {
+    pub fn offer(&self, frame: Frame) -> Offer {
         match self.tx.try_send(frame) {
             Ok(()) => Offer::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -103,13 +142,13 @@ impl ClientHandle {
 
     /// Queues a shared event in this client's encoding.
     pub fn offer_encoded(&self, encoded: &Encoded) -> Offer {
-        self.offer(frame(encoded, self.encoding))
+        self.offer(encoded.frame(self.encoding))
     }
 
     /// Queues a recovery replay (events of one shared encoding each) whole:
     /// see [`outbox::Sender::send_whole`].
     pub fn offer_replay(&self, events: &[std::sync::Arc<Encoded>]) -> Offer {
-        let frames = events.iter().map(|event| frame(event, self.encoding));
+        let frames = events.iter().map(|event| event.frame(self.encoding));
         if self.tx.send_whole(frames) {
             Offer::Queued
         } else {
@@ -120,7 +159,7 @@ impl ClientHandle {
     /// Encodes `message` for this client alone (replies, acknowledgements)
     /// and queues it.
     pub fn send(&self, message: &ServerMessage) -> Offer {
-        self.offer(encode_frame(message, self.encoding))
+        self.offer(Frame::encode(message, self.encoding))
     }
 
     /// Encodes `messages` for this client and queues them as one unit, on
@@ -130,7 +169,7 @@ impl ClientHandle {
     pub fn send_all(&self, messages: &[ServerMessage]) -> Offer {
         let frames = messages
             .iter()
-            .map(|message| encode_frame(message, self.encoding));
+            .map(|message| Frame::encode(message, self.encoding));
         if self.tx.send_whole(frames) {
             Offer::Queued
         } else {
@@ -285,8 +324,8 @@ impl Hub {
     ) -> usize {
         // Encoded once per encoding upstream; here each recipient costs a
         // reference-count bump and a `try_send`.
-        let json = frame(encoded, Encoding::Json);
-        let proto = frame(encoded, Encoding::Proto);
+        let json = encoded.frame(Encoding::Json);
+        let proto = encoded.frame(Encoding::Proto);
         let mut queued = 0usize;
         let mut slow = 0u64;
         let mut deliver = |client: &ClientHandle| {
@@ -324,6 +363,20 @@ impl Hub {
                 match client.encoding {
                     Encoding::Proto => counts.1 += 1,
                     _ => counts.0 += 1,
+                }
+            }
+        }
+        counts
+    }
+
+    /// Open connections by transport: (WebSocket, SSE).
+    pub fn connections_by_transport(&self) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for shard in self.connections.iter() {
+            for client in shard.read().values() {
+                match client.transport {
+                    TransportKind::WebSocket => counts.0 += 1,
+                    TransportKind::Sse => counts.1 += 1,
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! and a woken connection task checks a single place.
 //!
 //! `tokio::sync::mpsc::channel` allocates its first block of 32 slots
-//! (32 × 48-byte `Message`s) plus a cache-padded channel header up front:
+//! (32 frames) plus a cache-padded channel header up front:
 //! about 2.1 KiB per connection, most of the memory of an idle one. This
 //! queue starts empty, grows with bursts (up to its capacity), and shrinks
 //! back once drained, so an idle connection pays for a few slots only.
@@ -17,12 +17,12 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
 
-use axum::extract::ws::Message;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 
 use super::CloseReason;
+use crate::protocol::frame::Frame;
 
 /// Capacity kept when a drained queue shrinks.
 const IDLE_SLOTS: usize = 4;
@@ -34,7 +34,7 @@ struct Shared {
 }
 
 struct Queue {
-    frames: VecDeque<Message>,
+    frames: VecDeque<Frame>,
     capacity: usize,
     /// Frames ever pushed and popped, and the push numbers of every unit
     /// queued whole (a recovery replay, the parts of a large snapshot) not
@@ -52,7 +52,7 @@ struct Queue {
 }
 
 impl Queue {
-    fn pop(&mut self) -> Option<Message> {
+    fn pop(&mut self) -> Option<Frame> {
         let frame = self.frames.pop_front()?;
         self.popped += 1;
         if self.frames.is_empty() && self.frames.capacity() > IDLE_SLOTS {
@@ -80,7 +80,7 @@ impl Queue {
 #[derive(Debug)]
 pub enum Outbound {
     /// The next frame to send.
-    Frame(Message),
+    Frame(Frame),
     /// The connection must close, for this reason (ahead of queued frames).
     Close(CloseReason),
     /// Every sender is gone and the queue is empty.
@@ -128,7 +128,7 @@ impl std::fmt::Debug for Sender {
 
 impl Sender {
     /// Queues `frame` without waiting.
-    pub fn try_send(&self, frame: Message) -> Result<(), TrySendError<Message>> {
+    pub fn try_send(&self, frame: Frame) -> Result<(), TrySendError<Frame>> {
         {
             let mut queue = self.shared.queue.lock();
             if queue.closed {
@@ -151,7 +151,7 @@ impl Sender {
     /// snapshot), on top of the live capacity (its size is bounded by the
     /// caller: the engine's `max_replay`, the snapshot's parts). Fails only
     /// when the receiver is gone (returns false).
-    pub fn send_whole(&self, frames: impl IntoIterator<Item = Message>) -> bool {
+    pub fn send_whole(&self, frames: impl IntoIterator<Item = Frame>) -> bool {
         {
             let mut queue = self.shared.queue.lock();
             if queue.closed {
@@ -242,7 +242,7 @@ impl Receiver {
     }
 
     /// The next frame if one is queued.
-    pub fn try_recv(&self) -> Result<Message, TryRecvError> {
+    pub fn try_recv(&self) -> Result<Frame, TryRecvError> {
         match self.shared.queue.lock().pop() {
             Some(frame) => Ok(frame),
             None if Arc::strong_count(&self.shared) == 1 => Err(TryRecvError::Disconnected),
@@ -263,8 +263,22 @@ impl Drop for Receiver {
 mod tests {
     use super::*;
 
-    fn text(s: &'static str) -> Message {
-        Message::Text(s.into())
+    use crate::protocol::ServerMessage;
+    use crate::protocol::codec::Encoding;
+    use crate::protocol::v1::Pong;
+
+    /// A frame told apart by its request id.
+    fn text(s: &'static str) -> Frame {
+        let pong = Pong {
+            request_id: Some(s.into()),
+            timestamp: String::new(),
+        };
+        Frame::encode(&ServerMessage::Pong(pong), Encoding::Json)
+    }
+
+    fn named(frame: &Frame) -> String {
+        let json: serde_json::Value = serde_json::from_slice(frame).unwrap();
+        json["requestId"].as_str().unwrap_or_default().to_string()
     }
 
     #[test]
@@ -273,8 +287,8 @@ mod tests {
         assert!(tx.try_send(text("a")).is_ok());
         assert!(tx.try_send(text("b")).is_ok());
         assert!(matches!(tx.try_send(text("c")), Err(TrySendError::Full(_))));
-        assert!(matches!(rx.try_recv(), Ok(Message::Text(t)) if t == "a"));
-        assert!(matches!(rx.try_recv(), Ok(Message::Text(t)) if t == "b"));
+        assert!(matches!(rx.try_recv(), Ok(f) if named(&f) == "a"));
+        assert!(matches!(rx.try_recv(), Ok(f) if named(&f) == "b"));
         assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
         drop(rx);
         assert!(matches!(
@@ -331,7 +345,7 @@ mod tests {
             tokio::task::yield_now().await;
             tx.try_send(text("late")).unwrap();
         });
-        assert!(matches!(rx.recv().await, Outbound::Frame(Message::Text(t)) if t == "late"));
+        assert!(matches!(rx.recv().await, Outbound::Frame(f) if named(&f) == "late"));
         sender.await.unwrap();
         assert!(matches!(rx.recv().await, Outbound::Closed));
     }

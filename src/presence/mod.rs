@@ -666,7 +666,6 @@ async fn recv(incoming: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>>
 
 #[cfg(test)]
 mod tests {
-    use axum::extract::ws::Message;
 
     use super::*;
     use crate::hub::{ClientHandle, outbox};
@@ -686,10 +685,8 @@ mod tests {
     fn heard(rx: &outbox::Receiver) -> Vec<(String, Option<String>, u64)> {
         let mut heard = Vec::new();
         while let Ok(frame) = rx.try_recv() {
-            let Message::Text(text) = frame else {
-                panic!("a text frame")
-            };
-            let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+            assert!(frame.is_text(), "a text frame");
+            let json: serde_json::Value = serde_json::from_slice(&frame).expect("json");
             assert_eq!(json["type"], "presence");
             heard.push((
                 json["action"].as_str().expect("action").to_string(),

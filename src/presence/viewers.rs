@@ -104,8 +104,8 @@ mod tests {
 
     fn counts(rx: &outbox::Receiver) -> Vec<u64> {
         let mut counts = Vec::new();
-        while let Ok(axum::extract::ws::Message::Text(text)) = rx.try_recv() {
-            let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+        while let Ok(frame) = rx.try_recv() {
+            let json: serde_json::Value = serde_json::from_slice(&frame).expect("json");
             assert_eq!(json["type"], "viewers");
             counts.push(json["count"].as_u64().expect("count"));
         }

@@ -8,19 +8,19 @@
 //! generated `buf.validate` impls. Both give the same error codes and JSON
 //! pointers for the same mistakes.
 //!
-//! Server messages are encoded once per encoding into [`Encoded`], whose
-//! payloads are reference-counted and shared by every recipient; a client
-//! handle sends one with [`frame`].
+//! Server messages are encoded here ([`encode_json`], [`encode_proto`]),
+//! once per encoding, into the shareable [`Frame`](super::frame::Frame)s
+//! the hub queues.
 
 use std::collections::HashMap;
 
-use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
 use prost::Message as _;
 use serde_json::Value;
 use thiserror::Error;
 
 use super::decode::{self, Refusal, Rules, truncate};
+pub use super::frame::{Encoded, Frame};
 use super::v1::{self, ErrorCode};
 use super::{ClientMessage, ServerMessage, schema};
 
@@ -328,52 +328,14 @@ fn inexact_integer_path(value: &Value) -> Option<String> {
     }
 }
 
-/// A server message encoded in both encodings, ready to be shared.
-///
-/// Cloning is two reference-count increments: one encoding serves every
-/// recipient of that encoding.
-#[derive(Debug, Clone)]
-pub struct Encoded {
-    /// The JSON text frame payload.
-    pub json: Utf8Bytes,
-    /// The protobuf binary frame payload.
-    pub proto: Bytes,
-}
-
-impl Encoded {
-    /// Encodes `message` once per encoding.
-    pub fn new(message: &ServerMessage) -> Self {
-        Encoded {
-            json: encode_json(message),
-            proto: encode_proto(message),
-        }
-    }
-}
-
-/// The WebSocket frame carrying `encoded` in `encoding` (no copy).
-pub fn frame(encoded: &Encoded, encoding: Encoding) -> Message {
-    match encoding {
-        Encoding::Proto => Message::Binary(encoded.proto.clone()),
-        _ => Message::Text(encoded.json.clone()),
-    }
-}
-
-/// Encodes a message for one client only (replies, acknowledgements).
-pub fn encode_frame(message: &ServerMessage, encoding: Encoding) -> Message {
-    match encoding {
-        Encoding::Proto => Message::Binary(encode_proto(message)),
-        _ => Message::Text(encode_json(message)),
-    }
-}
-
 /// Encodes a server message as a JSON text payload.
-pub fn encode_json(message: &ServerMessage) -> Utf8Bytes {
+pub fn encode_json(message: &ServerMessage) -> Bytes {
     // Serializing generated types to a String cannot fail: no maps with
     // non-string keys, no custom serializers that error on valid values.
     let text = serde_json::to_string(message).unwrap_or_else(|e| {
         format!(r#"{{"type":"error","code":"internal","message":"encoding failed: {e}"}}"#)
     });
-    Utf8Bytes::from(text)
+    Bytes::from(text)
 }
 
 /// Encodes a server message as a protobuf binary payload.

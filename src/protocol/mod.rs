@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod decode;
+pub mod frame;
 pub mod json_enum;
 pub mod json_object;
 pub mod schema;

@@ -1,5 +1,6 @@
 //! The accept loop: TCP connections from `accept` until they are upgraded
-//! to WebSockets (or have been answered plain HTTP and gone idle).
+//! to WebSockets or admitted as event streams (or have been answered plain
+//! HTTP and gone idle).
 //!
 //! A connection that has not upgraded yet holds a file descriptor but no
 //! [`ConnectionSlot`](super::limits::ConnectionSlot), so without limits here
@@ -148,6 +149,24 @@ impl Pending {
     }
 }
 
+/// A connection's place on the pending list, in its requests' extensions:
+/// a response that streams for as long as a session lives (`/sse`) takes
+/// the connection off the list, as an upgrade does, so that it is neither
+/// evicted as the oldest pending connection nor counted among them. It
+/// holds a connection slot instead.
+#[derive(Clone)]
+pub struct PendingTicket {
+    id: u64,
+    pending: Arc<Mutex<Pending>>,
+}
+
+impl PendingTicket {
+    /// Takes the connection off the pending list.
+    pub fn admitted(&self) {
+        self.pending.lock().remove(self.id);
+    }
+}
+
 /// Accepts connections and serves `app` on them until `shutdown`.
 pub async fn run(
     listener: TcpListener,
@@ -185,15 +204,20 @@ pub async fn run(
         let pending = Arc::clone(&pending);
         let app = app.clone();
         let shutdown = shutdown.clone();
+        let ticket = PendingTicket {
+            id,
+            pending: Arc::clone(&pending),
+        };
         tokio::spawn(async move {
-            serve_connection(stream, peer, app, limits, evicted, shutdown).await;
+            serve_connection(stream, peer, app, limits, evicted, shutdown, ticket).await;
             pending.lock().remove(id);
         });
     }
 }
 
 /// Serves one connection until it upgrades, closes, times out or is
-/// evicted. An upgraded WebSocket lives on in its own task.
+/// evicted. An upgraded WebSocket lives on in its own task; an event
+/// stream's session too, feeding the response this task writes.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -201,10 +225,12 @@ async fn serve_connection(
     limits: PendingLimits,
     evicted: CancellationToken,
     shutdown: CancellationToken,
+    ticket: PendingTicket,
 ) {
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         // What axum's `into_make_service_with_connect_info` would insert.
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(ticket.clone());
         app.clone().oneshot(request.map(Body::new))
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

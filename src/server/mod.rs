@@ -1,17 +1,20 @@
-//! HTTP and WebSocket: the listener, the routes, and the shared state the
-//! handlers read. The handshake ([`handshake`]) decides whether a client may
-//! connect and in which encoding; each accepted connection runs a
-//! [`connection::Handler`], which decodes frames with the codec and executes
-//! them as [`commands`].
+//! HTTP: the listener, the routes, and the shared state the handlers read.
+//! [`admission`] decides whether a client may connect, for both
+//! endpoints: WebSocket ([`handshake`]) and Server-Sent Events ([`sse`]).
+//! Each admitted connection runs a [`session::Session`] over its
+//! [`transport`](crate::transport), which decodes client messages with the
+//! codec and executes them as [`commands`].
 
+pub mod admission;
 pub mod commands;
-pub mod connection;
 pub mod dashboard;
 pub mod forwarded;
 pub mod handshake;
 pub mod health;
 pub mod limits;
 pub mod listener;
+pub mod session;
+pub mod sse;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -35,6 +38,7 @@ use crate::presence::Presence;
 use crate::protocol::codec::{Codec, SchemaError};
 use crate::source::{SourceStatus, StreamWriter};
 use crate::stats::StatsBoard;
+use crate::transport::websocket::{self, Compression};
 
 use limits::ConnectionLimit;
 
@@ -65,6 +69,9 @@ pub struct ServerSettings {
     pub pending: listener::PendingLimits,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: forwarded::TrustedProxies,
+    /// permessage-deflate for the WebSocket clients that offer it (`None`:
+    /// off).
+    pub compression: Option<Compression>,
 }
 
 impl ServerSettings {
@@ -86,6 +93,10 @@ impl ServerSettings {
                 max_pending: config.max_pending_connections,
             },
             trusted_proxies: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),
+            compression: (config.compression_level > 0).then_some(Compression {
+                min_bytes: config.compression_min_bytes,
+                level: config.compression_level,
+            }),
         }
     }
 }
@@ -99,6 +110,8 @@ pub struct AppState {
     pub codec: Arc<Codec>,
     /// Connection settings.
     pub settings: Arc<ServerSettings>,
+    /// What every WebSocket connection shares (from `settings`).
+    pub websocket: Arc<websocket::Settings>,
     /// The event source's liveness.
     pub source: SourceStatus,
     /// Open connections and the caps on them.
@@ -141,6 +154,11 @@ impl AppState {
             presence,
             engine,
             codec: Arc::new(Codec::new()?),
+            websocket: Arc::new(websocket::Settings {
+                max_message_bytes: settings.max_frame_bytes,
+                write_timeout: settings.keepalive_interval,
+                compression: settings.compression,
+            }),
             settings: Arc::new(settings),
             source,
             connections: Arc::new(connections),
@@ -154,13 +172,15 @@ impl AppState {
     }
 }
 
-/// The HTTP routes: WebSocket at `/ws` and `/`, health, readiness, and
+/// The HTTP routes: WebSocket at `/ws` and `/`, Server-Sent Events at
+/// `/sse`, health, readiness, and
 /// `/metrics` unless it is served on a separate admin port.
 pub fn router(state: AppState, with_metrics: bool) -> Router {
     let cors = cors_for(&state.settings.allowed_origins);
     let router = Router::new()
         .route("/ws", get(handshake::upgrade))
         .route("/", get(handshake::upgrade_or_index))
+        .route("/sse", get(sse::stream))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(dashboard::router());

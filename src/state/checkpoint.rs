@@ -459,7 +459,7 @@ mod tests {
                         "replay {:?}",
                         missed
                             .iter()
-                            .map(|m| m.json.to_string())
+                            .map(|m| m.json.as_str().to_string())
                             .collect::<Vec<_>>()
                     ),
                     Recovery::ReadBack { through } => format!("read back {through}"),
@@ -510,7 +510,9 @@ mod tests {
             (64, post(64, "r2")),
         ] {
             let outcome = |applied: Applied| match applied {
-                Applied::Fresh { seq, message, .. } => format!("{seq} {}", message.encoded().json),
+                Applied::Fresh { seq, message, .. } => {
+                    format!("{seq} {}", message.encoded().json.as_str())
+                }
                 other => format!("{other:?}"),
             };
             assert_eq!(

@@ -53,6 +53,10 @@ pub fn test_settings() -> ServerSettings {
             max_pending: 256,
         },
         trusted_proxies: Default::default(),
+        compression: Some(tourcast::transport::websocket::Compression {
+            min_bytes: 256,
+            level: 6,
+        }),
     }
 }
 

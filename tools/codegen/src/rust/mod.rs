@@ -69,6 +69,7 @@ pub fn support_module(protocol: &Protocol, runtime: &str) -> Result<String, Erro
     }
     for envelope in &protocol.envelopes {
         items.push(validators::envelope_impl(envelope, &runtime));
+        items.push(json_type_impl(envelope));
     }
     for event in protocol.events() {
         let name = format_ident!("{}", event.name);
@@ -83,4 +84,27 @@ pub fn support_module(protocol: &Protocol, runtime: &str) -> Result<String, Erro
     }
     let file: syn::File = syn::parse2(quote! { #(#items)* })?;
     Ok(prettyplease::unparse(&file))
+}
+
+/// `json_type()` on an envelope's oneof enum: the `type` its JSON view
+/// carries, without encoding it (Server-Sent Events name each event by it).
+fn json_type_impl(envelope: &crate::model::Envelope) -> TokenStream {
+    let module = format_ident!("{}", crate::names::snake(&envelope.name));
+    let oneof = format_ident!("{}", crate::names::upper_camel(&envelope.oneof));
+    let variants = envelope
+        .variants
+        .iter()
+        .map(|variant| format_ident!("{}", crate::names::upper_camel(&variant.field)));
+    let json_types = envelope.variants.iter().map(|variant| &variant.json_type);
+    quote! {
+        impl #module::#oneof {
+            /// The message's JSON `type` (`(tourcast.v1.json_type)`, or the
+            /// field name in lowerCamelCase).
+            pub fn json_type(&self) -> &'static str {
+                match self {
+                    #(Self::#variants(_) => #json_types,)*
+                }
+            }
+        }
+    }
 }
