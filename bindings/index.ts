@@ -6,6 +6,7 @@ export type { BookingEvent } from "./types/BookingEvent.js";
 export type { Channel } from "./types/Channel.js";
 export type { ClientMessage } from "./types/ClientMessage.js";
 export type { ClientsByEncoding } from "./types/ClientsByEncoding.js";
+export type { ClientsByTransport } from "./types/ClientsByTransport.js";
 export type { Connection } from "./types/Connection.js";
 export type { Encoding } from "./types/Encoding.js";
 export type { ErrorCode } from "./types/ErrorCode.js";

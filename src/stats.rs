@@ -30,7 +30,9 @@ use crate::hub::ClientHandle;
 use crate::peer_table::PeerTable;
 use crate::protocol::ServerMessage;
 use crate::protocol::codec::Encoded;
-use crate::protocol::v1::{ClientsByEncoding, InstanceStats, SourceState, Stats, TourSubscribers};
+use crate::protocol::v1::{
+    ClientsByEncoding, ClientsByTransport, InstanceStats, SourceState, Stats, TourSubscribers,
+};
 use crate::protocol::validate::Validate as _;
 use crate::source::{self, SourceStatus};
 use crate::time::rfc3339;
@@ -128,6 +130,7 @@ impl StatsBoard {
     pub fn local(&self) -> InstanceStats {
         let hub = self.engine.hub();
         let (json, proto) = hub.connections_by_encoding();
+        let (websocket, sse) = hub.connections_by_transport();
         let (events_per_second, deliveries_per_second) = self.state.lock().rates;
         InstanceStats {
             instance_id: self.instance_id.clone(),
@@ -152,6 +155,10 @@ impl StatsBoard {
                 .collect(),
             reported_at: rfc3339(Utc::now()),
             leaving: false,
+            clients_by_transport: Some(ClientsByTransport {
+                websocket: saturate(websocket),
+                sse: saturate(sse),
+            }),
         }
     }
 
@@ -190,6 +197,7 @@ impl StatsBoard {
         instances.extend(self.state.lock().peers.values().cloned());
         instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
         let mut by_encoding = ClientsByEncoding::default();
+        let mut by_transport = ClientsByTransport::default();
         let mut tours: HashMap<&str, u32> = HashMap::new();
         let mut stats = Stats {
             interval_seconds: saturate(self.interval.as_secs().max(1) as usize),
@@ -205,6 +213,13 @@ impl StatsBoard {
                 by_encoding.json = by_encoding.json.saturating_add(counts.json);
                 by_encoding.proto = by_encoding.proto.saturating_add(counts.proto);
             }
+            // An instance from before SSE has WebSocket clients only.
+            let transports = instance.clients_by_transport.unwrap_or(ClientsByTransport {
+                websocket: instance.connected_clients,
+                sse: 0,
+            });
+            by_transport.websocket = by_transport.websocket.saturating_add(transports.websocket);
+            by_transport.sse = by_transport.sse.saturating_add(transports.sse);
             // Every instance applies every event: the stream's rate is the
             // busiest instance's, not their sum (deliveries do add up).
             stats.events_per_second = stats.events_per_second.max(instance.events_per_second);
@@ -233,6 +248,7 @@ impl StatsBoard {
         stats.events_per_second = round2(stats.events_per_second);
         stats.deliveries_per_second = round2(stats.deliveries_per_second);
         stats.clients_by_encoding = Some(by_encoding);
+        stats.clients_by_transport = Some(by_transport);
         stats.top_tours = top;
         stats.instances = instances;
         stats

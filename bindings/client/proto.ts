@@ -11,6 +11,7 @@ import type {
   Channel,
   ClientMessage,
   ClientsByEncoding,
+  ClientsByTransport,
   Encoding,
   ErrorCode,
   InstanceStats,
@@ -115,21 +116,27 @@ const byEncoding = (c: pbStats.ClientsByEncoding | undefined): ClientsByEncoding
   json: c?.json ?? 0,
   proto: c?.proto ?? 0,
 });
+const byTransport = (c: pbStats.ClientsByTransport | undefined): ClientsByTransport | undefined =>
+  c === undefined ? undefined : { websocket: c.websocket, sse: c.sse };
 const tourSubscribers = (t: pbStats.TourSubscribers): TourSubscribers => ({ tourId: t.tourId, subscribers: t.subscribers });
-const instanceStats = (i: pbStats.InstanceStats): InstanceStats => ({
-  instanceId: i.instanceId,
-  connectedClients: i.connectedClients,
-  clientsByEncoding: byEncoding(i.clientsByEncoding),
-  eventsPerSecond: i.eventsPerSecond,
-  deliveriesPerSecond: i.deliveriesPerSecond,
-  slowClientDisconnects: u64(i.slowClientDisconnects),
-  sourceKind: i.sourceKind,
-  sourceState: sourceStateOf.get(i.sourceState) ?? "starting",
-  uptimeSeconds: u64(i.uptimeSeconds),
-  topTours: i.topTours.map(tourSubscribers),
-  reportedAt: i.reportedAt,
-  leaving: i.leaving,
-});
+const instanceStats = (i: pbStats.InstanceStats): InstanceStats =>
+  withOptional(
+    {
+      instanceId: i.instanceId,
+      connectedClients: i.connectedClients,
+      clientsByEncoding: byEncoding(i.clientsByEncoding),
+      eventsPerSecond: i.eventsPerSecond,
+      deliveriesPerSecond: i.deliveriesPerSecond,
+      slowClientDisconnects: u64(i.slowClientDisconnects),
+      sourceKind: i.sourceKind,
+      sourceState: sourceStateOf.get(i.sourceState) ?? "starting",
+      uptimeSeconds: u64(i.uptimeSeconds),
+      topTours: i.topTours.map(tourSubscribers),
+      reportedAt: i.reportedAt,
+      leaving: i.leaving,
+    },
+    { clientsByTransport: byTransport(i.clientsByTransport) },
+  );
 
 /** u64 as a JS number; sequence numbers stay far below 2^53. */
 const u64 = (value: bigint): number => Number(value);
@@ -263,7 +270,7 @@ export function fromProto(message: pb.ServerMessage): ServerMessage {
           intervalSeconds: m.intervalSeconds,
           timestamp: m.timestamp,
         },
-        { requestId: m.requestId },
+        { requestId: m.requestId, clientsByTransport: byTransport(m.clientsByTransport) },
       );
     }
     case "joined": {

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tourcast/v1/stats.proto.
  */
 export const file_tourcast_v1_stats: GenFile = /*@__PURE__*/
-  fileDesc("Chd0b3VyY2FzdC92MS9zdGF0cy5wcm90bxILdG91cmNhc3QudjEi9wIKBVN0YXRzEhkKEWNvbm5lY3RlZF9jbGllbnRzGAEgASgNEkMKE2NsaWVudHNfYnlfZW5jb2RpbmcYAiABKAsyHi50b3VyY2FzdC52MS5DbGllbnRzQnlFbmNvZGluZ0IGukgDyAEBEhkKEWV2ZW50c19wZXJfc2Vjb25kGAMgASgBEh0KFWRlbGl2ZXJpZXNfcGVyX3NlY29uZBgEIAEoARIfChdzbG93X2NsaWVudF9kaXNjb25uZWN0cxgFIAEoBBItCglpbnN0YW5jZXMYBiADKAsyGi50b3VyY2FzdC52MS5JbnN0YW5jZVN0YXRzEi8KCXRvcF90b3VycxgHIAMoCzIcLnRvdXJjYXN0LnYxLlRvdXJTdWJzY3JpYmVycxIYChBpbnRlcnZhbF9zZWNvbmRzGAggASgNEhEKCXRpbWVzdGFtcBgJIAEoCRIXCgpyZXF1ZXN0X2lkGAogASgJSACIAQFCDQoLX3JlcXVlc3RfaWQiMAoRQ2xpZW50c0J5RW5jb2RpbmcSDAoEanNvbhgBIAEoDRINCgVwcm90bxgCIAEoDSKxAwoNSW5zdGFuY2VTdGF0cxIfCgtpbnN0YW5jZV9pZBgBIAEoCUIKukgHcgUQARiAARIZChFjb25uZWN0ZWRfY2xpZW50cxgCIAEoDRJDChNjbGllbnRzX2J5X2VuY29kaW5nGAMgASgLMh4udG91cmNhc3QudjEuQ2xpZW50c0J5RW5jb2RpbmdCBrpIA8gBARIZChFldmVudHNfcGVyX3NlY29uZBgEIAEoARIdChVkZWxpdmVyaWVzX3Blcl9zZWNvbmQYBSABKAESHwoXc2xvd19jbGllbnRfZGlzY29ubmVjdHMYBiABKAQSHAoLc291cmNlX2tpbmQYByABKAlCB7pIBHICGCASLgoMc291cmNlX3N0YXRlGAggASgOMhgudG91cmNhc3QudjEuU291cmNlU3RhdGUSFgoOdXB0aW1lX3NlY29uZHMYCSABKAQSLwoJdG9wX3RvdXJzGAogAygLMhwudG91cmNhc3QudjEuVG91clN1YnNjcmliZXJzEhwKC3JlcG9ydGVkX2F0GAsgASgJQge6SARyAhhAEg8KB2xlYXZpbmcYDCABKAgiQgoPVG91clN1YnNjcmliZXJzEhoKB3RvdXJfaWQYASABKAlCCbpIBnIEEAEYQBITCgtzdWJzY3JpYmVycxgCIAEoDSqbAQoLU291cmNlU3RhdGUSHAoYU09VUkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVU09VUkNFX1NUQVRFX1NUQVJUSU5HEAESGgoWU09VUkNFX1NUQVRFX0NPTk5FQ1RFRBACEh0KGVNPVVJDRV9TVEFURV9SRUNPTk5FQ1RJTkcQAxIYChRTT1VSQ0VfU1RBVEVfU1RPUFBFRBAEQnYKD2Rldi50b3VyY2FzdC52MUIKU3RhdHNQcm90b1ABWip0b3VyY2FzdC5kZXYvZ2VuL2dvL3RvdXJjYXN0L3YxO3RvdXJjYXN0djGqAgtUb3VyY2FzdC5WMcoCC1RvdXJjYXN0XFYx6gIMVG91cmNhc3Q6OlYxYgZwcm90bzM", [file_buf_validate_validate]);
+  fileDesc("Chd0b3VyY2FzdC92MS9zdGF0cy5wcm90bxILdG91cmNhc3QudjEi1AMKBVN0YXRzEhkKEWNvbm5lY3RlZF9jbGllbnRzGAEgASgNEkMKE2NsaWVudHNfYnlfZW5jb2RpbmcYAiABKAsyHi50b3VyY2FzdC52MS5DbGllbnRzQnlFbmNvZGluZ0IGukgDyAEBEhkKEWV2ZW50c19wZXJfc2Vjb25kGAMgASgBEh0KFWRlbGl2ZXJpZXNfcGVyX3NlY29uZBgEIAEoARIfChdzbG93X2NsaWVudF9kaXNjb25uZWN0cxgFIAEoBBItCglpbnN0YW5jZXMYBiADKAsyGi50b3VyY2FzdC52MS5JbnN0YW5jZVN0YXRzEi8KCXRvcF90b3VycxgHIAMoCzIcLnRvdXJjYXN0LnYxLlRvdXJTdWJzY3JpYmVycxIYChBpbnRlcnZhbF9zZWNvbmRzGAggASgNEhEKCXRpbWVzdGFtcBgJIAEoCRIXCgpyZXF1ZXN0X2lkGAogASgJSACIAQESQgoUY2xpZW50c19ieV90cmFuc3BvcnQYCyABKAsyHy50b3VyY2FzdC52MS5DbGllbnRzQnlUcmFuc3BvcnRIAYgBAUINCgtfcmVxdWVzdF9pZEIXChVfY2xpZW50c19ieV90cmFuc3BvcnQiMAoRQ2xpZW50c0J5RW5jb2RpbmcSDAoEanNvbhgBIAEoDRINCgVwcm90bxgCIAEoDSI0ChJDbGllbnRzQnlUcmFuc3BvcnQSEQoJd2Vic29ja2V0GAEgASgNEgsKA3NzZRgCIAEoDSKOBAoNSW5zdGFuY2VTdGF0cxIfCgtpbnN0YW5jZV9pZBgBIAEoCUIKukgHcgUQARiAARIZChFjb25uZWN0ZWRfY2xpZW50cxgCIAEoDRJDChNjbGllbnRzX2J5X2VuY29kaW5nGAMgASgLMh4udG91cmNhc3QudjEuQ2xpZW50c0J5RW5jb2RpbmdCBrpIA8gBARIZChFldmVudHNfcGVyX3NlY29uZBgEIAEoARIdChVkZWxpdmVyaWVzX3Blcl9zZWNvbmQYBSABKAESHwoXc2xvd19jbGllbnRfZGlzY29ubmVjdHMYBiABKAQSHAoLc291cmNlX2tpbmQYByABKAlCB7pIBHICGCASLgoMc291cmNlX3N0YXRlGAggASgOMhgudG91cmNhc3QudjEuU291cmNlU3RhdGUSFgoOdXB0aW1lX3NlY29uZHMYCSABKAQSLwoJdG9wX3RvdXJzGAogAygLMhwudG91cmNhc3QudjEuVG91clN1YnNjcmliZXJzEhwKC3JlcG9ydGVkX2F0GAsgASgJQge6SARyAhhAEg8KB2xlYXZpbmcYDCABKAgSQgoUY2xpZW50c19ieV90cmFuc3BvcnQYDSABKAsyHy50b3VyY2FzdC52MS5DbGllbnRzQnlUcmFuc3BvcnRIAIgBAUIXChVfY2xpZW50c19ieV90cmFuc3BvcnQiQgoPVG91clN1YnNjcmliZXJzEhoKB3RvdXJfaWQYASABKAlCCbpIBnIEEAEYQBITCgtzdWJzY3JpYmVycxgCIAEoDSqbAQoLU291cmNlU3RhdGUSHAoYU09VUkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVU09VUkNFX1NUQVRFX1NUQVJUSU5HEAESGgoWU09VUkNFX1NUQVRFX0NPTk5FQ1RFRBACEh0KGVNPVVJDRV9TVEFURV9SRUNPTk5FQ1RJTkcQAxIYChRTT1VSQ0VfU1RBVEVfU1RPUFBFRBAEQnYKD2Rldi50b3VyY2FzdC52MUIKU3RhdHNQcm90b1ABWip0b3VyY2FzdC5kZXYvZ2VuL2dvL3RvdXJjYXN0L3YxO3RvdXJjYXN0djGqAgtUb3VyY2FzdC5WMcoCC1RvdXJjYXN0XFYx6gIMVG91cmNhc3Q6OlYxYgZwcm90bzM", [file_buf_validate_validate]);
 
 /**
  * Live statistics, sent on subscribing to `stats`, then every
@@ -24,7 +24,7 @@ export const file_tourcast_v1_stats: GenFile = /*@__PURE__*/
  */
 export type Stats = Message<"tourcast.v1.Stats"> & {
   /**
-   * Connected WebSocket clients, over every live instance.
+   * Connected clients (WebSocket and Server-Sent Events), over every live instance.
    *
    * @generated from field: uint32 connected_clients = 1;
    */
@@ -93,6 +93,14 @@ export type Stats = Message<"tourcast.v1.Stats"> & {
    * @generated from field: optional string request_id = 10;
    */
   requestId?: string | undefined;
+
+  /**
+   * The same clients, by transport (absent from instances older than
+   * Server-Sent Events, whose clients all count as WebSocket).
+   *
+   * @generated from field: optional tourcast.v1.ClientsByTransport clients_by_transport = 11;
+   */
+  clientsByTransport?: ClientsByTransport | undefined;
 };
 
 /**
@@ -131,6 +139,34 @@ export const ClientsByEncodingSchema: GenMessage<ClientsByEncoding> = /*@__PURE_
   messageDesc(file_tourcast_v1_stats, 1);
 
 /**
+ * Connected clients, by transport.
+ *
+ * @generated from message tourcast.v1.ClientsByTransport
+ */
+export type ClientsByTransport = Message<"tourcast.v1.ClientsByTransport"> & {
+  /**
+   * Clients on a WebSocket.
+   *
+   * @generated from field: uint32 websocket = 1;
+   */
+  websocket: number;
+
+  /**
+   * Clients on a Server-Sent Events stream (`GET /sse`).
+   *
+   * @generated from field: uint32 sse = 2;
+   */
+  sse: number;
+};
+
+/**
+ * Describes the message tourcast.v1.ClientsByTransport.
+ * Use `create(ClientsByTransportSchema)` to create a new message.
+ */
+export const ClientsByTransportSchema: GenMessage<ClientsByTransport> = /*@__PURE__*/
+  messageDesc(file_tourcast_v1_stats, 2);
+
+/**
  * One gateway instance's figures. Each instance publishes its own as
  * protobuf, once per `STATS_INTERVAL`, on the exchange (routing key
  * `tourcast.stats`, transient); every instance reads all of them.
@@ -146,7 +182,7 @@ export type InstanceStats = Message<"tourcast.v1.InstanceStats"> & {
   instanceId: string;
 
   /**
-   * Its connected WebSocket clients.
+   * Its connected clients (WebSocket and Server-Sent Events).
    *
    * @generated from field: uint32 connected_clients = 2;
    */
@@ -222,6 +258,14 @@ export type InstanceStats = Message<"tourcast.v1.InstanceStats"> & {
    * @generated from field: bool leaving = 12;
    */
   leaving: boolean;
+
+  /**
+   * The same clients, by transport (absent from instances older than
+   * Server-Sent Events).
+   *
+   * @generated from field: optional tourcast.v1.ClientsByTransport clients_by_transport = 13;
+   */
+  clientsByTransport?: ClientsByTransport | undefined;
 };
 
 /**
@@ -229,7 +273,7 @@ export type InstanceStats = Message<"tourcast.v1.InstanceStats"> & {
  * Use `create(InstanceStatsSchema)` to create a new message.
  */
 export const InstanceStatsSchema: GenMessage<InstanceStats> = /*@__PURE__*/
-  messageDesc(file_tourcast_v1_stats, 2);
+  messageDesc(file_tourcast_v1_stats, 3);
 
 /**
  * How many connections follow one tour.
@@ -257,7 +301,7 @@ export type TourSubscribers = Message<"tourcast.v1.TourSubscribers"> & {
  * Use `create(TourSubscribersSchema)` to create a new message.
  */
 export const TourSubscribersSchema: GenMessage<TourSubscribers> = /*@__PURE__*/
-  messageDesc(file_tourcast_v1_stats, 3);
+  messageDesc(file_tourcast_v1_stats, 4);
 
 /**
  * The state of an instance's event source.
