@@ -223,8 +223,12 @@ export class SseSocket implements WebSocketLike {
     if (message.type === "subscribe") {
       const key = keyOf(message);
       const requestId = message.requestId;
-      const ack = this.#acks.get(key);
-      const viewersNew = message.viewers === true && this.#targets !== undefined && !this.#targets.viewers.has(key);
+      const all = this.#acks.get("*");
+      // A tour the stream's `*` covers (its viewers count cannot be had with `*`).
+      const ack =
+        this.#acks.get(key) ?? (message.channel === undefined && key !== "*" && all !== undefined ? { ...all, tourId: key } : undefined);
+      const viewersNew =
+        message.viewers === true && this.#targets !== undefined && !this.#targets.tours.has("*") && !this.#targets.viewers.has(key);
       if (ack !== undefined && !viewersNew) {
         if (requestId !== undefined) this.#deliverLater({ ...ack, requestId });
         return;
@@ -267,7 +271,15 @@ export class SseSocket implements WebSocketLike {
   #reopen(): void {
     if (this.#closed || this.#targets === undefined) return;
     if (targetsKey(this.#options.targets()) === targetsKey(this.#targets)) {
-      // Back to the same set (a subscribe undone): answer what waits from the acks held.
+      // The stream already delivers what is wanted (`*` covers a tour added,
+      // or a change was undone): answer what waits from the acks held.
+      const all = this.#acks.get("*");
+      for (const [key, ids] of [...this.#waiting]) {
+        const ack = this.#acks.get(key) ?? (!key.startsWith("#") && all !== undefined ? { ...all, tourId: key } : undefined);
+        if (ack === undefined) continue;
+        this.#waiting.delete(key);
+        for (const requestId of ids) this.#deliverLater({ ...ack, requestId });
+      }
       return;
     }
     this.#source?.close();
@@ -307,6 +319,11 @@ export class SseSocket implements WebSocketLike {
       source.close();
       this.#source = null;
       const status = typeof event === "object" && event !== null && "code" in event ? (event as { code?: unknown }).code : undefined;
+      if (!open && this.#opened && (status === 400 || status === 403) && this.#refuseAdded(status)) {
+        // The new set was refused for what it added: carry on with the rest.
+        this.#start();
+        return;
+      }
       const detail = typeof status === "number" ? ` (HTTP ${status})` : "";
       this.#fail(open ? "event stream ended" : `event stream refused or unreachable${detail}`);
     };
@@ -337,11 +354,41 @@ export class SseSocket implements WebSocketLike {
     this.#acks.set(key, plain);
     const waiting = this.#waiting.get(key) ?? [];
     this.#waiting.delete(key);
-    if (waiting.length === 0) {
-      this.onmessage?.({ data: JSON.stringify(plain) });
-      return;
-    }
+    if (waiting.length === 0) this.onmessage?.({ data: JSON.stringify(plain) });
     for (const requestId of waiting) this.onmessage?.({ data: JSON.stringify({ ...plain, requestId }) });
+    if (key === "*") {
+      // `*` covers every tour: the subscribes to single tours waiting are answered too.
+      for (const [tour, ids] of [...this.#waiting]) {
+        if (tour.startsWith("#")) continue;
+        this.#waiting.delete(tour);
+        for (const requestId of ids) this.onmessage?.({ data: JSON.stringify({ ...plain, tourId: tour, requestId }) });
+      }
+    }
+  }
+
+  /**
+   * A reopened stream was refused (400: a bad tour id or channel; 403: a
+   * channel the token does not allow; the EventSource's status, where it
+   * tells it): the subscribes waiting for what the stream added are refused
+   * with the matching error code, so the client drops them. Returns whether
+   * there were any.
+   */
+  #refuseAdded(status: 400 | 403): boolean {
+    const covered = this.#options.resume.covered;
+    const added = [...this.#waiting].filter(([key]) => covered === undefined || !covers(covered, key));
+    for (const [key, ids] of added) {
+      this.#waiting.delete(key);
+      for (const requestId of ids) {
+        const error = {
+          type: "error",
+          code: status === 400 ? "invalid_message" : "forbidden",
+          message: `the gateway refused an event stream with ${key.startsWith("#") ? `channel ${key.slice(1)}` : `tour ${key}`} (HTTP ${status})`,
+          requestId,
+        };
+        this.onmessage?.({ data: JSON.stringify(error) });
+      }
+    }
+    return added.length > 0;
   }
 
   /** A reply made here, delivered like one from the server (after the current call returns). */
@@ -359,6 +406,11 @@ export class SseSocket implements WebSocketLike {
     this.onerror?.({});
     this.onclose?.({ code: 1006, reason });
   }
+}
+
+function covers(targets: SseTargets, key: TargetKey): boolean {
+  if (key.startsWith("#")) return targets.channels.has(key.slice(1) as Channel);
+  return targets.tours.has(key) || targets.tours.has("*") || (targets.tours.size === 0 && targets.channels.size === 0);
 }
 
 function snapshotTargets(t: SseTargets): SseTargets {

@@ -122,6 +122,8 @@ class FakeEventSource implements EventSourceLike {
   static all: FakeEventSource[] = [];
   /** Whether new streams open (true) or are refused. */
   static accept = true;
+  /** The status a refused stream reports (the npm package's `code`). */
+  static refusedStatus = 503;
   readyState = 0;
   onopen: ((e: unknown) => void) | null = null;
   onerror: ((e: unknown) => void) | null = null;
@@ -130,14 +132,15 @@ class FakeEventSource implements EventSourceLike {
   closed = false;
   constructor(readonly url: string) {
     FakeEventSource.all.push(this);
+    const { accept, refusedStatus } = FakeEventSource;
     setTimeout(() => {
       if (this.closed) return;
-      if (FakeEventSource.accept) {
+      if (accept) {
         this.readyState = 1;
         this.onopen?.({});
       } else {
         this.readyState = 2;
-        this.onerror?.({ code: 503 });
+        this.onerror?.({ code: refusedStatus });
       }
     }, 1);
   }
@@ -201,6 +204,7 @@ afterEach(() => {
   for (const c of clients.splice(0)) c.close();
   FakeEventSource.all = [];
   FakeEventSource.accept = true;
+  FakeEventSource.refusedStatus = 503;
   ScriptedWebSocket.attempts = 0;
   ScriptedWebSocket.opened = 0;
   ScriptedWebSocket.refuse = true;
@@ -385,3 +389,45 @@ describe("transport: auto (scripted)", () => {
   });
 });
 
+
+describe("the client over SSE with tours=*", () => {
+  it("answers a subscribe to a single tour from the stream's * without reopening", async () => {
+    const client = sseClient();
+    const all = client.subscribe("*");
+    await waitFor("open", () => client.state.status === "open");
+    const es = FakeEventSource.latest();
+    expect(es.query.get("tours")).toBe("*");
+    es.emit({ type: "subscribed", tourId: "*" });
+    await all;
+    // e.g. a viewers count for one card (it cannot come with `*`): answered, no new stream.
+    const one = await client.subscribe("tour_paris", { viewers: true });
+    expect(one).toMatchObject({ type: "subscribed", tourId: "tour_paris" });
+    await new Promise((r) => setTimeout(r, 60));
+    expect(FakeEventSource.all).toHaveLength(1);
+  });
+});
+
+describe("a reopened stream refused for what it added", () => {
+  it("rejects the new subscribe with the matching code and carries on with the rest", async () => {
+    const client = sseClient();
+    client.subscribe("tour_paris").catch(() => undefined);
+    await waitFor("open", () => client.state.status === "open");
+    FakeEventSource.latest().emit({ type: "subscribed", tourId: "tour_paris" });
+    FakeEventSource.accept = false;
+    FakeEventSource.refusedStatus = 403;
+    const refused = client.subscribeChannel("notifications").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await waitFor("the refused stream", () => FakeEventSource.all.length === 2);
+    FakeEventSource.accept = true;
+    const error = await refused;
+    expect(error).toBeInstanceOf(TourcastError);
+    expect((error as TourcastError).code).toBe("forbidden");
+    expect(client.channels.has("notifications")).toBe(false);
+    await waitFor("a third stream", () => FakeEventSource.all.length === 3);
+    expect(FakeEventSource.latest().query.get("tours")).toBe("tour_paris");
+    expect(FakeEventSource.latest().query.has("channels")).toBe(false);
+    expect(client.state.status).toBe("open");
+  });
+});
