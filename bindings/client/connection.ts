@@ -80,6 +80,8 @@ export class Connection {
   /** `auto` on SSE: time to try WebSocket again. */
   #retryWebSocketDue = false;
   #retryWebSocketTimer: ReturnType<typeof setTimeout> | undefined;
+  /** `auto`: the first SSE stream after a fallback probes WebSocket at once (was it an outage, not a block?). */
+  #probeOnOpen = false;
   #probe: WebSocketLike | null = null;
   /** The current connection ever opened. */
   #openedOnce = false;
@@ -303,7 +305,16 @@ export class Connection {
       this.#wsFailures = 0;
       this.#stopRetryingWebSocket();
     } else if (this.#mode === "auto") {
-      this.#scheduleWebSocketRetry();
+      if (this.#probeOnOpen) {
+        // The stream opens where WebSocket failed: refused upgrades, or the
+        // server was down and is back. One handshake now tells which.
+        this.#probeOnOpen = false;
+        setTimeout(() => {
+          if (this.#ws === ws && this.#status === "open" && this.#probe === null) this.#probeWebSocket();
+        }, 0);
+      } else {
+        this.#scheduleWebSocketRetry();
+      }
     }
     // Use the encoding the server picked, should it differ from the one asked for.
     this.#wire = ws.protocol === jsonCodec.subprotocol ? jsonCodec : this.#codec;
@@ -420,10 +431,16 @@ export class Connection {
       if (this.#wsFailures >= this.#fallbackAfter) {
         this.#transport = "sse";
         this.#retryWebSocketDue = false;
+        this.#probeOnOpen = true;
         this.#scheduleWebSocketRetry();
       }
     } else if (this.#retryWebSocketDue) {
       this.#useWebSocketAgain();
+    } else if (!this.#openedOnce) {
+      // The stream failed too: nothing gets through (the server is down?).
+      // Alternate: one WebSocket attempt, then SSE again.
+      this.#useWebSocketAgain();
+      this.#wsFailures = this.#fallbackAfter - 1;
     }
   }
 

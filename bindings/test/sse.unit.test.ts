@@ -349,10 +349,49 @@ describe("transport: auto (scripted)", () => {
     });
     clients.push(client);
     client.subscribe("tour_paris").catch(() => undefined);
-    await waitFor("client.state.status === 'open'", () => client.state.status === "open");
-    expect(ScriptedWebSocket.attempts).toBe(2);
+    await waitFor("open", () => client.state.status === "open");
     expect(client.state.transport).toBe("sse");
     expect(FakeEventSource.latest().query.get("tours")).toBe("tour_paris");
+    // Once open, one probe handshake checks that WebSocket is really refused; it is: SSE stays.
+    await waitFor("the probe", () => ScriptedWebSocket.attempts === 3);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(client.state.transport).toBe("sse");
+    expect(client.state.status).toBe("open");
+    expect(FakeEventSource.all).toHaveLength(1);
+  });
+
+  it("moves back to WebSocket at once when the probe on the first stream opens (it was an outage)", async () => {
+    const client = new TourcastClient({
+      url: "ws://127.0.0.1:1/ws",
+      transport: "auto",
+      WebSocket: ScriptedWebSocket,
+      EventSource: FakeEventSource,
+      reconnect: { initialDelayMs: 5, jitter: 0 },
+      fallback: { afterFailures: 2, retryWebSocketMs: 60_000 },
+    });
+    clients.push(client);
+    await waitFor("two refusals", () => ScriptedWebSocket.attempts === 2);
+    ScriptedWebSocket.refuse = false; // the server is back
+    await waitFor("websocket", () => client.state.status === "open" && client.state.transport === "websocket");
+    expect(FakeEventSource.all.every((es) => es.closed)).toBe(true);
+  });
+
+  it("alternates while nothing gets through, and keeps the stream that opens", async () => {
+    FakeEventSource.accept = false;
+    const client = new TourcastClient({
+      url: "ws://127.0.0.1:1/ws",
+      transport: "auto",
+      WebSocket: ScriptedWebSocket,
+      EventSource: FakeEventSource,
+      reconnect: { initialDelayMs: 5, maxDelayMs: 5, jitter: 0 },
+      fallback: { afterFailures: 2, retryWebSocketMs: 60_000 },
+    });
+    clients.push(client);
+    await waitFor("two streams refused", () => FakeEventSource.all.length === 2);
+    // WS, WS, SSE, WS, SSE: one WebSocket attempt between streams.
+    expect(ScriptedWebSocket.attempts).toBe(3);
+    FakeEventSource.accept = true;
+    await waitFor("open over SSE", () => client.state.status === "open" && client.state.transport === "sse");
   });
 
   it("tries WebSocket again after retryWebSocketMs and moves back when it opens", async () => {
