@@ -316,7 +316,20 @@ export class Room {
 
   /** A connection opened: rejoin (with `since`) when the room is wanted. */
   opened(): void {
-    if (this.#wanted && this.#joinInFlight === undefined) this.#sendJoin();
+    if (!this.#wanted || this.#joinInFlight !== undefined) return;
+    const unsupported = this.#host.unsupported("join");
+    if (unsupported !== undefined) {
+      // The connection is an SSE stream (`auto` fell back): nothing waiting
+      // can be sent. The room stays wanted: it is joined again once the
+      // client is back on WebSocket.
+      const told = this.#joinWaiters.length > 0;
+      this.#error = unsupported;
+      this.#forget(unsupported);
+      if (!told) this.#emit("error", unsupported);
+      this.#changed();
+      return;
+    }
+    this.#sendJoin();
   }
 
   /** The connection ended: not a member any more; what was sent on it is unanswered. */

@@ -470,3 +470,26 @@ describe("a reopened stream refused for what it added", () => {
     expect(client.state.status).toBe("open");
   });
 });
+
+describe("rooms when auto falls back to SSE", () => {
+  it("a join waiting for the connection rejects with a TransportError once the stream opens", async () => {
+    const client = new TourcastClient({
+      url: "ws://127.0.0.1:1/ws",
+      transport: "auto",
+      WebSocket: ScriptedWebSocket,
+      EventSource: FakeEventSource,
+      reconnect: { initialDelayMs: 5, jitter: 0 },
+      fallback: { afterFailures: 2, retryWebSocketMs: 60_000 },
+    });
+    clients.push(client);
+    const room = client.room("support_1");
+    const joined = room.join().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const error = await joined;
+    expect(error).toBeInstanceOf(TransportError);
+    expect(client.state.transport).toBe("sse");
+    expect(room.state.error).toBeInstanceOf(TransportError);
+  });
+});
