@@ -12,10 +12,22 @@ import {
   TourcastError,
   TransportError,
   type MessageOf,
+  type NotificationOf,
   type ServerMessage,
   type TourcastClientOptions,
 } from "../client/index.js";
-import { NodeWebSocket, sleep, startGateway, TcpProxy, UpgradeRefusingProxy, waitFor, type Gateway } from "./helpers.js";
+import {
+  NodeWebSocket,
+  RabbitFixture,
+  signJwt,
+  sleep,
+  startGateway,
+  startRabbitGateway,
+  TcpProxy,
+  UpgradeRefusingProxy,
+  waitFor,
+  type Gateway,
+} from "./helpers.js";
 
 const clients: TourcastClient[] = [];
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -202,5 +214,73 @@ describe("auto behind a proxy that refuses WebSocket upgrades", () => {
     await direct.subscribe("*");
     expect(direct.state.transport).toBe("websocket");
     await sleep(10);
+  });
+});
+
+describe("notifications over SSE, on a gateway reading RabbitMQ with JWT on", () => {
+  const SECRET = "test-secret-of-the-sse-suite";
+  const rabbit = new RabbitFixture();
+  let gateway: Gateway;
+  let booking = 0;
+  const bookingId = () => `booking_${rabbit.run}_${++booking}`;
+
+  beforeAll(async () => {
+    gateway = await startRabbitGateway([...rabbit.args, "--jwt-secret", SECRET]);
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await rabbit.dispose();
+  });
+
+  it("delivers the user's own, and after a cut exactly the ones missed", async () => {
+    const proxy = await new TcpProxy(gateway.port).listen();
+    cleanups.push(() => proxy.close());
+    const alice = client({ url: proxy.url, token: signJwt(SECRET, { sub: "alice", tours: "*" }), reconnect: { initialDelayMs: 50, jitter: 0 } });
+    const got: NotificationOf[] = [];
+    const stop = alice.notifications((n) => got.push(n));
+    expect(await stop.ready).toMatchObject({ type: "subscribed", channel: "notifications" });
+    expect(alice.state.transport).toBe("sse");
+
+    const ids = [bookingId(), bookingId(), bookingId(), bookingId()];
+    await rabbit.notify("alice", ids[0]!);
+    await rabbit.notify("bob", ids[1]!);
+    await waitFor("alice's first", () => got.length === 1);
+
+    proxy.pause();
+    await waitFor("offline", () => alice.state.status === "reconnecting");
+    await rabbit.notify("alice", ids[2]!);
+    await rabbit.notify("alice", ids[3]!, "booking-cancelled");
+    proxy.resume();
+    await waitFor("the two missed", () => got.length === 3, 10_000);
+    expect(got.map((n) => [n.kind, n.bookingId])).toEqual([
+      ["booking.confirmed", ids[0]],
+      ["booking.confirmed", ids[2]],
+      ["booking.cancelled", ids[3]],
+    ]);
+    expect(alice.counters.connections).toBe(2);
+    await sleep(300);
+    expect(got).toHaveLength(3);
+  });
+
+  it("a stream reopened for notifications the token does not allow: the channel is refused, the tours go on", async () => {
+    const proxy = await new UpgradeRefusingProxy(gateway.port).listen();
+    cleanups.push(() => proxy.close());
+    // A token with no user: no notifications (403 for a stream asking for them).
+    const c = client({ url: proxy.url, token: signJwt(SECRET, { tours: "*" }) });
+    await c.subscribe("tour_paris");
+    const stop = c.notifications(() => undefined);
+    const error = await stop.ready.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(TourcastError);
+    expect((error as TourcastError).code).toBe("forbidden");
+    expect(c.channels.has("notifications")).toBe(false);
+    await waitFor("a stream without the channel", () => {
+      const last = proxy.requests.filter((r) => r.startsWith("/sse")).at(-1) ?? "";
+      return proxy.requests.filter((r) => r.startsWith("/sse")).length === 3 && !last.includes("channels=");
+    });
+    await waitFor("open", () => c.state.status === "open");
+    expect(c.counters.connections).toBe(1);
   });
 });
