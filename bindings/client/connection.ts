@@ -7,8 +7,10 @@
 // The transport (`options.transport`): a WebSocket, an SSE stream (an
 // `SseSocket`, which looks like a WebSocket), or `auto`: WebSocket until
 // `fallback.afterFailures` handshakes in a row fail before any opens, then
-// SSE; after `fallback.retryWebSocketMs` on SSE a WebSocket is tried again
-// (a probe while the stream is open; the next attempt when it is not).
+// SSE. WebSocket is tried again: by a probe handshake when the first stream
+// opens (the failures may have been an outage) and every
+// `fallback.retryWebSocketMs` while it stays open, and by one handshake
+// before the next stream whenever a stream ends or fails.
 
 import type { ClientMessage, ServerMessage } from "../index.js";
 import {
@@ -436,9 +438,10 @@ export class Connection {
       }
     } else if (this.#retryWebSocketDue) {
       this.#useWebSocketAgain();
-    } else if (!this.#openedOnce) {
-      // The stream failed too: nothing gets through (the server is down?).
-      // Alternate: one WebSocket attempt, then SSE again.
+    } else {
+      // A stream that ended (a restart, a cut) or failed too (nothing gets
+      // through: the server is down?): the next attempt is one WebSocket
+      // handshake, then SSE again if it fails.
       this.#useWebSocketAgain();
       this.#wsFailures = this.#fallbackAfter - 1;
     }

@@ -493,3 +493,47 @@ describe("rooms when auto falls back to SSE", () => {
     expect(room.state.error).toBeInstanceOf(TransportError);
   });
 });
+
+describe("auto after a stream ends", () => {
+  it("tries one WebSocket handshake before the next stream, and resumes the stream when it is refused", async () => {
+    const client = new TourcastClient({
+      url: "ws://127.0.0.1:1/ws",
+      transport: "auto",
+      WebSocket: ScriptedWebSocket,
+      EventSource: FakeEventSource,
+      reconnect: { initialDelayMs: 5, jitter: 0 },
+      fallback: { afterFailures: 2, retryWebSocketMs: 60_000 },
+    });
+    clients.push(client);
+    client.subscribe("tour_paris").catch(() => undefined);
+    await waitFor("open over SSE", () => client.state.status === "open" && client.state.transport === "sse");
+    await waitFor("the probe", () => ScriptedWebSocket.attempts === 3);
+    const first = FakeEventSource.latest();
+    first.emit({ type: "subscribed", tourId: "tour_paris" });
+    first.emit(snapshot("tour_paris", 4), 4);
+    first.end();
+    await waitFor("a second stream", () => FakeEventSource.all.length === 2 && client.state.status === "open");
+    // One WebSocket attempt in between (refused), then the stream, resuming.
+    expect(ScriptedWebSocket.attempts).toBeGreaterThanOrEqual(4);
+    expect(FakeEventSource.latest().query.get("lastEventId")).toBe("4");
+    expect(client.state.transport).toBe("sse");
+  });
+
+  it("goes back to WebSocket on the next reconnect when upgrades pass again", async () => {
+    const client = new TourcastClient({
+      url: "ws://127.0.0.1:1/ws",
+      transport: "auto",
+      WebSocket: ScriptedWebSocket,
+      EventSource: FakeEventSource,
+      reconnect: { initialDelayMs: 5, jitter: 0 },
+      fallback: { afterFailures: 2, retryWebSocketMs: 60_000 },
+    });
+    clients.push(client);
+    await waitFor("open over SSE", () => client.state.status === "open" && client.state.transport === "sse");
+    await waitFor("the probe", () => ScriptedWebSocket.attempts === 3);
+    ScriptedWebSocket.refuse = false;
+    FakeEventSource.latest().end();
+    await waitFor("websocket", () => client.state.status === "open" && client.state.transport === "websocket");
+    expect(FakeEventSource.all).toHaveLength(1);
+  });
+});

@@ -11,7 +11,7 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
-import type net from "node:net";
+import net from "node:net";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -33,6 +33,8 @@ class RefusingProxy {
   readonly streams = new Set<http.ServerResponse>();
   readonly sseRequests: string[] = [];
   refusedUpgrades = 0;
+  /** When false, upgrades are passed through to the gateway (a proxy that allows WebSocket). */
+  refuse = true;
   port = 0;
 
   constructor(readonly target: number) {
@@ -65,7 +67,20 @@ class RefusingProxy {
       });
       req.pipe(upstream);
     });
-    this.server.on("upgrade", (_req, socket: net.Socket) => {
+    this.server.on("upgrade", (req, socket: net.Socket, head: Buffer) => {
+      if (!this.refuse) {
+        const upstream = net.connect(this.target, "127.0.0.1", () => {
+          const lines = [`${req.method} ${req.url} HTTP/1.1`];
+          for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+          upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
+          upstream.write(head);
+          upstream.pipe(socket);
+          socket.pipe(upstream);
+        });
+        upstream.on("error", () => socket.destroy());
+        socket.on("error", () => upstream.destroy());
+        return;
+      }
       this.refusedUpgrades += 1;
       socket.end("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\nupgrades forbidden");
     });
@@ -146,6 +161,20 @@ describe("the dashboard behind a proxy that refuses WebSocket upgrades", () => {
     const before = await seats();
     await expect.poll(seats, { timeout: 10_000, interval: 100 }).not.toBe(before);
   });
+
+  it("is back on WebSocket after the gateway restarts, once the proxy lets upgrades through", async () => {
+    // The stream ends (SIGTERM); every reconnect tries one WebSocket handshake
+    // before the next stream, and while nothing gets through it alternates.
+    proxy.refuse = false;
+    await gateway.stop();
+    await page.waitForSelector('[data-testid="connection"][data-connected="false"]', { timeout: 5_000 });
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    gateway = await startGateway(["--demo", "--demo-interval", "100ms"], gateway.port);
+    await page.waitForSelector('[data-testid="connection"][data-status="open"][data-transport="websocket"]', { timeout: 35_000 });
+    expect(await page.locator('[data-testid="connection"]').textContent()).toContain("Live");
+    const before = await seats();
+    await expect.poll(seats, { timeout: 10_000, interval: 100 }).not.toBe(before);
+  }, 60_000);
 
   it("raised no uncaught page errors", () => {
     expect(pageErrors.map((e) => e.message)).toEqual([]);
