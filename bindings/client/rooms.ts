@@ -319,14 +319,16 @@ export class Room {
     if (!this.#wanted || this.#joinInFlight !== undefined) return;
     const unsupported = this.#host.unsupported("join");
     if (unsupported !== undefined) {
-      // The connection is an SSE stream (`auto` fell back): nothing waiting
-      // can be sent. The room stays wanted: it is joined again once the
-      // client is back on WebSocket.
-      const told = this.#joinWaiters.length > 0;
-      this.#error = unsupported;
-      this.#forget(unsupported);
-      if (!told) this.#emit("error", unsupported);
-      this.#changed();
+      // The connection is an SSE stream (`auto` fell back, perhaps only for
+      // a moment during an outage): nothing can be sent. The room, a
+      // pending join() and queued publishes wait, as offline, and go out
+      // once the client is back on WebSocket; meanwhile the room's `error`
+      // says why (cleared by the next `joined`).
+      if (this.#error === undefined) {
+        this.#error = unsupported;
+        this.#emit("error", unsupported);
+        this.#changed();
+      }
       return;
     }
     this.#sendJoin();

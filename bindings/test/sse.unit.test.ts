@@ -472,7 +472,7 @@ describe("a reopened stream refused for what it added", () => {
 });
 
 describe("rooms when auto falls back to SSE", () => {
-  it("a join waiting for the connection rejects with a TransportError once the stream opens", async () => {
+  it("a join waiting for the connection keeps waiting (for WebSocket), and the room's error says why", async () => {
     const client = new TourcastClient({
       url: "ws://127.0.0.1:1/ws",
       transport: "auto",
@@ -483,14 +483,24 @@ describe("rooms when auto falls back to SSE", () => {
     });
     clients.push(client);
     const room = client.room("support_1");
-    const joined = room.join().then(
-      () => undefined,
-      (e: unknown) => e,
+    const errors: TourcastError[] = [];
+    room.on("error", (e) => errors.push(e));
+    let settled = false;
+    room.join().then(
+      () => (settled = true),
+      () => (settled = true),
     );
-    const error = await joined;
-    expect(error).toBeInstanceOf(TransportError);
-    expect(client.state.transport).toBe("sse");
+    const queued = room.publish("written while the stream is up");
+    queued.catch(() => undefined);
+    await waitFor("open over SSE", () => client.state.status === "open" && client.state.transport === "sse");
+    await waitFor("the room's error", () => room.state.error !== undefined);
     expect(room.state.error).toBeInstanceOf(TransportError);
+    expect(errors).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(settled).toBe(false);
+    expect(room.state.queued).toBe(1);
+    // Asked now, over SSE, it is refused at once.
+    await expect(client.room("support_2").join()).rejects.toBeInstanceOf(TransportError);
   });
 });
 
