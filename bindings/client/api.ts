@@ -6,6 +6,7 @@ import type { ErrorCode, ServerMessage, StreamPosition, Encoding } from "../inde
 import type { BackoffOptions } from "./backoff.js";
 import type { Codec } from "./codec.js";
 import type { LowAlert, TourView } from "./store.js";
+import type { EventSourceFactory, Transport } from "./sse.js";
 
 /** Every server message `type`. */
 export type ServerMessageType = ServerMessage["type"];
@@ -59,6 +60,8 @@ export interface ClientState {
   readonly nextRetryAt?: number;
   /** Close code and reason of the last connection that ended. */
   readonly lastClose?: { readonly code: number; readonly reason: string };
+  /** The transport of the current connection (or of the next attempt): `websocket` or `sse`. */
+  readonly transport?: "websocket" | "sse";
 }
 
 /**
@@ -86,6 +89,31 @@ export interface TourcastClientOptions {
   codec?: Codec;
   /** The WebSocket class (default `globalThis.WebSocket`; pass `ws`'s in Node < 22). */
   WebSocket?: WebSocketFactory;
+  /**
+   * How to reach the gateway (default `"websocket"`):
+   * - `"websocket"`: `url`, a WebSocket;
+   * - `"sse"`: Server-Sent Events (`GET /sse` beside `url`: `ws:` becomes
+   *   `http:`, `/ws` becomes `/sse`), for networks that refuse WebSocket
+   *   upgrades and read-only pages. JSON only; subscriptions are the stream's
+   *   query, so a change reopens the stream (debounced, resuming from the last
+   *   event id); rooms, `ping`, `refresh` and `refreshStats` reject with a
+   *   {@link TransportError};
+   * - `"auto"`: WebSocket, falling back to SSE when handshakes keep failing
+   *   (see `fallback`), and back to WebSocket later.
+   */
+  transport?: "websocket" | "sse" | "auto";
+  /** The EventSource class for SSE (default `globalThis.EventSource`; in Node, the `eventsource` package's). */
+  EventSource?: EventSourceFactory;
+  /** Over SSE: how long subscription changes are gathered before the stream is reopened, in ms (default 50). */
+  sseDebounceMs?: number;
+  /**
+   * With `transport: "auto"`: fall back to SSE after `afterFailures` WebSocket
+   * handshakes in a row failed before any opened (default 2), and try
+   * WebSocket again `retryWebSocketMs` after (default 300 000): a probe
+   * handshake while the stream is open, which moves the connection back to
+   * WebSocket when it succeeds.
+   */
+  fallback?: { afterFailures?: number; retryWebSocketMs?: number };
   /** Connect on construction (default true). */
   autoConnect?: boolean;
   /** How long `subscribe`/`unsubscribe`/`ping` wait for the server, in ms, from the call (default 10 000). */
@@ -140,7 +168,9 @@ export type TourcastErrorCode =
   /** `room.publish` on a room not joined (call `join()` first). */
   | "not_joined"
   /** A publish whose connection was lost before the server answered: it may or may not have been posted. */
-  | "unconfirmed";
+  | "unconfirmed"
+  /** Needs a WebSocket: the connection is an SSE stream (a {@link TransportError}). */
+  | "transport_unsupported";
 
 /** Close codes the client reports for connections it gave up on itself. */
 export const CLIENT_CLOSE = {
@@ -154,7 +184,7 @@ export const CLIENT_CLOSE = {
 
 /** A request refused by the server or abandoned by the client. */
 export class TourcastError extends Error {
-  override readonly name = "TourcastError";
+  override readonly name: string = "TourcastError";
   constructor(
     readonly code: TourcastErrorCode,
     message: string,
@@ -180,6 +210,23 @@ export interface SubscribeOptions {
    * use `client.viewers(tourId, handler)` instead.
    */
   viewers?: boolean;
+}
+
+/**
+ * What cannot be done over the current transport: over SSE the client only
+ * receives, so rooms (`join`, `publish`, `leave`), `ping`, `refresh` and
+ * `refreshStats` need a WebSocket (`transport: "websocket"`, or `"auto"`
+ * once it is back on WebSocket). Code `transport_unsupported`.
+ */
+export class TransportError extends TourcastError {
+  override readonly name: string = "TransportError";
+  constructor(
+    /** What was refused, e.g. `"publish"`. */
+    readonly operation: string,
+    readonly transport: Transport | "sse" = "sse",
+  ) {
+    super("transport_unsupported", `${operation} needs a WebSocket: this connection uses Server-Sent Events, which only receive`);
+  }
 }
 
 /** The error of every request made on (or pending in) a closed client. */

@@ -25,6 +25,7 @@ import {
   asError,
   closedError,
   TourcastError,
+  TransportError,
   type ClientCounters,
   type ClientState,
   type MessageOf,
@@ -41,6 +42,7 @@ import { Subscriptions } from "./subscriptions.js";
 export {
   CLIENT_CLOSE,
   TourcastError,
+  TransportError,
   type ClientCounters,
   type ClientState,
   type ClientStats,
@@ -154,6 +156,11 @@ export class TourcastClient {
         if (whole !== undefined && this.#apply(whole)) this.#dispatch(whole);
       },
       error: (error) => this.#emitError(error),
+      targets: () => ({
+        tours: this.#subscriptions.wanted,
+        channels: this.#channels.wanted,
+        viewers: new Set([...this.#subscriptions.wanted].filter((t) => this.#subscriptions.wantsViewers(t))),
+      }),
       refreshDue: () => {
         // A failed refresh is reported; the gateway then closes at expiry and
         // the reconnect asks the token function again.
@@ -182,6 +189,7 @@ export class TourcastClient {
       send: (message) => this.#connection.send(message),
       epoch: () => this.#subscriptions.epoch,
       isClosed: () => this.#connection.status === "closed",
+      unsupported: (operation) => (this.#connection.overSse ? new TransportError(operation) : undefined),
       requestId: () => `${roomIdPrefix}${++this.#roomRequests}`,
       pace: () => pacer?.take() ?? 0,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
@@ -406,6 +414,7 @@ export class TourcastClient {
    */
   refreshStats(options: { timeoutMs?: number } = {}): Promise<StatsMessage> {
     if (this.#connection.status === "closed") return Promise.reject(closedError());
+    if (this.#connection.overSse) return Promise.reject(new TransportError("refreshStats"));
     return new Promise((resolve, reject) => {
       this.#requests.request({ expect: "stats", resolve }, { type: "refreshStats" }, reject, {
         sinceMode: "none",
@@ -497,6 +506,7 @@ export class TourcastClient {
   /** Round trip to the server; resolves with its `pong`. */
   ping(options: { timeoutMs?: number } = {}): Promise<MessageOf<"pong">> {
     if (this.#connection.status === "closed") return Promise.reject(closedError());
+    if (this.#connection.overSse) return Promise.reject(new TransportError("ping"));
     return new Promise((resolve, reject) => {
       this.#requests.request({ expect: "pong", resolve }, { type: "ping" }, reject, {
         sinceMode: "none",
@@ -512,6 +522,8 @@ export class TourcastClient {
    */
   async refresh(token?: string, options: { timeoutMs?: number } = {}): Promise<MessageOf<"refreshed">> {
     if (this.#connection.status === "closed") throw closedError();
+    // Over SSE the stream ends when its token expires and the reconnect asks the token function again.
+    if (this.#connection.overSse) throw new TransportError("refresh");
     const fresh = token ?? (await this.#connection.token());
     if (fresh === undefined || fresh === "") throw new TourcastError("no_token", "no token to refresh with");
     const refreshed = await new Promise<MessageOf<"refreshed">>((resolve, reject) => {
@@ -745,6 +757,7 @@ export class TourcastClient {
       alerts: this.#subscriptions.alerts,
       encoding: connection.codec.encoding,
       attempt: connection.attempt,
+      transport: connection.transport,
     };
     const epoch = this.#subscriptions.epoch;
     if (this.#clientId !== undefined) state.clientId = this.#clientId;

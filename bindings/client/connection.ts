@@ -3,6 +3,14 @@
 // reconnecting with backoff, and the timer that renews the token before it
 // expires. It knows nothing of requests or tours: it reports what happens
 // through `ConnectionEvents` and sends what it is given.
+//
+// The transport (`options.transport`): a WebSocket, an SSE stream (an
+// `SseSocket`, which looks like a WebSocket), or `auto`: WebSocket until
+// `fallback.afterFailures` handshakes in a row fail before any opens, then
+// SSE. WebSocket is tried again: by a probe handshake when the first stream
+// opens (the failures may have been an outage) and every
+// `fallback.retryWebSocketMs` while it stays open, and by one handshake
+// before the next stream whenever a stream ends or fails.
 
 import type { ClientMessage, ServerMessage } from "../index.js";
 import {
@@ -16,6 +24,13 @@ import {
 } from "./api.js";
 import { backoffDelay, resolveBackoff, type ResolvedBackoff } from "./backoff.js";
 import { jsonCodec, type Codec, type Frame } from "./codec.js";
+import { SseSocket, type EventSourceFactory, type SseResume, type SseTargets, type Transport } from "./sse.js";
+
+/** The transport a connection runs on. */
+export type ActiveTransport = "websocket" | "sse";
+
+/** `auto`'s defaults: fall back after 2 refused handshakes, try WebSocket again after 5 minutes. */
+export const FALLBACK_DEFAULTS = { afterFailures: 2, retryWebSocketMs: 300_000 } as const;
 
 /** What the connection tells the client. */
 export interface ConnectionEvents {
@@ -33,6 +48,8 @@ export interface ConnectionEvents {
   error(error: Error): void;
   /** With a token function: the token expires soon, renew it (`refresh`). */
   refreshDue(): void;
+  /** Over SSE: what the stream is to deliver (the subscriptions and channels wanted). */
+  targets(): SseTargets;
 }
 
 const isArrayBuffer = (v: unknown): v is ArrayBuffer =>
@@ -51,6 +68,25 @@ export class Connection {
   readonly #random: () => number;
   readonly #counters: ClientCounters;
   readonly #events: ConnectionEvents;
+  readonly #mode: Transport;
+  readonly #EventSource: EventSourceFactory | undefined;
+  readonly #sseDebounceMs: number;
+  readonly #fallbackAfter: number;
+  readonly #retryWebSocketMs: number;
+  /** Where the next SSE stream resumes from. */
+  readonly #sseResume: SseResume = { lastEventId: undefined, covered: undefined };
+  /** The transport of the current (or next) connection. */
+  #transport: ActiveTransport;
+  /** `auto`: WebSocket handshakes that failed in a row, none opening. */
+  #wsFailures = 0;
+  /** `auto` on SSE: time to try WebSocket again. */
+  #retryWebSocketDue = false;
+  #retryWebSocketTimer: ReturnType<typeof setTimeout> | undefined;
+  /** `auto`: the first SSE stream after a fallback probes WebSocket at once (was it an outage, not a block?). */
+  #probeOnOpen = false;
+  #probe: WebSocketLike | null = null;
+  /** The current connection ever opened. */
+  #openedOnce = false;
 
   #ws: WebSocketLike | null = null;
   /** The codec outbound frames use on the current connection. */
@@ -75,11 +111,23 @@ export class Connection {
     this.#url = options.url;
     this.#codec = options.codec ?? jsonCodec;
     this.#wire = this.#codec;
+    this.#mode = options.transport ?? "websocket";
+    if (this.#mode !== "websocket" && this.#mode !== "sse" && this.#mode !== "auto") {
+      throw new TypeError(`unknown transport ${String(this.#mode)}: "websocket", "sse" or "auto"`);
+    }
     const ws = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
-    if (ws === undefined) {
+    if (ws === undefined && this.#mode !== "sse") {
       throw new TypeError("no WebSocket implementation: pass options.WebSocket (e.g. the `ws` package)");
     }
-    this.#WebSocket = ws;
+    this.#WebSocket = ws ?? unavailableWebSocket;
+    this.#EventSource = options.EventSource ?? (globalThis as { EventSource?: EventSourceFactory }).EventSource;
+    if (this.#EventSource === undefined && this.#mode !== "websocket") {
+      throw new TypeError("no EventSource implementation: pass options.EventSource (e.g. the `eventsource` package)");
+    }
+    this.#transport = this.#mode === "sse" ? "sse" : "websocket";
+    this.#sseDebounceMs = Math.max(0, options.sseDebounceMs ?? 50);
+    this.#fallbackAfter = Math.max(1, options.fallback?.afterFailures ?? FALLBACK_DEFAULTS.afterFailures);
+    this.#retryWebSocketMs = Math.max(1, options.fallback?.retryWebSocketMs ?? FALLBACK_DEFAULTS.retryWebSocketMs);
     this.#keepAliveMs = Math.max(10, options.keepAliveIntervalMs ?? 30_000);
     this.#connectTimeoutMs = Math.max(1, options.connectTimeoutMs ?? 10_000);
     this.#token = options.token;
@@ -99,6 +147,14 @@ export class Connection {
   }
   get codec(): Codec {
     return this.#codec;
+  }
+  /** The transport of the current connection (or of the next attempt). */
+  get transport(): ActiveTransport {
+    return this.#transport;
+  }
+  /** Whether the current connection is an SSE stream (nothing but subscriptions can be sent). */
+  get overSse(): boolean {
+    return this.#transport === "sse";
   }
   get attempt(): number {
     return this.#attempt;
@@ -144,6 +200,7 @@ export class Connection {
   shutdown(): void {
     this.#generation += 1;
     this.#clearConnectionTimers();
+    this.#stopRetryingWebSocket();
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     const ws = this.#ws;
@@ -197,12 +254,21 @@ export class Connection {
       withToken.searchParams.set("token", token);
       url = withToken.toString();
     }
+    this.#openedOnce = false;
     let ws: WebSocketLike;
     try {
-      ws = new this.#WebSocket(url, [this.#codec.subprotocol]);
+      ws =
+        this.#transport === "sse"
+          ? new SseSocket(url, undefined, {
+              EventSource: this.#EventSource as EventSourceFactory,
+              targets: () => this.#events.targets(),
+              resume: this.#sseResume,
+              debounceMs: this.#sseDebounceMs,
+            })
+          : new this.#WebSocket(url, [this.#codec.subprotocol]);
     } catch (e) {
       this.#events.error(asError(e));
-      this.#lost(1006, "could not open the WebSocket");
+      this.#lost(1006, `could not open the ${this.#transport === "sse" ? "event stream" : "WebSocket"}`);
       return;
     }
     ws.binaryType = "arraybuffer";
@@ -234,7 +300,24 @@ export class Connection {
 
   #opened(ws: WebSocketLike): void {
     clearTimeout(this.#watchdog);
+    this.#watchdog = undefined;
+    this.#openedOnce = true;
     this.#counters.connections += 1;
+    if (this.#transport === "websocket") {
+      this.#wsFailures = 0;
+      this.#stopRetryingWebSocket();
+    } else if (this.#mode === "auto") {
+      if (this.#probeOnOpen) {
+        // The stream opens where WebSocket failed: refused upgrades, or the
+        // server was down and is back. One handshake now tells which.
+        this.#probeOnOpen = false;
+        setTimeout(() => {
+          if (this.#ws === ws && this.#status === "open" && this.#probe === null) this.#probeWebSocket();
+        }, 0);
+      } else {
+        this.#scheduleWebSocketRetry();
+      }
+    }
     // Use the encoding the server picked, should it differ from the one asked for.
     this.#wire = ws.protocol === jsonCodec.subprotocol ? jsonCodec : this.#codec;
     this.#lastReceived = Date.now();
@@ -249,9 +332,13 @@ export class Connection {
         }
       }, backoff.stableAfterMs);
     }
-    this.#pingTimer = setInterval(() => this.send({ type: "ping" }), this.#keepAliveMs);
-    this.#armWatchdog();
-    this.#scheduleRefresh();
+    if (this.#transport === "websocket") {
+      // Over SSE nothing can be sent, and the server's keep-alive comments are
+      // not shown to the page: the stream's own end is the signal.
+      this.#pingTimer = setInterval(() => this.send({ type: "ping" }), this.#keepAliveMs);
+      this.#armWatchdog();
+      this.#scheduleRefresh();
+    }
     this.#events.opened();
   }
 
@@ -259,6 +346,7 @@ export class Connection {
     this.#ws = null;
     this.#clearConnectionTimers();
     this.#lastClose = { code, reason };
+    this.#chooseNextTransport();
     this.#events.lost();
     if (this.#status === "closed") return;
     const backoff = this.#backoff;
@@ -331,6 +419,121 @@ export class Connection {
     }, delay);
   }
 
+  // --- auto: fallback to SSE and back ---------------------------------------------
+
+  /** After a connection ended: which transport the next attempt uses. */
+  #chooseNextTransport(): void {
+    if (this.#mode !== "auto") return;
+    if (this.#transport === "websocket") {
+      if (this.#openedOnce) {
+        this.#wsFailures = 0;
+        return;
+      }
+      this.#wsFailures += 1;
+      if (this.#wsFailures >= this.#fallbackAfter) {
+        this.#transport = "sse";
+        this.#retryWebSocketDue = false;
+        this.#probeOnOpen = true;
+        this.#scheduleWebSocketRetry();
+      }
+    } else if (this.#retryWebSocketDue) {
+      this.#useWebSocketAgain();
+    } else {
+      // A stream that ended (a restart, a cut) or failed too (nothing gets
+      // through: the server is down?): the next attempt is one WebSocket
+      // handshake, then SSE again if it fails.
+      this.#useWebSocketAgain();
+      this.#wsFailures = this.#fallbackAfter - 1;
+    }
+  }
+
+  #useWebSocketAgain(): void {
+    this.#stopRetryingWebSocket();
+    this.#transport = "websocket";
+    this.#wsFailures = 0;
+  }
+
+  #scheduleWebSocketRetry(): void {
+    if (this.#retryWebSocketTimer !== undefined) return;
+    this.#retryWebSocketTimer = setTimeout(() => {
+      this.#retryWebSocketTimer = undefined;
+      if (this.#transport !== "sse" || this.#status === "closed") return;
+      if (this.#status !== "open") {
+        // Not connected: the next attempt is a WebSocket.
+        this.#retryWebSocketDue = true;
+        return;
+      }
+      this.#probeWebSocket();
+    }, this.#retryWebSocketMs);
+  }
+
+  /** While the stream is open: try a WebSocket handshake; if it opens, move the connection to WebSocket. */
+  #probeWebSocket(): void {
+    const generation = this.#generation;
+    let url = this.#url;
+    if (this.#currentToken !== undefined && this.#currentToken !== "") {
+      const withToken = new URL(url);
+      withToken.searchParams.set("token", this.#currentToken);
+      url = withToken.toString();
+    }
+    let probe: WebSocketLike;
+    try {
+      probe = new this.#WebSocket(url, [this.#codec.subprotocol]);
+    } catch {
+      this.#scheduleWebSocketRetry();
+      return;
+    }
+    this.#probe = probe;
+    const done = (opened: boolean) => {
+      if (this.#probe !== probe) return;
+      this.#probe = null;
+      clearTimeout(timer);
+      detach(probe);
+      try {
+        probe.close(1000, "probe");
+      } catch {
+        // not open
+      }
+      if (generation !== this.#generation || this.#status === "closed" || this.#transport !== "sse") return;
+      if (!opened) {
+        this.#scheduleWebSocketRetry();
+        return;
+      }
+      // WebSocket works again: end the stream and reconnect over WebSocket at once.
+      this.#useWebSocketAgain();
+      const sse = this.#ws;
+      this.#ws = null;
+      if (sse !== null) {
+        detach(sse);
+        sse.close(1000, "moving to WebSocket");
+      }
+      this.#clearConnectionTimers();
+      this.#lastClose = { code: 1000, reason: "moving to WebSocket" };
+      this.#events.lost();
+      this.#open();
+    };
+    const timer = setTimeout(() => done(false), this.#connectTimeoutMs);
+    probe.onopen = () => done(true);
+    probe.onclose = () => done(false);
+    probe.onerror = () => undefined;
+  }
+
+  #stopRetryingWebSocket(): void {
+    clearTimeout(this.#retryWebSocketTimer);
+    this.#retryWebSocketTimer = undefined;
+    this.#retryWebSocketDue = false;
+    const probe = this.#probe;
+    this.#probe = null;
+    if (probe !== null) {
+      detach(probe);
+      try {
+        probe.close(1000, "probe");
+      } catch {
+        // not open
+      }
+    }
+  }
+
   #clearConnectionTimers(): void {
     clearTimeout(this.#stableTimer);
     clearInterval(this.#pingTimer);
@@ -345,6 +548,13 @@ export class Connection {
     this.#events.changed();
   }
 }
+
+/** Stands in for a WebSocket class where there is none and only SSE is used. */
+const unavailableWebSocket: WebSocketFactory = class {
+  constructor() {
+    throw new TypeError("no WebSocket implementation: pass options.WebSocket (e.g. the `ws` package)");
+  }
+} as unknown as WebSocketFactory;
 
 /** Stops listening to a socket being abandoned (errors it may still report are swallowed). */
 function detach(ws: WebSocketLike): void {

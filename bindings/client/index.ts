@@ -23,6 +23,7 @@ export {
   type RoomStatus,
   type ViewersMessage,
   TourcastError,
+  TransportError,
   type ClientCounters,
   type ClientState,
   type ClientStats,
@@ -35,6 +36,15 @@ export {
   type WebSocketFactory,
   type WebSocketLike,
 } from "./client.js";
+export {
+  sseUrl,
+  SSE_EVENT_TYPES,
+  type EventSourceFactory,
+  type EventSourceLike,
+  type SseMessageEvent,
+  type SseTargets,
+  type Transport,
+} from "./sse.js";
 export { jsonCodec, asServerMessage, DecodeError, type Codec, type Frame } from "./codec.js";
 export { TourStore, type LowAlert, type TourView } from "./store.js";
 export {

@@ -83,6 +83,8 @@ export interface RoomHost {
   epoch(): string | undefined;
   /** The client was closed for good. */
   isClosed(): boolean;
+  /** The error for `operation` when the connection cannot send it (an SSE stream), else undefined. */
+  unsupported(operation: "join" | "leave" | "publish"): TourcastError | undefined;
   /** A fresh `requestId`. */
   requestId(): string;
   /** Takes a publish token: 0 when one was taken, else how many ms until the next one. */
@@ -226,6 +228,8 @@ export class Room {
    */
   join(): Promise<Joined> {
     if (this.#host.isClosed()) return Promise.reject(closed());
+    const unsupported = this.#host.unsupported("join");
+    if (unsupported !== undefined) return Promise.reject(unsupported);
     return new Promise<Joined>((resolve, reject) => {
       if (this.#joinedHere && this.#lastJoined !== undefined) {
         resolve(this.#lastJoined);
@@ -249,6 +253,8 @@ export class Room {
    */
   leave(): Promise<MessageOf<"left"> | undefined> {
     if (this.#host.isClosed()) return Promise.reject(closed());
+    const unsupported = this.#host.unsupported("leave");
+    if (unsupported !== undefined) return Promise.reject(unsupported);
     const wasMember = this.#joinedHere || this.#joinInFlight !== undefined;
     this.#wanted = false;
     this.#forget(new TourcastError("cancelled", `left room ${this.name}`));
@@ -289,6 +295,8 @@ export class Room {
    */
   publish(text: string, data?: RoomData): Promise<PublishResult> {
     if (this.#host.isClosed()) return Promise.reject(closed());
+    const unsupported = this.#host.unsupported("publish");
+    if (unsupported !== undefined) return Promise.reject(unsupported);
     if (!this.#wanted) return Promise.reject(new TourcastError("not_joined", `join room ${this.name} before publishing`));
     return new Promise<PublishResult>((resolve, reject) => {
       const ready = this.#joinedHere && this.#host.isOpen();
@@ -308,7 +316,22 @@ export class Room {
 
   /** A connection opened: rejoin (with `since`) when the room is wanted. */
   opened(): void {
-    if (this.#wanted && this.#joinInFlight === undefined) this.#sendJoin();
+    if (!this.#wanted || this.#joinInFlight !== undefined) return;
+    const unsupported = this.#host.unsupported("join");
+    if (unsupported !== undefined) {
+      // The connection is an SSE stream (`auto` fell back, perhaps only for
+      // a moment during an outage): nothing can be sent. The room, a
+      // pending join() and queued publishes wait, as offline, and go out
+      // once the client is back on WebSocket; meanwhile the room's `error`
+      // says why (cleared by the next `joined`).
+      if (this.#error === undefined) {
+        this.#error = unsupported;
+        this.#emit("error", unsupported);
+        this.#changed();
+      }
+      return;
+    }
+    this.#sendJoin();
   }
 
   /** The connection ended: not a member any more; what was sent on it is unanswered. */

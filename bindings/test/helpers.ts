@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHmac, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -318,4 +319,68 @@ export async function startRabbitGateway(args: string[], port?: number): Promise
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
   );
   return watch(child, chosen, "/ready", 30_000);
+}
+
+/**
+ * An HTTP proxy in front of the gateway that refuses every WebSocket upgrade
+ * (403, as some corporate proxies do) and forwards plain HTTP, streaming
+ * responses as they come (so `GET /sse` passes). `cut()` ends every
+ * forwarded response.
+ */
+export class UpgradeRefusingProxy {
+  readonly #server: http.Server;
+  readonly #open = new Set<http.ServerResponse>();
+  /** Upgrades refused so far. */
+  refusedUpgrades = 0;
+  /** Paths of the plain requests forwarded, with their query. */
+  readonly requests: string[] = [];
+  port = 0;
+
+  constructor(readonly targetPort: number) {
+    this.#server = http.createServer((req, res) => {
+      this.requests.push(req.url ?? "");
+      const upstream = http.request(
+        { host: "127.0.0.1", port: this.targetPort, method: req.method, path: req.url, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          res.flushHeaders();
+          answer.pipe(res);
+        },
+      );
+      upstream.on("error", () => res.destroy());
+      this.#open.add(res);
+      res.on("close", () => {
+        this.#open.delete(res);
+        upstream.destroy();
+      });
+      req.pipe(upstream);
+    });
+    this.#server.on("upgrade", (_req, socket: net.Socket) => {
+      this.refusedUpgrades += 1;
+      socket.end("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\nupgrades forbidden");
+    });
+  }
+
+  /** The WebSocket URL a client is given (`/sse` is derived from it). */
+  get url(): string {
+    return `ws://127.0.0.1:${this.port}/ws`;
+  }
+
+  async listen(): Promise<this> {
+    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
+    const address = this.#server.address();
+    this.port = typeof address === "object" && address !== null ? address.port : 0;
+    return this;
+  }
+
+  /** Ends every forwarded response (an event stream is cut). */
+  cut(): void {
+    for (const res of this.#open) res.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
 }

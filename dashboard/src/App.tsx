@@ -105,7 +105,7 @@ function ConnectionIndicator({ state, now }: { state: ClientState; now: number }
   let label: string;
   switch (status) {
     case "open":
-      label = "Live";
+      label = state.transport === "sse" ? "Live · SSE" : "Live";
       break;
     case "idle":
     case "connecting":
@@ -127,6 +127,7 @@ function ConnectionIndicator({ state, now }: { state: ClientState; now: number }
       data-testid="connection"
       data-status={status}
       data-connected={connected}
+      data-transport={state.transport}
       role="status"
       aria-live="polite"
       title={state.lastClose === undefined ? undefined : `last close: ${state.lastClose.code} ${state.lastClose.reason}`}

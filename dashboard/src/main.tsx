@@ -11,6 +11,9 @@ import "./styles.css";
 //   ?tours=tour_paris,tour_rome   only these tours (default: every tour)
 //   ?token=<JWT>            access token, when the gateway requires one (and for
 //                           the user's notifications; the admin page needs an admin's)
+//   ?transport=auto         websocket, sse or auto (default): auto uses WebSocket and
+//                           falls back to Server-Sent Events where upgrades are refused
+//                           (some proxies); the chat needs WebSocket
 // Pages: #/ (availability, the default), #/admin (live gateway statistics) and
 // #/support/<room> (a support chat; the demo's room is support_demo).
 const params = new URLSearchParams(window.location.search);
@@ -69,8 +72,11 @@ async function start(): Promise<void> {
   const token = params.get("token");
   const codec: Codec | undefined =
     params.get("encoding") === "proto" ? (await import("@tourcast/bindings/proto")).protoCodec : undefined;
+  const asked = params.get("transport");
+  const transport = asked === "websocket" || asked === "sse" ? asked : "auto";
   const client = new TourcastClient({
     url: params.get("ws") ?? sameOriginUrl("/ws"),
+    transport,
     ...(codec === undefined ? {} : { codec }),
     ...(token === null || token === "" ? {} : { token }),
   });
