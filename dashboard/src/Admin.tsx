@@ -82,6 +82,13 @@ export default function Admin({ search }: { search: string }) {
           <section className="totals" aria-label="Totals" data-testid="totals">
             <Figure label="connected clients" value={stats.connectedClients} testId="total-clients" />
             <Figure label="JSON / protobuf" value={`${stats.clientsByEncoding.json} / ${stats.clientsByEncoding.proto}`} />
+            {stats.clientsByTransport !== undefined && (
+              <Figure
+                label="WebSocket / SSE"
+                value={`${stats.clientsByTransport.websocket} / ${stats.clientsByTransport.sse}`}
+                testId="total-transports"
+              />
+            )}
             <Figure label="events/s" value={round(stats.eventsPerSecond)} testId="total-eps" />
             <Figure label="deliveries/s" value={round(stats.deliveriesPerSecond)} testId="total-dps" />
             <Figure label="slow-client disconnects" value={stats.slowClientDisconnects} />
@@ -114,7 +121,11 @@ export default function Admin({ search }: { search: string }) {
                   <tr key={i.instanceId} data-instance-id={i.instanceId}>
                     <td>{i.instanceId}</td>
                     <td>
-                      {i.connectedClients} <span className="dim">({i.clientsByEncoding.json} json, {i.clientsByEncoding.proto} proto)</span>
+                      {i.connectedClients}{" "}
+                      <span className="dim">
+                        ({i.clientsByEncoding.json} json, {i.clientsByEncoding.proto} proto
+                        {i.clientsByTransport !== undefined && `; ${i.clientsByTransport.sse} sse`})
+                      </span>
                     </td>
                     <td>{round(i.eventsPerSecond)}</td>
                     <td>{round(i.deliveriesPerSecond)}</td>
