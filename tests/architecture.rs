@@ -133,3 +133,27 @@ fn the_scan_sees_known_edges() {
         );
     }
 }
+
+/// The transport seam (issue 21): WebSocket and HTTP-streaming types stay
+/// in `transport/` (and `server/`, which picks a transport per endpoint);
+/// the hub, the protocol, the engine and the state queue transport-free
+/// frames. Before the seam, axum's `Message` was in `protocol/codec.rs`,
+/// `hub/mod.rs` and `hub/outbox.rs`.
+#[test]
+fn no_transport_type_leaks_below_the_server() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut leaks = Vec::new();
+    for file in rust_files(&src) {
+        let module = module_of(&src, &file);
+        if matches!(module.as_deref(), None | Some("transport" | "server")) {
+            continue;
+        }
+        let code = code_of(&std::fs::read_to_string(&file).expect("readable"));
+        for marker in ["extract::ws", "tungstenite", "text/event-stream", "close_code"] {
+            if code.contains(marker) {
+                leaks.push(format!("{} names {marker}", file.display()));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
