@@ -149,7 +149,12 @@ fn no_transport_type_leaks_below_the_server() {
             continue;
         }
         let code = code_of(&std::fs::read_to_string(&file).expect("readable"));
-        for marker in ["extract::ws", "tungstenite", "text/event-stream", "close_code"] {
+        for marker in [
+            "extract::ws",
+            "tungstenite",
+            "text/event-stream",
+            "close_code",
+        ] {
             if code.contains(marker) {
                 leaks.push(format!("{} names {marker}", file.display()));
             }

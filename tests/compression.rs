@@ -272,7 +272,10 @@ async fn large_messages_come_compressed_and_inflate_to_what_plain_clients_get() 
     // Each snapshot is stamped when it is taken; the rest is the same.
     deflated["timestamp"] = Value::Null;
     raw["timestamp"] = Value::Null;
-    assert!(deflated == raw, "inflates to exactly the plain client's JSON");
+    assert!(
+        deflated == raw,
+        "inflates to exactly the plain client's JSON"
+    );
 
     // A live event, small: plain for everyone.
     server.engine.apply(updated("tour_007", 1));

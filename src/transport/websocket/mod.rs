@@ -110,6 +110,9 @@ pub struct WebSocketTransport<S> {
     missed_pongs: u8,
     /// A close frame went out (ours, or the echo of the client's).
     close_sent: bool,
+    /// The client's close frame came (valid or not): after ours, nothing
+    /// is left to wait for, and the server drops the TCP connection.
+    close_received: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> WebSocketTransport<S> {
@@ -125,6 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WebSocketTransport<S> {
             written: 0,
             missed_pongs: 0,
             close_sent: false,
+            close_received: false,
         }
     }
 
@@ -227,6 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WebSocketTransport<S> {
             }
             frame::PONG => Ok(Parsed::Nothing),
             frame::CLOSE => {
+                self.close_received = true;
                 let code = close_payload_code(&payload)?;
                 if !self.close_sent {
                     let echo = code.map(u16::to_be_bytes);
@@ -386,10 +391,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WebSocketTransport<
         frame::write_frame(&mut self.out, frame::CLOSE, false, &payload);
         self.close_sent = true;
         let write_timeout = self.settings.write_timeout;
-        if !matches!(
-            tokio::time::timeout(write_timeout, self.flush()).await,
-            Ok(Ok(()))
-        ) {
+        let flushed = tokio::time::timeout(write_timeout, self.flush()).await;
+        if !matches!(flushed, Ok(Ok(()))) || self.close_received {
             return;
         }
         // The client's close, skipping whatever it still sends first.

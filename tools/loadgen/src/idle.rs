@@ -45,6 +45,10 @@ pub(crate) struct IdleArgs {
     /// Plain TCP connections instead of WebSockets (for `loadgen bare --mode tcp`).
     #[arg(long)]
     tcp: bool,
+    /// Offer permessage-deflate (what an idle connection with the
+    /// extension agreed costs).
+    #[arg(long)]
+    offer_deflate: bool,
     /// Send `{"type":"subscribe","tourId":…}` on every connection first.
     #[arg(long)]
     subscribe: Option<String>,
@@ -85,6 +89,7 @@ pub(crate) async fn idle(args: IdleArgs) -> Result<()> {
         );
         let subscribe = subscribe.clone();
         let tcp = args.tcp;
+        let offer_deflate = args.offer_deflate;
         tasks.spawn(async move {
             let opened = {
                 let Ok(_permit) = gate.acquire().await else {
@@ -95,7 +100,11 @@ pub(crate) async fn idle(args: IdleArgs) -> Result<()> {
                         let stream = TcpStream::connect(target.addr).await?;
                         Ok::<_, anyhow::Error>(Idle::Tcp(stream))
                     } else {
-                        let mut ws = connect_ws(&target).await?;
+                        let mut ws = if offer_deflate {
+                            connect_ws_offering_deflate(&target).await?
+                        } else {
+                            connect_ws(&target).await?
+                        };
                         next_text(&mut ws)
                             .await
                             .context("waiting for the greeting")?;

@@ -7,16 +7,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{SecondsFormat, Utc};
 use clap::Args;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::{ChannelArgs, ChannelLoad, NOTIFICATION_KEY};
 use crate::shared::*;
 use crate::tokens::{Tokens, with_token};
+use crate::wire::{Client, ClientKind};
 
 #[derive(Debug, Args)]
 pub(crate) struct LatencyArgs {
@@ -54,6 +54,15 @@ pub(crate) struct LatencyArgs {
     /// What every client subscribes to.
     #[arg(long, default_value = "*")]
     subscribe: String,
+    /// The tour clients' kind: tokio-tungstenite WebSocket (`ws`), a raw
+    /// WebSocket offering permessage-deflate (`deflate`), or a raw
+    /// Server-Sent Events stream (`sse`).
+    #[arg(long, value_enum, default_value = "ws")]
+    client: ClientKind,
+    /// Pad each event's `tourName` to about this many bytes (so that events
+    /// pass `COMPRESSION_MIN_BYTES`); 0 keeps the short name.
+    #[arg(long, default_value_t = 0)]
+    tour_name_bytes: usize,
     /// Handshakes in flight at once during the ramp.
     #[arg(long, default_value_t = 128)]
     concurrency: usize,
@@ -123,6 +132,8 @@ struct ClientReport {
     last_receipt_ns: u64,
     /// Why the server closed the connection, if it did.
     closed: Option<String>,
+    /// Bytes read off the wire (raw clients).
+    wire_bytes: u64,
 }
 
 pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
@@ -221,26 +232,11 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
         let (ready, failures) = (Arc::clone(&ready), Arc::clone(&failures));
         let subscribe = args.subscribe.clone();
         let url = Arc::clone(&tour_url);
+        let kind = args.client;
         clients.spawn(async move {
             let setup = async {
                 let _permit = gate.acquire().await?;
-                let mut ws = connect_ws_url(&target, &url).await?;
-                next_text(&mut ws)
-                    .await
-                    .context("waiting for the greeting")?;
-                let request = serde_json::json!({"type": "subscribe", "tourId": subscribe});
-                ws.send(Message::text(request.to_string())).await?;
-                // `subscribed`, then the `snapshot`.
-                loop {
-                    let text = next_text(&mut ws).await?;
-                    let message: serde_json::Value = serde_json::from_str(&text)?;
-                    match message.get("type").and_then(|t| t.as_str()) {
-                        Some("snapshot") => break,
-                        Some("error") => bail!("subscribe refused: {text}"),
-                        _ => {}
-                    }
-                }
-                Ok::<_, anyhow::Error>(ws)
+                Client::subscribed(kind, &target, &url, &subscribe).await
             };
             match tokio::time::timeout(Duration::from_secs(30), setup).await {
                 Ok(Ok(ws)) => {
@@ -294,7 +290,7 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
         .with_content_type("application/json".into())
         .with_delivery_mode(2);
     let publish = |index: usize| {
-        let payload = event_payload(&shared.run, index, args.tours);
+        let payload = event_payload(&shared.run, index, args.tours, args.tour_name_bytes);
         let (channel, properties, exchange, key) = (
             channel.clone(),
             properties.clone(),
@@ -544,6 +540,16 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
     println!(
         "  throughput     {per_second:.0} deliveries/s (first publish → last receipt {span_s:.3} s)"
     );
+    let wire_bytes: u64 = reports.iter().map(|r| r.wire_bytes).sum();
+    if wire_bytes > 0 {
+        // Everything the clients read after their handshakes, snapshots
+        // included, over the deliveries.
+        println!(
+            "  wire           {:?} clients read {wire_bytes} bytes after the snapshot ({:.0} bytes per delivery)",
+            args.client,
+            wire_bytes as f64 / delivered.max(1) as f64
+        );
+    }
     if args.json {
         let summary = serde_json::json!({
             "mode": mode,
@@ -553,6 +559,8 @@ pub(crate) async fn latency(args: LatencyArgs) -> Result<()> {
             "expected": expected,
             "delivered": delivered,
             "duplicates": duplicates,
+            "client": format!("{:?}", args.client),
+            "wireBytes": wire_bytes,
             "closedByServer": closed.len(),
             "p50ms": pct(50.0),
             "p90ms": pct(90.0),
@@ -821,13 +829,20 @@ fn self_cpu() -> Duration {
 }
 
 /// A `tour.availability.updated` event in the SPEC's publisher shape.
-fn event_payload(run: &str, index: usize, tours: usize) -> String {
+fn event_payload(run: &str, index: usize, tours: usize, name_bytes: usize) -> String {
     let tour = index % tours.max(1);
+    let mut name = format!("Loadgen Tour {tour}");
+    // A name that compresses like a real description: words, not one byte.
+    while name.len() < name_bytes {
+        name.push_str(" with a guide, skip-the-line entry and a river cruise");
+    }
+    // The publisher schema allows 256 bytes of name.
+    name.truncate(name_bytes.clamp(name.len().min(256), 256));
     serde_json::json!({
         "eventId": format!("{run}{index}"),
         "eventType": "tour.availability.updated",
         "tourId": format!("lg_tour_{tour}"),
-        "tourName": format!("Loadgen Tour {tour}"),
+        "tourName": name,
         "availableSeats": (index % 20) as u32,
         "maxGroupSize": 20,
         "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -836,7 +851,7 @@ fn event_payload(run: &str, index: usize, tours: usize) -> String {
 }
 
 /// Reads until `stop`, timing every event of this run.
-async fn receive(mut ws: Ws, shared: &Shared, stop: &CancellationToken) -> ClientReport {
+async fn receive(mut client: Client, shared: &Shared, stop: &CancellationToken) -> ClientReport {
     let mut report = ClientReport::default();
     let mut seen = vec![false; shared.published_ns.len()];
     // Created once: every client shares `stop`, and a fresh `cancelled()`
@@ -844,14 +859,14 @@ async fn receive(mut ws: Ws, shared: &Shared, stop: &CancellationToken) -> Clien
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     loop {
-        let frame = tokio::select! {
+        let text = tokio::select! {
             biased;
-            frame = ws.next() => frame,
+            text = client.next_text() => text,
             _ = &mut stopped => break,
         };
         let now = shared.now_ns();
-        match frame {
-            Some(Ok(Message::Text(text))) => {
+        match text {
+            Ok(text) => {
                 let Some(index) = shared.event_index(&text) else {
                     if text.contains(r#""type":"notification""#) {
                         report.notifications += 1;
@@ -874,24 +889,12 @@ async fn receive(mut ws: Ws, shared: &Shared, stop: &CancellationToken) -> Clien
                 report.last_receipt_ns = report.last_receipt_ns.max(now);
                 shared.delivered.fetch_add(1, Ordering::Relaxed);
             }
-            Some(Ok(Message::Close(frame))) => {
-                report.closed = Some(match frame {
-                    Some(f) => format!("{} {}", u16::from(f.code), f.reason),
-                    None => "close without code".into(),
-                });
-                break;
-            }
-            Some(Ok(_)) => {}
-            Some(Err(error)) => {
-                report.closed = Some(format!("error: {error}"));
-                break;
-            }
-            None => {
-                report.closed = Some("connection ended".into());
+            Err(error) => {
+                report.closed = Some(format!("{error:#}"));
                 break;
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), Ws::close(&mut ws, None)).await;
+    report.wire_bytes = client.wire_bytes().unwrap_or(0);
     report
 }

@@ -40,6 +40,7 @@ mod rooms;
 mod shared;
 mod soak;
 mod tokens;
+mod wire;
 
 use bare::BareArgs;
 use idle::IdleArgs;
@@ -74,6 +75,9 @@ enum Command {
     /// exactly-once counts, CPU per delivery), then presence churn
     /// (convergence time, CPU).
     Rooms(rooms::RoomsArgs),
+    /// The bytes a `"*"` snapshot takes on the wire, plain and with
+    /// permessage-deflate.
+    Wire(wire::WireArgs),
 }
 
 fn main() -> Result<()> {
@@ -94,6 +98,7 @@ fn main() -> Result<()> {
             Command::Soak(args) => soak::soak(args).await,
             Command::Replay(args) => replay::replay(args).await,
             Command::Rooms(args) => rooms::rooms(args).await,
+            Command::Wire(args) => wire::wire(args).await,
         }
     })
 }

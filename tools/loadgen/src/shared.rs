@@ -84,6 +84,31 @@ pub(crate) async fn connect_ws_url(target: &Target, url: &str) -> Result<Ws> {
     Ok(ws)
 }
 
+/// Like [`connect_ws`], offering permessage-deflate: for idle connections
+/// only (tungstenite cannot read the compressed frames the server may send
+/// once the extension is agreed; an idle demo client gets small, plain
+/// ones).
+pub(crate) async fn connect_ws_offering_deflate(target: &Target) -> Result<Ws> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let stream = TcpStream::connect(target.addr)
+        .await
+        .context("TCP connect")?;
+    stream.set_nodelay(true).context("TCP_NODELAY")?;
+    let mut request = target.url.as_str().into_client_request()?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Extensions",
+        "permessage-deflate; client_max_window_bits".parse()?,
+    );
+    let (ws, response) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(client_config()))
+            .await
+            .context("WebSocket handshake")?;
+    if !response.headers().contains_key("sec-websocket-extensions") {
+        bail!("the server did not agree to permessage-deflate");
+    }
+    Ok(ws)
+}
+
 /// The next text frame, skipping control frames; errors on close or EOF.
 pub(crate) async fn next_text(ws: &mut Ws) -> Result<Utf8Bytes> {
     loop {
