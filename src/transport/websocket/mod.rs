@@ -507,32 +507,31 @@ mod tests {
             .unwrap();
         assert_eq!(&ws.recv().await.unwrap().payload[..], &json.repeat(4)[..]);
         let bomb = deflate::compress(&vec![b' '; 1 << 20], 9).unwrap();
-        client
-            .write_all(&client_frame(frame::TEXT, true, true, &bomb))
-            .await
-            .unwrap();
-        assert_eq!(
-            ws.recv().await.unwrap_err(),
-            Ending::Close(CloseReason::FrameTooLarge)
-        );
+        let bomb = client_frame(frame::TEXT, true, true, &bomb);
+        assert_eq!(ending_after(&bomb, true).await, CloseReason::FrameTooLarge);
+    }
+
+    /// How a connection (with deflate agreed or not) ends after `bytes`.
+    async fn ending_after(bytes: &[u8], deflate: bool) -> CloseReason {
+        let (mut ws, mut client) = transport(deflate);
+        client.write_all(bytes).await.unwrap();
+        match ws.recv().await {
+            Err(Ending::Close(reason)) => reason,
+            other => panic!("not closed: {other:?}"),
+        }
     }
 
     #[tokio::test]
     async fn rsv1_without_the_extension_and_unmasked_frames_are_protocol_errors() {
-        let (mut ws, mut client) = transport(false);
-        client
-            .write_all(&client_frame(frame::TEXT, true, true, b"x"))
-            .await
-            .unwrap();
+        let compressed = client_frame(frame::TEXT, true, true, b"x");
         assert_eq!(
-            ws.recv().await.unwrap_err(),
-            Ending::Close(CloseReason::ProtocolError)
+            ending_after(&compressed, false).await,
+            CloseReason::ProtocolError
         );
-        let (mut ws, mut client) = transport(true);
-        client.write_all(&[0x81, 0x01, b'x']).await.unwrap();
+        let unmasked = [0x81, 0x01, b'x'];
         assert_eq!(
-            ws.recv().await.unwrap_err(),
-            Ending::Close(CloseReason::ProtocolError)
+            ending_after(&unmasked, true).await,
+            CloseReason::ProtocolError
         );
     }
 
@@ -580,21 +579,9 @@ mod tests {
         client.read_exact(&mut echo).await.unwrap();
         assert_eq!(echo, [0x88, 2, 0x03, 0xE8]);
         for code in [999u16, 1004, 1005, 1006, 1012, 1016, 2999, 5000] {
-            let (mut ws, mut client) = transport(false);
-            client
-                .write_all(&client_frame(
-                    frame::CLOSE,
-                    true,
-                    false,
-                    &code.to_be_bytes(),
-                ))
-                .await
-                .unwrap();
-            assert_eq!(
-                ws.recv().await.unwrap_err(),
-                Ending::Close(CloseReason::ProtocolError),
-                "{code}"
-            );
+            let close = client_frame(frame::CLOSE, true, false, &code.to_be_bytes());
+            let reason = ending_after(&close, false).await;
+            assert_eq!(reason, CloseReason::ProtocolError, "{code}");
         }
     }
 }
