@@ -16,6 +16,9 @@
 #   snapshot a gateway holding TOURS tours (one event each, published first):
 #            the `*` snapshot's bytes on the wire, plain and deflated
 #            (`loadgen wire`).
+#   <kind>@base   a burst kind (or idle) against BASE_GATEWAY instead: a build
+#            to compare with, in the same interleaved rounds (`plain@base`,
+#            `ws@base`; the idle set adds it when BASE_GATEWAY is set).
 # The burst kinds run in ROUNDS interleaved rounds whose order rotates;
 # every summary line is appended to OUT (JSON lines).
 #
@@ -39,7 +42,7 @@ TOURS=${TOURS:-10000}
 PORT=${PORT:-19400}
 DIR=target/transports-bench
 OUT=${OUT:-$DIR/runs.jsonl}
-GATEWAY=./target/release/tourcast
+GATEWAY=${GATEWAY:-./target/release/tourcast}
 LOADGEN=./target/release/loadgen
 AMQP=${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672}
 
@@ -57,9 +60,10 @@ wait_up() {
 }
 
 gateway() { # name port [flags…]: a RabbitMQ gateway on its own exchange and stream
-  local name=$1 port=$2
+  local name=$1 port=$2 binary=$GATEWAY
   shift 2
-  RUST_LOG=warn "$GATEWAY" --port "$port" --bind 127.0.0.1 \
+  [[ $name == *_base_* ]] && binary=$BASE_GATEWAY
+  RUST_LOG=warn "$binary" --port "$port" --bind 127.0.0.1 \
     --rabbitmq-url "$AMQP" --rabbitmq-exchange "tb_$name" --rabbitmq-stream "tb_$name.s" \
     --rabbitmq-replay-from next --max-connections-per-ip 20000 \
     "$@" >"$DIR/$name.log" 2>&1 &
@@ -70,12 +74,12 @@ drop_stream() {
   command -v rabbitmqctl >/dev/null 2>&1 && rabbitmqctl -q delete_queue "tb_$1.s" >/dev/null 2>&1 || true
 }
 
-burst() { # kind round
-  local kind=$1 round=$2 name="burst_${1}_$2_$$" gw
+burst() { # kind[@base] round
+  local kind=$1 round=$2 name="burst_${1/@/_}_$2_$$" gw
   gw=$(gateway "$name" "$PORT")
   wait_up "$PORT"
   local url="ws://127.0.0.1:$PORT/ws"
-  "$LOADGEN" latency --url "$url" --exchange "tb_$name" --client "$kind" \
+  "$LOADGEN" latency --url "$url" --exchange "tb_$name" --client "${kind%@base}" \
     --clients "$CLIENTS" --burst "$BURST" --tour-name-bytes "$NAME_BYTES" --drain 15s \
     --no-probe --pid "$gw" --json >"$DIR/$name.txt"
   tail -1 "$DIR/$name.txt" | sed "s/^{/{\"set\":\"burst\",\"kind\":\"$kind\",\"round\":$round,/" >>"$OUT"
@@ -85,9 +89,11 @@ burst() { # kind round
 }
 
 idle() {
-  local gw
-  for offer in "" "--offer-deflate"; do
-    RUST_LOG=warn "$GATEWAY" --demo --port "$PORT" --bind 127.0.0.1 --max-connections-per-ip 20000 \
+  local gw binary
+  for offer in "" "--offer-deflate" ${BASE_GATEWAY:+base}; do
+    binary=$GATEWAY
+    if [ "$offer" = base ]; then binary=$BASE_GATEWAY; offer=""; echo "[idle: BASE_GATEWAY]"; fi
+    RUST_LOG=warn "$binary" --demo --port "$PORT" --bind 127.0.0.1 --max-connections-per-ip 20000 \
       >"$DIR/idle.log" 2>&1 & gw=$!
     wait_up "$PORT"
     echo "[idle gateway ${offer:-plain}]"
