@@ -354,7 +354,11 @@ impl Client {
         }
     }
 
-    /// Closes from the client side.
+    /// Closes from the client side, as RFC 6455 §7.1.1 has a client do:
+    /// it sends its close frame, then waits (at most 2 s) for the server's
+    /// before it drops the socket. Dropping at once raced the server's
+    /// next write, which then found the socket reset and counted the
+    /// connection lost, not closed by the client.
     pub async fn close(mut self) {
         let _ = self
             .ws
@@ -363,6 +367,14 @@ impl Client {
                 reason: "bye".into(),
             }))
             .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(frame)) = self.ws.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 
     /// The underlying stream (for tests that misbehave on purpose).
