@@ -72,7 +72,9 @@ async fn a_stream_greets_answers_its_query_then_numbers_live_events_of_its_tours
     assert_eq!(client.retry, Some(1000));
     let snapshot = client.next().await;
     assert_eq!(snapshot.event, "snapshot");
-    assert_eq!(snapshot.id, None, "ids wait for the opening answers");
+    // The last opening answer carries the resume point on a dispatched
+    // event, where a script can read it (the snapshot reflects paris at 1).
+    assert_eq!(snapshot.id, Some(1), "{snapshot:?}");
     let tours = snapshot.data["tours"].as_array().expect("tours");
     assert_eq!(tours.len(), 1, "{snapshot:?}");
     assert_eq!(tours[0]["availableSeats"], 12);
@@ -84,7 +86,6 @@ async fn a_stream_greets_answers_its_query_then_numbers_live_events_of_its_tours
     assert_eq!(live.data["data"]["tourId"], "tour_paris", "{live:?}");
     assert_eq!(live.id, Some(4));
     assert_eq!(client.last_id, Some(4));
-    // The snapshot's position (paris at seq 1) was the resume point before.
     assert!(
         client
             .next_within(Duration::from_millis(300))
@@ -119,10 +120,10 @@ async fn last_event_id_by_header_or_query_resumes_every_tour_with_exactly_what_w
     drop(first);
 
     // Missed: newer events of both tours, rome's interleaved.
-    let missed = apply_all(
-        &server,
-        &[("tour_rome", 6), ("tour_paris", 10), ("tour_rome", 5)],
-    );
+    let mut missed: Vec<(&str, u64)> = [("tour_rome", 6), ("tour_paris", 10), ("tour_rome", 5)]
+        .into_iter()
+        .map(|(tour, seats)| (tour, apply_all(&server, &[(tour, seats)])[0]))
+        .collect();
     for how in ["header", "query"] {
         let id = resume_from.to_string();
         let mut client = match how {
@@ -131,25 +132,35 @@ async fn last_event_id_by_header_or_query_resumes_every_tour_with_exactly_what_w
         };
         client.next_of("connection").await;
         let mut replayed = Vec::new();
+        let mut ids = Vec::new();
         for _ in 0..2 {
             let ack = client.next_of("subscribed").await;
             assert_eq!(ack.data["recovered"], true, "{how}: {ack:?}");
             // Each subscription's missed events follow its ack.
             let tour = ack.data["tourId"].as_str().expect("tourId").to_string();
-            let expected = if tour == "tour_paris" { 1 } else { 2 };
-            for _ in 0..expected {
+            for _ in missed.iter().filter(|(of, _)| *of == tour) {
                 let event = client.next().await;
                 assert_eq!(event.data["data"]["tourId"], tour.as_str(), "{event:?}");
-                assert_eq!(event.id, None, "{how}: no id while answers are pending");
+                ids.push(event.id);
                 replayed.push(seq(&event));
             }
         }
+        // No id while answers are pending; the last one carries the newest
+        // position written.
+        let mut expected: Vec<u64> = missed.iter().map(|(_, seq)| *seq).collect();
+        let newest = expected.iter().max().copied();
+        let mut expected_ids = vec![None; expected.len() - 1];
+        expected_ids.push(newest);
+        assert_eq!(ids, expected_ids, "{how}");
         replayed.sort_unstable();
-        assert_eq!(replayed, missed, "{how}: exactly the missed events");
-        // Then one resume point: the newest position written.
-        apply_all(&server, &[("tour_paris", 9)]);
+        expected.sort_unstable();
+        assert_eq!(replayed, expected, "{how}: exactly the missed events");
+        // A live event; the next round, resuming from the same point, has
+        // missed it too.
+        let live_seq = apply_all(&server, &[("tour_paris", 9)])[0];
+        missed.push(("tour_paris", live_seq));
         let live = client.next().await;
-        assert_eq!(live.id, Some(server.engine.last_seq()), "{how}: {live:?}");
+        assert_eq!(live.id, Some(live_seq), "{how}: {live:?}");
         assert!(
             client.comments.is_empty() || client.comments.iter().all(|c| c == "keep-alive"),
             "{:?}",
@@ -173,13 +184,15 @@ async fn the_resume_point_is_set_once_the_opening_answers_are_written() {
     )
     .await;
     // Paris has nothing missed; rome two. No id is set until both are
-    // answered, then the highest position written (3) is.
+    // answered, then the last answer carries the highest position written
+    // (3), on an event a script sees.
     client.next_of("connection").await;
     client.next_of("subscribed").await;
     assert_eq!(client.last_id, None);
     client.next_of("subscribed").await;
-    client.next().await;
-    client.next().await;
+    assert_eq!(client.next().await.id, None);
+    let last = client.next().await;
+    assert_eq!(last.id, Some(3), "{last:?}");
     assert!(
         client
             .next_within(Duration::from_millis(300))

@@ -11,10 +11,15 @@
 //! subscription of the stream. A connection's opening subscriptions are
 //! answered one after another (tour A's missed events, then tour B's), so
 //! an id written mid-way could skip some of B's; ids are therefore
-//! withheld until every opening answer is written, and then a bare
-//! `id: <highest position written>` block (no data: EventSource records the
-//! id without dispatching anything) sets the resume point. Every later
-//! message is live, in stream order, and carries its own id.
+//! withheld until every opening answer is written, and the last opening
+//! answer then carries `id: <highest position written>`. That answer is
+//! held back until the session says the opening is over: it must be a
+//! dispatched event, because a script sees an id only on a `MessageEvent`
+//! (an id-only block sets EventSource's reconnect id, but a client that
+//! opens a new stream itself, say for a new subscription set, never learns
+//! it). With one subscription the last answer is its snapshot, whose id is
+//! then the position it reflects. Every later message is live, in stream
+//! order, and carries its own id.
 //!
 //! The client sends nothing: the stream ends when the client goes away
 //! (the response body is dropped) or the server ends it. A connection the
@@ -46,6 +51,9 @@ pub struct SseTransport {
     numbering: bool,
     /// The highest stream position written.
     highest: Option<u64>,
+    /// While the opening answers are written: where the last one starts in
+    /// `buffer`. It stays buffered until it gets the resume point.
+    last_opening: Option<usize>,
 }
 
 impl SseTransport {
@@ -65,17 +73,29 @@ impl SseTransport {
                 buffer,
                 numbering: false,
                 highest: None,
+                last_opening: None,
             },
             body,
         )
     }
 
+    /// Sends what is buffered, except a held-back last opening answer.
     async fn write_buffer(&mut self) -> Result<(), Ending> {
-        if self.buffer.is_empty() {
+        let held = match self.last_opening {
+            Some(start) => {
+                self.last_opening = Some(0);
+                self.buffer.split_off(start)
+            }
+            None => Vec::new(),
+        };
+        let chunk = std::mem::replace(&mut self.buffer, held);
+        if chunk.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::take(&mut self.buffer));
-        self.body.send(chunk).await.map_err(|_| Ending::Lost)
+        self.body
+            .send(Bytes::from(chunk))
+            .await
+            .map_err(|_| Ending::Lost)
     }
 }
 
@@ -96,6 +116,9 @@ impl Transport for SseTransport {
                 "binary frame on an event stream; dropped"
             );
             return Ok(());
+        }
+        if !self.numbering {
+            self.last_opening = Some(self.buffer.len());
         }
         let _ = writeln!(self.buffer, "event: {}", frame.json_type());
         if let Some(position) = frame.position() {
@@ -124,8 +147,15 @@ impl Transport for SseTransport {
 
     async fn initial_answers_written(&mut self) -> Result<(), Ending> {
         self.numbering = true;
-        if let Some(highest) = self.highest {
-            let _ = write!(self.buffer, "id: {highest}\n\n");
+        if let (Some(highest), Some(start)) = (self.highest, self.last_opening.take()) {
+            // After its `event:` line, as live events have it.
+            let event_line = self.buffer[start..]
+                .iter()
+                .position(|&byte| byte == b'\n')
+                .map_or(0, |newline| newline + 1);
+            let at = start + event_line;
+            self.buffer
+                .splice(at..at, format!("id: {highest}\n").into_bytes());
         }
         self.write_buffer().await
     }
@@ -133,6 +163,7 @@ impl Transport for SseTransport {
     async fn close(&mut self, reason: CloseReason) {
         // Best effort, never waiting: a slow client's body is full.
         self.buffer.clear();
+        self.last_opening = None;
         let _ = write!(self.buffer, ": closing: {}\n\n", reason.label());
         let _ = self
             .body
@@ -164,10 +195,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ids_wait_for_the_opening_answers_then_follow_the_stream() {
+    async fn ids_wait_for_the_opening_answers_then_the_last_answer_carries_the_resume_point() {
         let (mut sse, body) = SseTransport::new(Duration::from_millis(1500));
-        let collect =
-            tokio::spawn(async move { axum::body::to_bytes(body, usize::MAX).await.unwrap() });
+        let (chunks_tx, mut chunks) = mpsc::unbounded_channel();
+        let collect = tokio::spawn(async move {
+            use futures_util::StreamExt as _;
+            let mut stream = body.into_data_stream();
+            while let Some(chunk) = stream.next().await {
+                let _ = chunks_tx.send(chunk.unwrap());
+            }
+        });
         // Opening answers: tour B's replay after tour A's newer event.
         sse.feed(event(9)).await.unwrap();
         sse.feed(event(5)).await.unwrap();
@@ -178,12 +215,24 @@ mod tests {
         .await
         .unwrap();
         sse.flush().await.unwrap();
+        // The flush sent all but the last answer, which waits for its id.
+        let sent = chunks.recv().await.unwrap();
+        let sent = std::str::from_utf8(&sent).unwrap();
+        assert!(!sent.contains("pong"), "{sent}");
         sse.initial_answers_written().await.unwrap();
         sse.feed(event(10)).await.unwrap();
         sse.keep_alive().await.unwrap();
+        let mut text = sent.to_string();
+        // Read it all, as a client would: the close is only best effort.
+        while !text.contains("keep-alive") {
+            text.push_str(std::str::from_utf8(&chunks.recv().await.unwrap()).unwrap());
+        }
         sse.close(CloseReason::ServerShutdown).await;
         drop(sse);
-        let text = String::from_utf8(collect.await.unwrap().to_vec()).unwrap();
+        collect.await.unwrap();
+        while let Ok(chunk) = chunks.try_recv() {
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
         let blocks: Vec<&str> = text.split("\n\n").collect();
         assert_eq!(blocks[0], "retry: 1500");
         assert!(
@@ -192,11 +241,13 @@ mod tests {
         );
         assert!(blocks[1].contains(r#""seq":9"#));
         assert!(!blocks[2].contains("id:"));
-        assert!(blocks[3].starts_with("event: pong\ndata: {"));
-        assert_eq!(blocks[4], "id: 9");
-        assert!(blocks[5].starts_with("event: tour.availability.updated\nid: 10\ndata: {"));
-        assert_eq!(blocks[6], ": keep-alive");
-        assert_eq!(blocks[7], ": closing: shutdown");
+        assert!(
+            blocks[3].starts_with("event: pong\nid: 9\ndata: {"),
+            "{text}"
+        );
+        assert!(blocks[4].starts_with("event: tour.availability.updated\nid: 10\ndata: {"));
+        assert_eq!(blocks[5], ": keep-alive");
+        assert_eq!(blocks[6], ": closing: shutdown");
     }
 
     #[tokio::test]

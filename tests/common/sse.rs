@@ -213,7 +213,7 @@ impl SseClient {
 
     /// Parses one block from `text`: `Some(Some(event))` for a dispatched
     /// event, `Some(None)` for a block that dispatches nothing (a comment,
-    /// `retry:`, a bare `id:`), `None` when no complete block is buffered.
+    /// `retry:`, a block without data), `None` when no complete block is buffered.
     fn parse_block(&mut self) -> Option<Option<SseEvent>> {
         let end = self.text.find("\n\n")?;
         let block: String = self.text[..end].to_string();
