@@ -159,7 +159,7 @@ export class Debouncer {
 export interface SseResume {
   /** The last event id seen: where the next stream resumes from. */
   lastEventId: string | undefined;
-  /** The targets of the last stream that opened: a next one resumes only when it asks for nothing more. */
+  /** The targets `lastEventId` covers (its stream's): a next stream resumes only when it asks for nothing more. */
   covered: SseTargets | undefined;
 }
 
@@ -308,7 +308,6 @@ export class SseSocket implements WebSocketLike {
     source.onopen = () => {
       if (this.#source !== source) return;
       open = true;
-      resume.covered = targets;
       if (!this.#opened) {
         this.#opened = true;
         this.onopen?.({});
@@ -330,7 +329,13 @@ export class SseSocket implements WebSocketLike {
     for (const type of SSE_EVENT_TYPES) {
       source.addEventListener(type, (event) => {
         if (this.#source !== source) return;
-        if (event.lastEventId !== undefined && event.lastEventId !== "") resume.lastEventId = event.lastEventId;
+        if (event.lastEventId !== undefined && event.lastEventId !== "") {
+          // The id and the targets it covers change together: until this
+          // stream's first id (the last of its opening answers), resuming
+          // means resuming the previous stream's set from the previous id.
+          resume.lastEventId = event.lastEventId;
+          resume.covered = targets;
+        }
         if (typeof event.data !== "string") return;
         this.#received(type, event.data);
       });

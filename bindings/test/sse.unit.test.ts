@@ -294,6 +294,32 @@ describe("the client over SSE (scripted EventSource)", () => {
     expect(client.state.status).toBe("open");
   });
 
+  it("does not resume a new tour from an id that predates its snapshot", async () => {
+    const client = sseClient({ sseDebounceMs: 5 });
+    client.subscribe("tour_paris").catch(() => undefined);
+    await waitFor("client.state.status === 'open'", () => client.state.status === "open");
+    const first = FakeEventSource.latest();
+    first.emit({ type: "connection", clientId: "c1", epoch: "e1", encoding: "json" });
+    first.emit({ type: "subscribed", tourId: "tour_paris" });
+    first.emit(snapshot("tour_paris", 7), 7);
+
+    // Rome is added; its stream opens and acknowledges, but the opening
+    // answers (rome's snapshot, the id) have not arrived yet.
+    client.subscribe("tour_rome").catch(() => undefined);
+    await waitFor("FakeEventSource.all.length === 2", () => FakeEventSource.all.length === 2);
+    const second = FakeEventSource.latest();
+    await waitFor("second.readyState === 1", () => second.readyState === 1);
+    second.emit({ type: "connection", clientId: "c2", epoch: "e1", encoding: "json" });
+    second.emit({ type: "subscribed", tourId: "tour_paris" });
+
+    // Paris is dropped: rome alone was never covered by id 7.
+    await client.unsubscribe("tour_paris");
+    await waitFor("FakeEventSource.all.length === 3", () => FakeEventSource.all.length === 3);
+    const third = FakeEventSource.latest();
+    expect(third.query.get("tours")).toBe("tour_rome");
+    expect(third.query.has("lastEventId")).toBe(false);
+  });
+
   it("a subscribe to a target the stream already acknowledged is answered at once", async () => {
     const client = sseClient();
     client.subscribe("tour_paris").catch(() => undefined);
