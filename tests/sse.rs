@@ -95,6 +95,32 @@ async fn a_stream_greets_answers_its_query_then_numbers_live_events_of_its_tours
     server.stop().await;
 }
 
+#[tokio::test]
+async fn an_empty_tours_parameter_is_nothing_while_no_parameter_is_every_tour() {
+    let server = TestServer::start().await;
+    server.engine.apply(updated("tour_paris", 12));
+
+    let mut nothing = open(&server, "?tours=", &[]).await;
+    let mut every = open(&server, "", &[]).await;
+    greeted(&mut every, &["*"]).await;
+    let snapshot = every.next_of("snapshot").await;
+    assert!(!snapshot.data["tours"].as_array().expect("tours").is_empty());
+    assert_eq!(nothing.next().await.event, "connection");
+
+    server.engine.apply(updated("tour_paris", 11));
+    let live = every.next().await;
+    assert_eq!(live.event, "tour.availability.updated", "{live:?}");
+    assert!(
+        nothing
+            .next_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "a stream with no tours carries nothing"
+    );
+    assert!(!nothing.ended, "and stays open");
+    server.stop().await;
+}
+
 /// Applies `events`; returns their seqs.
 fn apply_all(server: &TestServer, events: &[(&str, u32)]) -> Vec<u64> {
     events

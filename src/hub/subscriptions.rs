@@ -51,6 +51,17 @@ impl Subscriptions {
         }
     }
 
+    /// Explicitly nothing, under `permissions`: for a connection whose
+    /// subscriptions are all named up front (an event stream's query), so
+    /// that naming none is not the every-tour delivery of a connection
+    /// that never subscribed.
+    pub fn none(permissions: Permissions) -> Self {
+        Subscriptions {
+            explicit: true,
+            ..Subscriptions::new(permissions)
+        }
+    }
+
     /// What the connection may see.
     pub fn permissions(&self) -> &Permissions {
         &self.permissions
@@ -191,6 +202,15 @@ mod tests {
                 Target::Viewing("paris".into())
             ]
         );
+    }
+
+    #[test]
+    fn none_is_nothing_until_a_subscribe() {
+        let mut subs = Subscriptions::none(Permissions::All);
+        assert_eq!(subs.effective(), vec![]);
+        subs.subscribe(&Target::tour("paris"));
+        assert!(subs.unsubscribe(&Target::tour("paris")));
+        assert_eq!(subs.effective(), vec![]);
     }
 
     #[test]

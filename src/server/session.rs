@@ -17,7 +17,8 @@
 //! A session may open with commands of its own: an event stream's
 //! subscriptions come in its URL, not as messages. They run first, in
 //! order, as if the client had sent them; once they are answered and
-//! written, the transport is told ([`Transport::initial_answers_written`]).
+//! written (at once when there are none), the transport is told
+//! ([`Transport::initial_answers_written`]).
 //!
 //! Abuse handling lives here too: a token bucket per connection (over the
 //! limit: `rate_limited` errors; still flooding: closed as a policy
@@ -40,7 +41,7 @@ use super::admission::Admitted;
 use super::commands::{self, ErrorReply};
 use super::forwarded::Peer;
 use super::limits::ConnectionSlot;
-use crate::auth::Identity;
+use crate::auth::{Identity, Permissions};
 use crate::hub::outbox::{self, Outbound};
 use crate::hub::{ClientHandle, CloseReason, Subscriptions};
 use crate::protocol::codec::Encoding;
@@ -96,17 +97,44 @@ impl<T: Transport> Session<T> {
         encoding: Encoding,
         admitted: Admitted,
     ) -> Box<Self> {
-        Session::opening_with(state, transport, encoding, admitted, Vec::new())
+        Session::build(
+            state,
+            transport,
+            encoding,
+            admitted,
+            Vec::new(),
+            Subscriptions::new,
+        )
     }
 
     /// Like [`Session::start`], running `opening` first, as if the client
-    /// had sent them (validated already).
+    /// had sent them (validated already). They are all its subscriptions
+    /// to begin with: none means none, not the every-tour delivery of a
+    /// connection that never subscribed.
     pub fn opening_with(
         state: AppState,
         transport: T,
         encoding: Encoding,
         admitted: Admitted,
         opening: Vec<ClientMessage>,
+    ) -> Box<Self> {
+        Session::build(
+            state,
+            transport,
+            encoding,
+            admitted,
+            opening,
+            Subscriptions::none,
+        )
+    }
+
+    fn build(
+        state: AppState,
+        transport: T,
+        encoding: Encoding,
+        admitted: Admitted,
+        opening: Vec<ClientMessage>,
+        subscriptions: fn(Permissions) -> Subscriptions,
     ) -> Box<Self> {
         let Admitted {
             peer,
@@ -125,7 +153,7 @@ impl<T: Transport> Session<T> {
         .allow_burst(NonZeroU32::new(state.settings.publish_burst).unwrap_or(NonZeroU32::MIN));
         Box::new(Session {
             publish_limiter: RateLimiter::direct(publish_quota),
-            subs: Subscriptions::new(identity.permissions.clone()),
+            subs: subscriptions(identity.permissions.clone()),
             identity,
             limiter: RateLimiter::direct(quota),
             flood_strikes: 0,
@@ -137,7 +165,8 @@ impl<T: Transport> Session<T> {
             client_id: Uuid::new_v4().to_string(),
             outbound,
             waiting: None,
-            opening: (!opening.is_empty()).then(|| opening.into()),
+            // Even none: the transport is told once the greeting is written.
+            opening: Some(opening.into()),
             _slot: slot,
         })
     }

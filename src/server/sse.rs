@@ -4,7 +4,10 @@
 //! The subscriptions come in the query, and become the session's opening
 //! commands: `tours=tour_paris,tour_rome` (or `tours=*`),
 //! `channels=notifications,stats`, `viewers=1` (each named tour's viewer
-//! count). Neither `tours` nor `channels`: every tour, as `tours=*`. Each
+//! count). Neither parameter given: every tour, as `tours=*`, for a page's
+//! plain `new EventSource("/sse")`; an empty `tours=` is no tours, a
+//! stream that carries nothing yet (a client that unsubscribed from
+//! everything, as a WebSocket with no subscriptions). Each
 //! is built as the `subscribe` a WebSocket client would send and checked
 //! by the same codec and the same permissions, so a bad tour id is a 400
 //! naming it and a channel the token does not allow is a 403, before
@@ -101,7 +104,7 @@ fn opening_subscriptions(
     };
     let mut tours = list(params.get("tours"));
     let channels = list(params.get("channels"));
-    if tours.is_empty() && channels.is_empty() {
+    if !params.contains_key("tours") && !params.contains_key("channels") {
         tours.push("*");
     }
     if tours.len() + channels.len() > state.engine.max_channels_per_connection() {

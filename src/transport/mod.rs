@@ -85,7 +85,8 @@ pub trait Transport: Send {
 
     /// Everything queued before now has been written: a transport that
     /// numbers what it sends may number from here (see [`sse`]). Called
-    /// once, when the subscriptions a connection opened with are answered.
+    /// once, when the subscriptions a connection opened with (if any) are
+    /// answered.
     fn initial_answers_written(&mut self) -> impl Future<Output = Result<(), Ending>> + Send {
         async { Ok(()) }
     }
