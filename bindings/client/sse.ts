@@ -97,8 +97,10 @@ export function sseUrl(
   const all = targets.tours.has("*");
   // With "*" the named tours are covered already (and `viewers` is refused with `*`).
   const tours = all ? ["*"] : [...targets.tours].sort();
-  if (tours.length > 0) query.push(`tours=${tours.map(encodeURIComponent).join(",")}`);
   const channels = [...targets.channels].sort();
+  // An empty `tours=` is nothing, as for a WebSocket with no subscriptions
+  // (no parameter at all would be every tour).
+  if (tours.length > 0 || channels.length === 0) query.push(`tours=${tours.map(encodeURIComponent).join(",")}`);
   if (channels.length > 0) query.push(`channels=${channels.map(encodeURIComponent).join(",")}`);
   if (!all && [...targets.viewers].some((t) => targets.tours.has(t))) query.push("viewers=1");
   if (options.token !== undefined && options.token !== "") query.push(`token=${encodeURIComponent(options.token)}`);
@@ -116,15 +118,12 @@ export function targetsKey(targets: SseTargets): string {
 
 /** Whether a stream for `next` would deliver something `covered` did not (a new tour, channel or viewers count). */
 export function addsTargets(covered: SseTargets, next: SseTargets): boolean {
-  // No tours and no channels is every tour.
-  const coveredAll = covered.tours.has("*") || (covered.tours.size === 0 && covered.channels.size === 0);
+  const coveredAll = covered.tours.has("*");
   for (const tour of next.tours) if (!coveredAll && !covered.tours.has(tour)) return true;
   for (const channel of next.channels) if (!covered.channels.has(channel)) return true;
   for (const tour of next.viewers) {
     if (next.tours.has(tour) && !next.tours.has("*") && !covered.viewers.has(tour)) return true;
   }
-  // No tours and no channels is every tour.
-  if (next.tours.size === 0 && next.channels.size === 0) return covered.tours.size > 0 || covered.channels.size > 0 ? !coveredAll : false;
   return false;
 }
 
@@ -415,7 +414,7 @@ export class SseSocket implements WebSocketLike {
 
 function covers(targets: SseTargets, key: TargetKey): boolean {
   if (key.startsWith("#")) return targets.channels.has(key.slice(1) as Channel);
-  return targets.tours.has(key) || targets.tours.has("*") || (targets.tours.size === 0 && targets.channels.size === 0);
+  return targets.tours.has(key) || targets.tours.has("*");
 }
 
 function snapshotTargets(t: SseTargets): SseTargets {

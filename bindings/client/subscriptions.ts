@@ -19,6 +19,12 @@ export class Subscriptions {
   #alerts: readonly LowAlert[] = [];
   /** The server history the current connection counts `seq` in. */
   #epoch: string | undefined;
+  /**
+   * Whether the application ever subscribed or unsubscribed: until then every
+   * tour is followed (the gateway broadcasts to a connection that never
+   * subscribed); after, only what is wanted, even when that is nothing.
+   */
+  #chosen = false;
 
   constructor(options: { maxAlerts?: number | undefined }) {
     this.#maxAlerts = options.maxAlerts ?? 20;
@@ -44,6 +50,7 @@ export class Subscriptions {
   }
 
   want(tourId: string): void {
+    this.#chosen = true;
     this.#wanted.add(tourId);
   }
 
@@ -70,6 +77,7 @@ export class Subscriptions {
    * state changed.
    */
   unwant(tourId: string): boolean {
+    this.#chosen = true;
     this.#wanted.delete(tourId);
     this.#viewers.delete(tourId);
     if (this.#wanted.has("*")) return false;
@@ -91,11 +99,11 @@ export class Subscriptions {
    * Whether events of `tourId` are wanted: every tour until the first
    * subscribe (the gateway broadcasts to such connections), then only the
    * subscribed ones (events still in flight when a subscription changed are
-   * ignored).
+   * ignored, also after the last one is dropped).
    */
   follows(tourId: string): boolean {
     const wanted = this.#wanted;
-    return wanted.size === 0 || wanted.has("*") || wanted.has(tourId);
+    return !this.#chosen || wanted.has("*") || wanted.has(tourId);
   }
 
   applySnapshot(message: Snapshot): Applied {

@@ -162,6 +162,26 @@ describe("SSE against a demo gateway", () => {
     await waitFor("one connection on the gateway", async () => (await gateway.health()).connectedClients === 1);
   });
 
+  it("carries nothing once every subscription is dropped, and stays open", async () => {
+    const proxy = await new UpgradeRefusingProxy(gateway.port).listen();
+    cleanups.push(() => proxy.close());
+    const c = client({ url: proxy.url, sseDebounceMs: 30 });
+    const seen = events(c);
+    await c.subscribe("tour_paris");
+    await waitFor("paris", () => c.state.tours.has("tour_paris"));
+    await c.unsubscribe("tour_paris");
+    const streams = () => proxy.requests.filter((r) => r.startsWith("/sse"));
+    await waitFor("a second stream", () => streams().length === 2);
+    expect(new URL(streams()[1] ?? "", "http://x").searchParams.get("tours")).toBe("");
+    await waitFor("one connection on the gateway", async () => (await gateway.health()).connectedClients === 1);
+    const mark = seen.length;
+    // The demo changes a tour every 50 ms.
+    await sleep(1_000);
+    expect(seen.slice(mark)).toEqual([]);
+    expect([...c.state.tours.keys()], JSON.stringify(proxy.requests)).toEqual([]);
+    expect(c.state.status).toBe("open");
+  });
+
   it("refuses rooms, ping and refresh over SSE with a TransportError", async () => {
     const c = client({ url: gateway.url });
     await c.subscribe("tour_paris");

@@ -26,10 +26,10 @@ const targets = (tours: string[], channels: Array<"notifications" | "stats"> = [
 
 describe("sseUrl", () => {
   it("maps ws to http and wss to https, /ws to /sse", () => {
-    expect(sseUrl("ws://127.0.0.1:8080/ws", targets([]))).toBe("http://127.0.0.1:8080/sse");
-    expect(sseUrl("wss://example.com/ws", targets([]))).toBe("https://example.com/sse");
-    expect(sseUrl("wss://example.com/gateway/ws", targets([]))).toBe("https://example.com/gateway/sse");
-    expect(sseUrl("ws://h/other?x=1#f", targets([]))).toBe("http://h/sse");
+    expect(sseUrl("ws://127.0.0.1:8080/ws", targets([]))).toBe("http://127.0.0.1:8080/sse?tours=");
+    expect(sseUrl("wss://example.com/ws", targets([]))).toBe("https://example.com/sse?tours=");
+    expect(sseUrl("wss://example.com/gateway/ws", targets([]))).toBe("https://example.com/gateway/sse?tours=");
+    expect(sseUrl("ws://h/other?x=1#f", targets(["*"]))).toBe("http://h/sse?tours=*");
   });
 
   it("names the tours (sorted), channels, viewers, token and lastEventId", () => {
@@ -65,10 +65,11 @@ describe("addsTargets (resume only when the new stream asks for nothing more)", 
     expect(addsTargets(base, targets(["tour_paris"]))).toBe(false);
     expect(addsTargets(base, base)).toBe(false);
   });
-  it("* and the empty set (every tour) cover every tour", () => {
+  it("* covers every tour; the empty set covers nothing and adds nothing", () => {
     expect(addsTargets(targets(["*"]), targets(["tour_paris"]))).toBe(false);
-    expect(addsTargets(targets([]), targets(["tour_paris"]))).toBe(false);
-    expect(addsTargets(targets(["tour_paris"]), targets([]))).toBe(true);
+    expect(addsTargets(targets([]), targets(["tour_paris"]))).toBe(true);
+    expect(addsTargets(targets(["tour_paris"]), targets([]))).toBe(false);
+    expect(addsTargets(targets(["*"]), targets([]))).toBe(false);
     expect(addsTargets(targets(["tour_paris"]), targets(["*"]))).toBe(true);
   });
 });
@@ -318,6 +319,29 @@ describe("the client over SSE (scripted EventSource)", () => {
     const third = FakeEventSource.latest();
     expect(third.query.get("tours")).toBe("tour_rome");
     expect(third.query.has("lastEventId")).toBe(false);
+  });
+
+  it("dropping every subscription reopens with tours= (nothing), not every tour", async () => {
+    const client = sseClient({ sseDebounceMs: 5 });
+    client.subscribe("tour_paris").catch(() => undefined);
+    await waitFor("client.state.status === 'open'", () => client.state.status === "open");
+    const first = FakeEventSource.latest();
+    first.emit({ type: "connection", clientId: "c1", epoch: "e1", encoding: "json" });
+    first.emit({ type: "subscribed", tourId: "tour_paris" });
+    first.emit(snapshot("tour_paris", 7), 7);
+
+    await client.unsubscribe("tour_paris");
+    await waitFor("FakeEventSource.all.length === 2", () => FakeEventSource.all.length === 2);
+    const second = FakeEventSource.latest();
+    expect(second.query.get("tours")).toBe("");
+    expect(second.query.has("channels")).toBe(false);
+    // It covers less than the last stream did: it resumes.
+    expect(second.query.get("lastEventId")).toBe("7");
+    // A tour added to nothing needs its snapshot.
+    client.subscribe("tour_rome").catch(() => undefined);
+    await waitFor("FakeEventSource.all.length === 3", () => FakeEventSource.all.length === 3);
+    expect(FakeEventSource.latest().query.get("tours")).toBe("tour_rome");
+    expect(FakeEventSource.latest().query.has("lastEventId")).toBe(false);
   });
 
   it("a subscribe to a target the stream already acknowledged is answered at once", async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { TourStore, type AvailabilityLow, type AvailabilityUpdated, type Snapshot } from "../client/index.js";
+import { Subscriptions } from "../client/subscriptions.js";
 
 const snapshot = (epoch: string, tours: Array<[string, number, number]>, recovered?: boolean): Snapshot => ({
   epoch,
@@ -108,5 +109,21 @@ describe("TourStore", () => {
     expect(store.tours).toBe(first);
     store.remove(["paris"]);
     expect(store.tours.size).toBe(0);
+  });
+});
+
+describe("Subscriptions (which tours' events the client keeps)", () => {
+  it("follows every tour until the first subscribe, then only the wanted, even once none are", () => {
+    const subs = new Subscriptions({});
+    subs.connected("e1");
+    // Never subscribed: the gateway broadcasts every tour, and it is kept.
+    expect(subs.applyUpdate(update("london", 9, 1))).toBe("changed");
+    subs.want("paris");
+    expect(subs.applyUpdate(update("rome", 9, 2))).toBe("unfollowed");
+    expect(subs.applyUpdate(update("paris", 9, 3))).toBe("changed");
+    // The last one dropped: an event still in flight does not bring it back.
+    expect(subs.unwant("paris")).toBe(true);
+    expect(subs.applyUpdate(update("paris", 8, 4))).toBe("unfollowed");
+    expect(subs.tours.has("paris")).toBe(false);
   });
 });
