@@ -370,7 +370,10 @@ impl GatewayBuilder {
             peers,
             shutdown.clone(),
         )));
-        let mut state = AppState::new(
+        if let Some(handle) = &self.metrics {
+            tokio::spawn(metrics_upkeep(handle.clone(), shutdown.clone()));
+        }
+        let state = AppState::new(
             engine,
             board,
             presence,
@@ -379,12 +382,9 @@ impl GatewayBuilder {
             ConnectionLimit::new(self.max_connections, self.max_connections_per_ip),
             auth,
             shutdown.clone(),
+            writer,
+            self.metrics,
         )?;
-        state.writer = writer;
-        if let Some(handle) = self.metrics {
-            tokio::spawn(metrics_upkeep(handle.clone(), shutdown.clone()));
-            state.metrics = Some(handle);
-        }
         let with_metrics = self.admin.is_none();
         if let Some(admin) = self.admin {
             if let Ok(address) = admin.local_addr() {

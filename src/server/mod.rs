@@ -101,9 +101,22 @@ impl ServerSettings {
     }
 }
 
-/// What every handler shares.
+/// What every handler shares: one pointer to [`Shared`], so that a request
+/// or a connection holding it costs 8 bytes, not a copy of every field
+/// (an idle connection's session keeps one for its whole life).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     /// State, fan-out and subscriptions.
     pub engine: Arc<Engine>,
     /// The validating codec, compiled once.
@@ -148,8 +161,10 @@ impl AppState {
         connections: ConnectionLimit,
         auth: Authenticator,
         shutdown: CancellationToken,
+        writer: Option<Arc<dyn StreamWriter>>,
+        metrics: Option<PrometheusHandle>,
     ) -> Result<Self, SchemaError> {
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             stats,
             presence,
             engine,
@@ -163,12 +178,12 @@ impl AppState {
             source,
             connections: Arc::new(connections),
             auth: Arc::new(auth),
-            metrics: None,
+            metrics,
             shutdown,
             tasks: TaskTracker::new(),
             next_id: Arc::new(AtomicU64::new(1)),
-            writer: None,
-        })
+            writer,
+        })))
     }
 }
 
