@@ -27,13 +27,16 @@
 //! How each ending reaches the client is the transport's business.
 
 use std::collections::VecDeque;
+use std::future::{Future as _, poll_fn};
 use std::num::NonZeroU32;
+use std::pin::{Pin, pin};
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::time::{MissedTickBehavior, interval_at};
+use tokio::time::{MissedTickBehavior, Sleep, interval_at};
 use uuid::Uuid;
 
 use super::AppState;
@@ -178,6 +181,19 @@ impl<T: Transport> Session<T> {
     /// idle connection when the ~0.8 KiB handler was passed by value.
     pub async fn run(mut self: Box<Self>) {
         let opened = Instant::now();
+        self.begin();
+        let ending = self.serve().await;
+        self.leave(&ending);
+        if let Ending::Close(reason) = ending {
+            self.transport.close(reason).await;
+        }
+        self.closed(&ending, opened);
+    }
+
+    /// Counts the connection, greets it and registers it with the hub.
+    /// Not `async`, so that nothing it builds (the greeting) stays in the
+    /// connection's future while it lives.
+    fn begin(&mut self) {
         let transport = T::KIND.label();
         tracing::info!(
             conn = self.client.id(),
@@ -206,8 +222,11 @@ impl<T: Transport> Session<T> {
         if self.state.shutdown.is_cancelled() {
             self.client.close(CloseReason::ServerShutdown);
         }
+    }
 
-        let ending = self.serve().await;
+    /// Takes the connection out of the hub and its rooms, and counts why
+    /// it ended, before the transport's close (which may take a while).
+    fn leave(&mut self, ending: &Ending) {
         // Free the subscriptions first: a closing client gets no more events.
         self.state
             .engine
@@ -216,12 +235,12 @@ impl<T: Transport> Session<T> {
         self.state
             .presence
             .forget_connection(self.state.engine.hub(), self.client.id());
-        // Counted when decided: the close handshake below may take a while.
-        metrics::counter!(DISCONNECTS, "reason" => ending.label(), "transport" => transport)
+        metrics::counter!(DISCONNECTS, "reason" => ending.label(), "transport" => T::KIND.label())
             .increment(1);
-        if let Ending::Close(reason) = ending {
-            self.transport.close(reason).await;
-        }
+    }
+
+    fn closed(&self, ending: &Ending, opened: Instant) {
+        let transport = T::KIND.label();
         metrics::gauge!(CONNECTIONS_OPEN, "encoding" => self.encoding_label(), "transport" => transport).decrement(1.0);
         tracing::info!(
             conn = self.client.id(),
@@ -238,27 +257,34 @@ impl<T: Transport> Session<T> {
         let period = self.state.settings.keepalive_interval;
         let mut keepalive = interval_at(tokio::time::Instant::now() + period, period);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // Only connections with a token have a deadline.
-        let mut expiry = Box::pin(tokio::time::sleep_until(self.token_deadline()));
-        let mut deadline_for = self.identity.expires_at;
+        // Only connections with a token have a deadline, and a timer for it.
+        let mut expiry: Option<Pin<Box<Sleep>>> = None;
+        let mut deadline_for = None;
 
         loop {
+            // Boxed: it runs once, and inline its future would take its
+            // size in the connection's for good.
             if self.waiting.is_none()
                 && self.opening.is_some()
-                && let Err(ending) = self.open().await
+                && let Err(ending) = Box::pin(self.open()).await
             {
                 return ending;
             }
             if deadline_for != self.identity.expires_at {
-                // A `refresh` moved the deadline.
-                expiry.as_mut().reset(self.token_deadline());
+                // The token's deadline, or a `refresh` that moved it.
                 deadline_for = self.identity.expires_at;
+                match (deadline_for, expiry.as_mut()) {
+                    (None, _) => expiry = None,
+                    (Some(_), Some(timer)) => timer.as_mut().reset(self.token_deadline()),
+                    (Some(_), None) => {
+                        expiry = Some(Box::pin(tokio::time::sleep_until(self.token_deadline())));
+                    }
+                }
             }
-            let has_token = self.identity.expires_at.is_some();
             let wake = tokio::select! {
                 biased;
                 // First, so that a busy connection still closes on time.
-                _ = &mut expiry, if has_token => Wake::TokenExpired,
+                () = expired(&mut expiry) => Wake::TokenExpired,
                 outbound = self.outbound.recv() => match outbound {
                     Outbound::Frame(frame) => Wake::Outbound(frame),
                     Outbound::Close(reason) => Wake::Close(reason),
@@ -326,7 +352,7 @@ impl<T: Transport> Session<T> {
         let deadline = self.state.settings.keepalive_interval;
         let transport = &mut self.transport;
         let outbound = &self.outbound;
-        let write = async {
+        let mut write = pin!(async {
             transport.feed(first).await?;
             for _ in 1..WRITE_BATCH {
                 match outbound.try_recv() {
@@ -335,14 +361,24 @@ impl<T: Transport> Session<T> {
                 }
             }
             transport.flush().await
-        };
-        tokio::select! {
-            written = tokio::time::timeout(deadline, write) => match written {
-                Ok(result) => result,
-                Err(_) => Err(Ending::Lost),
-            },
-            reason = outbound.close_requested() => Err(Ending::Close(reason)),
-        }
+        });
+        let mut close = pin!(outbound.close_requested());
+        // The deadline's timer is made only once a write has to wait: most
+        // batches go straight into the socket, and a timer held inline (as
+        // `tokio::time::timeout` holds it) would take its size in every
+        // connection's future, idle or not.
+        let mut timer: Option<Pin<Box<Sleep>>> = None;
+        poll_fn(|cx| {
+            if let Poll::Ready(written) = write.as_mut().poll(cx) {
+                return Poll::Ready(written);
+            }
+            if let Poll::Ready(reason) = close.as_mut().poll(cx) {
+                return Poll::Ready(Err(Ending::Close(reason)));
+            }
+            let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(deadline)));
+            timer.as_mut().poll(cx).map(|()| Err(Ending::Lost))
+        })
+        .await
     }
 
     /// When the token expires, as a tokio instant (far away without a token).
@@ -438,6 +474,14 @@ impl<T: Transport> Session<T> {
 }
 
 /// The result of the waiting command's read; pending when none waits.
+/// Resolves when the token's timer fires; never without a token.
+async fn expired(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn wait_for(
     waiting: &mut Option<Box<commands::Recovering>>,
 ) -> Result<Vec<crate::event::SourceEvent>, crate::engine::ReadBackError> {

@@ -320,8 +320,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WebSocketTransport<
                 }
                 Ok(Parsed::Nothing) => self.missed_pongs = 0,
                 Ok(Parsed::PeerClosed) => {
-                    let _ =
-                        tokio::time::timeout(self.settings.write_timeout, self.write_out()).await;
+                    // Boxed, as in `keep_alive`: rare, and a timer inline
+                    // would stay in every connection's read future.
+                    let timeout = self.settings.write_timeout;
+                    let _ = Box::pin(tokio::time::timeout(timeout, self.write_out())).await;
                     return Err(Ending::ClientClosed);
                 }
                 Ok(Parsed::NeedMore) => self.read_more().await?,
@@ -367,7 +369,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WebSocketTransport<
         }
         self.missed_pongs += 1;
         frame::write_frame(&mut self.out, frame::PING, false, b"");
-        match tokio::time::timeout(self.settings.write_timeout, self.flush()).await {
+        // Boxed: one allocation per keep-alive interval, instead of a timer
+        // inline in every connection's future for its whole life.
+        let timeout = self.settings.write_timeout;
+        match Box::pin(tokio::time::timeout(timeout, self.flush())).await {
             Ok(result) => result,
             Err(_) => Err(Ending::Lost),
         }

@@ -99,8 +99,8 @@ impl UpgradeRequest {
     }
 
     /// Answers `101`, with `protocol` and permessage-deflate when offered
-    /// and enabled, and runs `serve` on the upgraded connection in a task
-    /// of its own.
+    /// and enabled, and runs `serve`'s future on the upgraded connection
+    /// as a task of its own.
     pub fn accept<F, Fut>(
         self,
         protocol: Option<&'static str>,
@@ -133,15 +133,19 @@ impl UpgradeRequest {
             headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
         }
         let on_upgrade = self.on_upgrade;
+        // The connection's task is spawned once the upgrade is done, rather
+        // than awaited here: a future that awaited it would keep `serve`'s
+        // captures (the session's parts, moved out already) and the
+        // upgrade's result beside the session for the connection's whole
+        // life, some 400 bytes per idle connection.
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    serve(WebSocketTransport::new(
+                    tokio::spawn(serve(WebSocketTransport::new(
                         TokioIo::new(upgraded),
                         settings,
                         deflate,
-                    ))
-                    .await
+                    )));
                 }
                 Err(error) => tracing::debug!(%error, "upgrade failed"),
             }
