@@ -129,13 +129,19 @@ describe("SSE against a demo gateway", () => {
     expect(seen.map((e) => `${e.type}:${e.seq}`)).toEqual(expected);
   });
 
-  it("reopens the stream when the subscriptions change, and follows the new set", async () => {
+  /** A client over SSE through a proxy (which records the requests), following tour_paris. */
+  async function followingParis() {
     const proxy = await new UpgradeRefusingProxy(gateway.port).listen();
     cleanups.push(() => proxy.close());
     const c = client({ url: proxy.url, sseDebounceMs: 30 });
     const seen = events(c);
     await c.subscribe("tour_paris");
     await waitFor("paris", () => c.state.tours.has("tour_paris"));
+    return { proxy, c, seen };
+  }
+
+  it("reopens the stream when the subscriptions change, and follows the new set", async () => {
+    const { proxy, c, seen } = await followingParis();
     expect(proxy.requests.filter((r) => r.startsWith("/sse"))).toHaveLength(1);
 
     // Two subscribes at once: one new stream, with both.
@@ -163,12 +169,7 @@ describe("SSE against a demo gateway", () => {
   });
 
   it("carries nothing once every subscription is dropped, and stays open", async () => {
-    const proxy = await new UpgradeRefusingProxy(gateway.port).listen();
-    cleanups.push(() => proxy.close());
-    const c = client({ url: proxy.url, sseDebounceMs: 30 });
-    const seen = events(c);
-    await c.subscribe("tour_paris");
-    await waitFor("paris", () => c.state.tours.has("tour_paris"));
+    const { proxy, c, seen } = await followingParis();
     await c.unsubscribe("tour_paris");
     const streams = () => proxy.requests.filter((r) => r.startsWith("/sse"));
     await waitFor("a second stream", () => streams().length === 2);

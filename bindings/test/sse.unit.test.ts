@@ -231,6 +231,18 @@ const snapshot = (tourId: string, seq: number) => ({
   tours: [{ tourId, title: tourId, availableSeats: 10, capacity: 20, seq }],
 });
 
+/** A client whose stream follows tour_paris and has delivered its snapshot, with id 7. */
+async function onParisAtSeven(): Promise<TourcastClient> {
+  const client = sseClient({ sseDebounceMs: 5 });
+  client.subscribe("tour_paris").catch(() => undefined);
+  await waitFor("client.state.status === 'open'", () => client.state.status === "open");
+  const first = FakeEventSource.latest();
+  first.emit({ type: "connection", clientId: "c1", epoch: "e1", encoding: "json" });
+  first.emit({ type: "subscribed", tourId: "tour_paris" });
+  first.emit(snapshot("tour_paris", 7), 7);
+  return client;
+}
+
 describe("the client over SSE (scripted EventSource)", () => {
   it("opens one stream with the subscriptions made at once, and settles them with the stream's acks", async () => {
     const client = sseClient({ token: "tok" });
@@ -296,13 +308,7 @@ describe("the client over SSE (scripted EventSource)", () => {
   });
 
   it("does not resume a new tour from an id that predates its snapshot", async () => {
-    const client = sseClient({ sseDebounceMs: 5 });
-    client.subscribe("tour_paris").catch(() => undefined);
-    await waitFor("client.state.status === 'open'", () => client.state.status === "open");
-    const first = FakeEventSource.latest();
-    first.emit({ type: "connection", clientId: "c1", epoch: "e1", encoding: "json" });
-    first.emit({ type: "subscribed", tourId: "tour_paris" });
-    first.emit(snapshot("tour_paris", 7), 7);
+    const client = await onParisAtSeven();
 
     // Rome is added; its stream opens and acknowledges, but the opening
     // answers (rome's snapshot, the id) have not arrived yet.
@@ -322,13 +328,7 @@ describe("the client over SSE (scripted EventSource)", () => {
   });
 
   it("dropping every subscription reopens with tours= (nothing), not every tour", async () => {
-    const client = sseClient({ sseDebounceMs: 5 });
-    client.subscribe("tour_paris").catch(() => undefined);
-    await waitFor("client.state.status === 'open'", () => client.state.status === "open");
-    const first = FakeEventSource.latest();
-    first.emit({ type: "connection", clientId: "c1", epoch: "e1", encoding: "json" });
-    first.emit({ type: "subscribed", tourId: "tour_paris" });
-    first.emit(snapshot("tour_paris", 7), 7);
+    const client = await onParisAtSeven();
 
     await client.unsubscribe("tour_paris");
     await waitFor("FakeEventSource.all.length === 2", () => FakeEventSource.all.length === 2);
